@@ -1,0 +1,21 @@
+"""Noise-conditional energies: the protocol, analytic oracles, named targets and networks."""
+
+from ebm_ppl.energy.base import Energy, check_model_input, register_pytree, standard_normal_log_density
+from ebm_ppl.energy.network import NetworkEnergy
+from ebm_ppl.energy.oracles import GaussianOracle, MixtureOracle, gaussian_mixture_posterior, mixture_log_prob
+from ebm_ppl.energy.targets import register_target, target, target_names
+
+__all__ = [
+    "Energy",
+    "NetworkEnergy",
+    "GaussianOracle",
+    "MixtureOracle",
+    "gaussian_mixture_posterior",
+    "mixture_log_prob",
+    "target",
+    "target_names",
+    "register_target",
+    "register_pytree",
+    "check_model_input",
+    "standard_normal_log_density",
+]
