@@ -1,0 +1,90 @@
+"""The ``ebm-ppl`` command.
+
+Each subcommand lives in its own module ``ebm_ppl.cli.<name>`` exposing
+
+* ``HELP``: one line;
+* ``add_arguments(parser)``: its options (``--json`` is added for every command);
+* ``run(args) -> dict``: does the work, prints human-readable progress, returns the figures.
+
+With ``--json`` the returned dict is printed as one JSON object on the last line of stdout.
+A :class:`UsageError` (bad data set name, missing checkpoint, ...) prints one line to stderr and
+exits with code 2; nothing from deep inside JAX reaches the user for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+__all__ = ["main", "UsageError", "SUBCOMMANDS"]
+
+#: subcommand name -> module under ebm_ppl.cli
+SUBCOMMANDS = {
+    "train": "train",
+    "sample": "sample",
+    "demo": "demo",
+    "logz": "logz",
+    "bpd": "bpd",
+    "diagnose": "diagnose",
+    "solve": "solve",
+    "distill": "distill",
+}
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit code 2."""
+
+
+def _available():
+    mods = {}
+    for name, module in SUBCOMMANDS.items():
+        try:
+            mods[name] = importlib.import_module(f"ebm_ppl.cli.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"ebm_ppl.cli.{module}":
+                raise
+    return mods
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(prog="ebm-ppl", description="Energy-based models as NumPyro densities.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    mods = _available()
+    for name, mod in mods.items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.add_argument("--json", action="store_true", help="print one JSON object with the figures as the last line")
+    return parser, mods
+
+
+def _to_jsonable(obj):
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return _to_jsonable(np.asarray(obj).tolist())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def main(argv=None) -> int:
+    parser, mods = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = mods[args.command].run(args)
+    except UsageError as err:
+        print(f"ebm-ppl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(_to_jsonable(result or {})))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
