@@ -121,7 +121,8 @@ class Schedule:
 
 def _official_merge_sigmas(num_levels: int) -> np.ndarray | None:
     """The official DRL merge of DDPM's 1000 linear betas into T steps (None where it breaks)."""
-    stride = DDPM_STEPS // ((num_levels - 1) * 2) if num_levels > 1 else 0
+    # T = 1 (the paper's short-run marginal baseline): one step from DDPM's step 0 to step 999.
+    stride = DDPM_STEPS // ((num_levels - 1) * 2) if num_levels > 1 else DDPM_STEPS - 1
     if stride < 1 or (num_levels - 1) * stride >= DDPM_STEPS - 1:
         return None
     betas = np.linspace(DDPM_BETA_MIN, DDPM_BETA_MAX, DDPM_STEPS, dtype=np.float64)

@@ -153,3 +153,22 @@ def test_named_target_parameters():
 def test_unknown_or_malformed_targets(bad):
     with pytest.raises(ValueError, match="target"):
         target(bad)
+
+
+@pytest.mark.parametrize("schedule_name", ["drl:6", "ncsn:10:1:0.01"])
+def test_levels_are_the_forward_diffusion_of_the_data(schedule_name):
+    """Push exact data draws through x_{t+1} = sqrt(1 - s^2) x_t + s e step by step; y_t = c_t x_t
+    must have the oracle's level-t mean and covariance (4 standard errors)."""
+    oracle = _mixture(schedules.from_name(schedule_name))
+    sched = oracle.schedule
+    n = 200_000
+    rng = np.random.default_rng(0)
+    x = np.asarray(oracle.sample_data(jax.random.PRNGKey(3), n), np.float64)
+    for t in range(oracle.num_levels):
+        if t > 0:
+            x = sched.alphas[t] * x + sched.sigmas[t] * rng.standard_normal(x.shape)
+        y = sched.model_scales[t] * x
+        cov = np.asarray(oracle.covariance(t), np.float64)
+        scale = np.diag(cov).max()
+        np.testing.assert_allclose(y.mean(0), oracle.mean(t), atol=4 * math.sqrt(scale / n), err_msg=f"level {t}")
+        np.testing.assert_allclose(np.cov(y.T), cov, atol=8 * scale / math.sqrt(n), err_msg=f"level {t}")
