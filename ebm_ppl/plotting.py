@@ -1,0 +1,94 @@
+"""Pictures people look at: sample grids for images, scatter plots for 2-D data."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = ["save_samples", "save_image_grid", "save_scatter", "atomic_savefig"]
+
+
+def atomic_savefig(fig, path: str, **kwargs) -> str:
+    """Save a matplotlib figure to ``path`` through a temp file and a rename."""
+    import matplotlib.pyplot as plt
+
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=os.path.splitext(path)[1] or ".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, **kwargs)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def image_grid(images, ncols: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile images (n, H, W, C) in [-1, 1] into one (rows*(H+pad), cols*(W+pad), C) array in [0, 1]."""
+    images = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+    if images.ndim == 3:
+        images = images[..., None]
+    n, h, w, c = images.shape
+    ncols = ncols or int(math.ceil(math.sqrt(n)))
+    nrows = int(math.ceil(n / ncols))
+    grid = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), np.float32)
+    for i, img in enumerate(images):
+        r, col = divmod(i, ncols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = img
+    return grid
+
+
+def save_image_grid(images, path: str, title: str | None = None, ncols: int | None = None) -> str:
+    """A PNG grid of images (n, H, W[, C]) given in [-1, 1] (data space)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = image_grid(images, ncols)
+    fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + (0.4 if title else 0)))
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return atomic_savefig(fig, path, dpi=120, bbox_inches="tight")
+
+
+def save_scatter(points, path: str, title: str | None = None, reference=None, lim: float | None = None) -> str:
+    """A PNG scatter plot of 2-D points (n, 2), optionally over reference points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = np.asarray(points)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if reference is not None:
+        reference = np.asarray(reference)
+        ax.scatter(reference[:, 0], reference[:, 1], s=2, alpha=0.3, c="tab:gray", label="data")
+    ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, c="tab:blue", label="samples")
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    if reference is not None:
+        ax.legend(loc="upper right", markerscale=4)
+    if title:
+        ax.set_title(title)
+    return atomic_savefig(fig, path, dpi=120, bbox_inches="tight")
+
+
+def save_samples(samples, path: str, title: str | None = None, reference=None) -> str:
+    """Images -> grid, 2-D vectors -> scatter."""
+    samples = np.asarray(samples)
+    if samples.ndim >= 3:
+        return save_image_grid(samples, path, title)
+    if samples.ndim == 2 and samples.shape[1] == 2:
+        return save_scatter(samples, path, title, reference)
+    raise ValueError(f"cannot picture samples of shape {samples.shape}: expected images (n, H, W[, C]) or 2-D points (n, 2)")
