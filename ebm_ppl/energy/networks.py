@@ -1,0 +1,228 @@
+"""Flax (linen) energy networks: ``module.apply(variables, y, t) -> (B,)``.
+
+Both networks take ``y`` of shape (B, *data_shape) in model space and an integer level ``t`` of
+shape (B,) and return the raw network output ``net(y, t)``; the bound energy
+(:class:`ebm_ppl.energy.NetworkEnergy`) turns it into the log density
+``net(y, t) / schedule.energy_scales[t] - |y|^2 / (2 base_variance)``.
+
+* :class:`MLPEnergyNet` for vectors and 2-D data: sinusoidal time embedding, residual MLP,
+  output = <act(h), Dense(temb)> (a dot product with a time projection, as the image network).
+* :class:`WideResNetEnergyNet` for images (H, W, C), after Gao et al. (2021), Table 5, and the
+  official code: 3x3 conv; ``num_res_blocks`` ResBlocks per resolution with 2x2 average-pool
+  downsampling between resolutions; ResBlock = leakyReLU(0.2), conv3x3, + Dense(leakyReLU(temb)),
+  leakyReLU, conv3x3 (zero-initialised) times a learned per-channel gain, + input (1x1 conv on
+  the skip when the channel count changes); spectral normalisation of every conv / dense layer
+  (power-iteration vectors live in the ``"batch_stats"`` collection); ReLU, global sum, dot with
+  a time projection.
+
+Spectral normalisation: ``apply(variables, y, t)`` uses the stored power-iteration vectors
+(``update_stats=False``, the default); training calls
+``apply(variables, y, t, update_stats=True, mutable=["batch_stats"])`` once per step.
+
+``build(config)`` makes a module from a JSON-serialisable dict (stored in checkpoints),
+``init_variables(module, key, data_shape)`` its variables.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "MLPEnergyNet",
+    "WideResNetEnergyNet",
+    "ResBlock",
+    "timestep_embedding",
+    "build",
+    "init_variables",
+    "config_of",
+    "NETWORKS",
+]
+
+
+def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
+    """DDPM's sinusoidal embedding of integer levels ``t`` (B,) -> (B, dim)."""
+    t = jnp.asarray(t, jnp.float32)
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / max(half - 1, 1))
+    args = t[:, None] * freqs[None, :]
+    emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+    if dim % 2:
+        emb = jnp.pad(emb, ((0, 0), (0, 1)))
+    return emb
+
+
+def _activation(name: str):
+    if name == "leaky_relu":
+        return lambda x: nn.leaky_relu(x, 0.2)
+    if name == "swish":
+        return nn.swish
+    if name == "relu":
+        return nn.relu
+    raise ValueError(f"unknown activation {name!r}; choose leaky_relu, swish or relu")
+
+
+class _Layer(nn.Module):
+    """A Dense/Conv layer, spectrally normalised when ``spectral_norm``."""
+
+    layer: nn.Module
+    spectral_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x, update_stats: bool = False):
+        if self.spectral_norm:
+            return nn.SpectralNorm(self.layer)(x, update_stats=update_stats)
+        return self.layer(x)
+
+
+class _TimeEmbedding(nn.Module):
+    """Sinusoidal embedding then Dense, act, Dense (Table 5 (d))."""
+
+    dim: int
+    spectral_norm: bool = False
+    activation: str = "leaky_relu"
+
+    @nn.compact
+    def __call__(self, t, update_stats: bool = False):
+        act = _activation(self.activation)
+        emb = timestep_embedding(t, self.dim)
+        emb = _Layer(nn.Dense(self.dim * 4), self.spectral_norm)(emb, update_stats)
+        emb = act(emb)
+        return _Layer(nn.Dense(self.dim * 4), self.spectral_norm)(emb, update_stats)
+
+
+class MLPEnergyNet(nn.Module):
+    """Residual MLP energy for flat or 2-D data.
+
+    Attributes:
+      width: hidden width.
+      depth: number of residual blocks (each: act, Dense, + Dense(act(temb)), act, Dense).
+      temb_dim: sinusoidal embedding size (the time MLP has 4x this width).
+      activation: ``"swish"`` (default), ``"leaky_relu"`` or ``"relu"``.
+      spectral_norm: spectrally normalise every Dense layer.
+    """
+
+    width: int = 128
+    depth: int = 3
+    temb_dim: int = 32
+    activation: str = "swish"
+    spectral_norm: bool = False
+
+    @nn.compact
+    def __call__(self, y, t, update_stats: bool = False):
+        act = _activation(self.activation)
+        sn = self.spectral_norm
+        h = y.reshape((y.shape[0], -1))
+        temb = _TimeEmbedding(self.temb_dim, sn, self.activation)(t, update_stats)
+        h = _Layer(nn.Dense(self.width), sn)(h, update_stats)
+        for _ in range(self.depth):
+            r = _Layer(nn.Dense(self.width), sn)(act(h), update_stats)
+            r = r + _Layer(nn.Dense(self.width), sn)(act(temb), update_stats)
+            r = _Layer(nn.Dense(self.width, kernel_init=nn.initializers.zeros), sn)(act(r), update_stats)
+            h = h + r
+        proj = _Layer(nn.Dense(self.width), sn)(act(temb), update_stats)
+        return jnp.sum(act(h) * proj, axis=-1)
+
+
+class ResBlock(nn.Module):
+    """The paper's ResBlock (Table 5 (e)); identity at initialisation (zero second conv)."""
+
+    channels: int
+    spectral_norm: bool = True
+    gain_init: float = 1.0
+
+    @nn.compact
+    def __call__(self, x, temb, update_stats: bool = False):
+        act = lambda v: nn.leaky_relu(v, 0.2)  # noqa: E731
+        sn = self.spectral_norm
+        h = _Layer(nn.Conv(self.channels, (3, 3), padding="SAME"), sn, name="conv1")(act(x), update_stats)
+        h = h + _Layer(nn.Dense(self.channels), sn, name="temb_proj")(act(temb), update_stats)[:, None, None, :]
+        h = _Layer(
+            nn.Conv(self.channels, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros), sn, name="conv2"
+        )(act(h), update_stats)
+        gain = self.param("gain", nn.initializers.constant(self.gain_init), (self.channels,))
+        h = h * gain
+        if x.shape[-1] != self.channels:
+            x = _Layer(nn.Conv(self.channels, (1, 1)), sn, name="skip")(x, update_stats)
+        return x + h
+
+
+class WideResNetEnergyNet(nn.Module):
+    """Wide-ResNet energy for images (H, W, C), channel-last.
+
+    Attributes:
+      width: channels of the first resolution (the paper: 128).
+      channel_mults: multiplier per resolution (the paper's 32x32: (1, 2, 2, 2) = 128/256/256/256);
+        a 2x2 average pool sits between consecutive resolutions.
+      num_res_blocks: N, ResBlocks per resolution (CIFAR-10: 8).
+      spectral_norm: spectrally normalise all conv and dense layers (the paper does).
+    """
+
+    width: int = 128
+    channel_mults: Sequence[int] = (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    spectral_norm: bool = True
+
+    @nn.compact
+    def __call__(self, y, t, update_stats: bool = False):
+        if y.ndim != 4:
+            raise ValueError(f"WideResNetEnergyNet expects images (B, H, W, C), got shape {y.shape}")
+        sn = self.spectral_norm
+        temb = _TimeEmbedding(self.width, sn, "leaky_relu")(t, update_stats)
+        h = _Layer(nn.Conv(self.width, (3, 3), padding="SAME"), sn)(y, update_stats)
+        for level, mult in enumerate(self.channel_mults):
+            for _ in range(self.num_res_blocks):
+                h = ResBlock(self.width * mult, sn)(h, temb, update_stats)
+            if level < len(self.channel_mults) - 1:
+                if h.shape[1] < 2 or h.shape[2] < 2:
+                    raise ValueError(f"image too small for {len(self.channel_mults)} resolutions: {y.shape[1:]}")
+                h = nn.avg_pool(h, (2, 2), (2, 2), padding="SAME" if h.shape[1] % 2 else "VALID")
+        h = jnp.sum(nn.relu(h), axis=(1, 2))
+        proj = _Layer(nn.Dense(h.shape[-1]), sn)(nn.leaky_relu(temb, 0.2), update_stats)
+        return jnp.sum(h * proj, axis=-1)
+
+
+NETWORKS = {"mlp": MLPEnergyNet, "wrn": WideResNetEnergyNet}
+
+
+def build(config: dict) -> nn.Module:
+    """A module from a JSON config ``{"name": "mlp"|"wrn", **attributes}``."""
+    config = dict(config)
+    name = config.pop("name", None)
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
+    cls = NETWORKS[name]
+    fields = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}
+    unknown = set(config) - fields
+    if unknown:
+        raise ValueError(f"network {name!r} has no option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    if "channel_mults" in config:
+        config["channel_mults"] = tuple(int(m) for m in config["channel_mults"])
+    return cls(**config)
+
+
+def config_of(module: nn.Module) -> dict:
+    """The JSON config that :func:`build` turns back into ``module``."""
+    for name, cls in NETWORKS.items():
+        if type(module) is cls:
+            out = {"name": name}
+            for f in cls.__dataclass_fields__:
+                if f in ("parent", "name"):
+                    continue
+                v = getattr(module, f)
+                out[f] = list(v) if isinstance(v, tuple) else v
+            return out
+    raise ValueError(f"not an ebm_ppl energy network: {type(module).__name__}")
+
+
+def init_variables(module: nn.Module, key: jax.Array, data_shape: Sequence[int]) -> dict[str, Any]:
+    """Variables of ``module`` for examples of shape ``data_shape`` (``params`` and, with spectral
+    normalisation, ``batch_stats``)."""
+    y = jnp.zeros((1,) + tuple(int(s) for s in data_shape), jnp.float32)
+    t = jnp.zeros((1,), jnp.int32)
+    variables = module.init({"params": key}, y, t, update_stats=True)
+    return dict(variables)

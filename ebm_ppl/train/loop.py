@@ -1,0 +1,331 @@
+"""The training loop: Adam with linear warm-up, global-norm clipping, EMA, NaN guard, checkpoints.
+
+``train(x, config, out)`` trains an energy network on data ``x`` (n, *data_shape) in data space
+([-1, 1], bin centres; dequantised here per batch) with a preset-like ``config`` (see
+:mod:`ebm_ppl.train.presets`) and writes into the checkpoint directory ``out``:
+
+* ``config.json``, ``params.msgpack`` (EMA weights), ``train_state.msgpack`` (see
+  :mod:`ebm_ppl.checkpoint`), every ``ckpt_every`` steps and at the end;
+* ``train_log.jsonl``: one JSON line per ``log_every`` steps (mean loss, gradient norm, steps/s);
+* ``samples/step_<s>.png`` and ``samples/latest.png``: progressive samples of the EMA model.
+
+Determinism: step s uses ``fold_in(PRNGKey(seed), s)`` for its batch, dequantisation and
+objective, and the whole state (raw and EMA variables, optimizer state, step) is checkpointed,
+so resuming from step s reaches bit-identical parameters to an uninterrupted run.
+
+NaN / divergence guard: a step whose loss, gradient norm or new parameters are not finite (or
+whose |loss| exceeds ``max_abs_loss``) is not applied; training stops with
+:class:`TrainingDiverged`, and the checkpoint on disk (the last periodic one) is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ebm_ppl import checkpoint as ckpt
+from ebm_ppl.energy import NetworkEnergy
+from ebm_ppl.energy import networks
+from ebm_ppl.schedules import from_name
+from ebm_ppl.train.objectives import get_objective, network_log_density
+
+__all__ = ["train", "TrainingDiverged", "make_optimizer", "init_state", "make_train_step", "LOG_FILE"]
+
+LOG_FILE = "train_log.jsonl"
+
+
+class TrainingDiverged(RuntimeError):
+    """The NaN / divergence guard stopped training."""
+
+
+def make_optimizer(opt: dict) -> optax.GradientTransformation:
+    """Adam(lr, beta1, beta2) with a linear warm-up over ``warmup`` steps, after global-norm
+    clipping at ``grad_clip`` (None: no clipping)."""
+    lr, warmup = float(opt["lr"]), int(opt.get("warmup", 0))
+    if warmup > 0:
+        schedule = lambda count: lr * jnp.minimum((count + 1) / warmup, 1.0)  # noqa: E731
+    else:
+        schedule = lr
+    parts = []
+    if opt.get("grad_clip") is not None:
+        parts.append(optax.clip_by_global_norm(float(opt["grad_clip"])))
+    parts.append(optax.adam(schedule, b1=float(opt.get("beta1", 0.9)), b2=float(opt.get("beta2", 0.999))))
+    return optax.chain(*parts)
+
+
+def init_state(module, tx, key, data_shape) -> dict:
+    """The training state: step, raw params, spectral-norm statistics, EMA params, optimizer state."""
+    variables = networks.init_variables(module, key, data_shape)
+    params = variables["params"]
+    return {
+        "step": jnp.asarray(0, jnp.int32),
+        "params": params,
+        "batch_stats": variables.get("batch_stats", {}),
+        "ema_params": jax.tree_util.tree_map(jnp.copy, params),
+        "opt_state": tx.init(params),
+    }
+
+
+def _variables(params, batch_stats) -> dict:
+    return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+def ema_variables(state) -> dict:
+    """The EMA copy as Flax variables (what sampling and checkpoints use)."""
+    return _variables(state["ema_params"], state["batch_stats"])
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def make_train_step(module, config: dict, data_info: dict | None, seed: int) -> Callable:
+    """``step(state, data) -> (state, metrics)``, jitted; ``data`` is the full training array."""
+    schedule = from_name(config["schedule"])
+    obj_cfg = dict(config["objective"])
+    objective = get_objective(obj_cfg.pop("name"), schedule, **obj_cfg)
+    log_density = network_log_density(module, schedule, config.get("base_variance"))
+    tx = make_optimizer(config["optimizer"])
+    decay = float(config["optimizer"].get("ema_decay", 0.999))
+    batch_size = int(config["batch_size"])
+    max_abs = float(config.get("max_abs_loss") or np.inf)
+    bin_width = None if not data_info else data_info.get("bin_width")
+    seed_key = jax.random.PRNGKey(seed)
+    has_sn = bool(config["network"].get("spectral_norm", False))
+
+    def step_fn(state, data):
+        key = jax.random.fold_in(seed_key, state["step"])
+        k_idx, k_deq, k_obj, k_sn = jax.random.split(key, 4)
+        idx = jax.random.randint(k_idx, (batch_size,), 0, data.shape[0])
+        x0 = data[idx]
+        if bin_width is not None:
+            x0 = x0 + (jax.random.uniform(k_deq, x0.shape, x0.dtype) - 0.5) * bin_width
+        batch_stats = state["batch_stats"]
+        if has_sn:  # one power-iteration step per training step
+            t_sn = jax.random.randint(k_sn, (batch_size,), 0, schedule.num_levels)
+            _, upd = module.apply(
+                _variables(state["params"], batch_stats), x0, t_sn, update_stats=True, mutable=["batch_stats"]
+            )
+            batch_stats = upd["batch_stats"]
+
+        def loss_fn(params):
+            return objective(log_density, _variables(params, batch_stats), x0, k_obj)
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        grad_norm = optax.global_norm(grads)
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (jnp.abs(loss) < max_abs) & _all_finite(params)
+        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema_params"], params)
+        new = {"step": state["step"] + 1, "params": params, "batch_stats": batch_stats, "ema_params": ema,
+               "opt_state": opt_state}
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
+        return new, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
+
+    return jax.jit(step_fn, donate_argnums=())
+
+
+def _check_compatible(saved: dict, config: dict, path: str):
+    for field in ("network", "schedule", "objective", "base_variance"):
+        if saved.get(field) != config.get(field) and not (field == "objective" and saved.get(field) is None):
+            raise ValueError(
+                f"{os.path.join(path, ckpt.CONFIG_FILE)}: cannot resume: {field} differs "
+                f"(checkpoint {saved.get(field)!r}, requested {config.get(field)!r})"
+            )
+
+
+def _jsonable(cfg):
+    return json.loads(json.dumps(cfg, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def save_samples_png(energy, key, n: int, path: str, sample_cfg: dict, reference=None, title=None) -> np.ndarray:
+    """Progressive samples of ``energy`` (data space) pictured at ``path``; returns the samples."""
+    from ebm_ppl.plotting import save_samples
+    from ebm_ppl.sampling.progressive import sample
+
+    x = sample(energy, key, n, inner=sample_cfg.get("inner", "langevin"),
+               num_inner_steps=int(sample_cfg.get("num_inner_steps", 30)),
+               step_scale=float(sample_cfg.get("step_scale", 1.0)))
+    x = np.asarray(x)
+    if x.ndim >= 3:
+        x_plot = np.clip(x, -1.0, 1.0)
+    else:
+        x_plot = x
+    save_samples(x_plot, path, title=title, reference=reference)
+    return x
+
+
+def train(
+    x: np.ndarray,
+    config: dict,
+    out: str,
+    *,
+    data_info: dict | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    write_samples: bool = True,
+) -> dict:
+    """Train on ``x`` (n, *data_shape), data space) with ``config``; checkpoint into ``out``.
+
+    Args:
+      x: training data, bin centres in [-1, 1] (dequantised per batch when ``data_info`` gives a
+        ``bin_width``).
+      config: a preset dict (:func:`ebm_ppl.train.presets.get_preset`), possibly edited.
+      out: checkpoint directory.
+      data_info: ``ebm_ppl.data.info(name)`` (stored in the checkpoint; levels / scaling).
+      seed: the training seed.
+      steps: total number of steps to reach (default ``config["steps"]``).
+      resume: continue from the checkpoint in ``out`` (its stored training config is used).
+      progress: show a tqdm bar.
+      write_samples: write sample-grid PNGs every ``sample_every`` steps and at the end.
+
+    Returns:
+      a dict of figures: final_loss (mean over the last log interval), steps, steps_per_s,
+      wall_time_s, out, diverged (False; divergence raises).
+
+    Raises:
+      TrainingDiverged: the NaN / divergence guard fired (message names the step and what is kept).
+      ValueError: bad configuration, incompatible checkpoint for ``resume``.
+    """
+    x = np.asarray(x, np.float32)
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise ValueError(f"training data must have shape (n, *data_shape), got {x.shape}")
+    data_shape = tuple(x.shape[1:])
+    info = dict(data_info or {"name": "array", "data_shape": data_shape, "levels": None})
+    info.setdefault("data_shape", data_shape)
+    if tuple(info["data_shape"]) != data_shape:
+        raise ValueError(f"data_info says data_shape {tuple(info['data_shape'])} but the data have {data_shape}")
+    config = _jsonable(config)
+    start_time = time.perf_counter()
+    if resume:
+        saved = ckpt.read_config(out)
+        _check_compatible(saved, config, out)
+        if saved.get("seed") is not None and int(saved["seed"]) != int(seed):
+            raise ValueError(f"{out}: cannot resume: checkpoint was trained with seed {saved['seed']}, requested {seed}")
+        if tuple(saved["data_shape"]) != data_shape:
+            raise ValueError(f"{out}: cannot resume: checkpoint data_shape {tuple(saved['data_shape'])} != {data_shape}")
+    total = int(steps if steps is not None else config["steps"])
+    module = networks.build(config["network"])
+    schedule = from_name(config["schedule"])
+    tx = make_optimizer(config["optimizer"])
+    state = init_state(module, tx, jax.random.fold_in(jax.random.PRNGKey(seed), -1 & 0x7FFFFFFF), data_shape)
+    if resume:
+        state = ckpt.load_train_state(out, state)
+        state = jax.tree_util.tree_map(jnp.asarray, state)
+    start = int(state["step"])
+    step_fn = make_train_step(module, config, info, seed)
+    data = jnp.asarray(x)
+    os.makedirs(out, exist_ok=True)
+    log_path = os.path.join(out, LOG_FILE)
+    if not resume and os.path.exists(log_path):
+        os.remove(log_path)
+    log_every = max(int(config.get("log_every", 50)), 1)
+    ckpt_every = int(config.get("ckpt_every", 0) or 0)
+    sample_every = int(config.get("sample_every", 0) or 0)
+    base_variance = config.get("base_variance")
+    reference = x[: int(config.get("num_samples", 64))] if len(data_shape) == 1 and data_shape[0] == 2 else None
+    prior_wall = 0.0
+    if resume:
+        prior_wall = float(ckpt.read_config(out).get("wall_time_s", 0.0) or 0.0)
+
+    def save(state, wall):
+        ckpt.save(
+            out, network=config["network"], variables=ema_variables(state), schedule=config["schedule"], data=info,
+            step=int(state["step"]), base_variance=base_variance, objective=config["objective"],
+            preset=config.get("preset"), train_state=state,
+            extra={"seed": int(seed), "train": config, "wall_time_s": prior_wall + wall},
+        )
+
+    def write_grid(state, step):
+        energy = NetworkEnergy(module, ema_variables(state), schedule, data_shape, base_variance)
+        key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), 0)
+        path = os.path.join(out, "samples", f"step_{step:07d}.png")
+        save_samples_png(energy, key, int(config.get("num_samples", 64)), path, config.get("sample", {}),
+                         reference=reference, title=f"{config.get('preset') or 'ebm'} step {step}")
+        import shutil
+
+        shutil.copyfile(path, os.path.join(out, "samples", "latest.png"))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    losses, gnorms = [], []
+    last_log_t, last_log_step = time.perf_counter(), start
+    final_loss = math.nan
+    t_loop = time.perf_counter()
+    last_ckpt_step = start if resume else None
+    try:
+        for s in range(start, total):
+            new_state, m = step_fn(state, data)
+            if not bool(m["ok"]):
+                kept = (
+                    f"the checkpoint in {out} (step {last_ckpt_step}) is kept" if last_ckpt_step is not None
+                    else f"no checkpoint was written to {out} yet"
+                )
+                raise TrainingDiverged(
+                    f"training diverged at step {s}: loss={float(m['loss']):.4g}, grad norm={float(m['grad_norm']):.4g} "
+                    f"(non-finite or |loss| > {config.get('max_abs_loss')}); the update was not applied and "
+                    f"{kept}. Try a smaller --lr, stronger grad_clip or a longer warm-up."
+                )
+            state = new_state
+            losses.append(m["loss"])
+            gnorms.append(m["grad_norm"])
+            step = s + 1
+            if bar is not None:
+                bar.update(1)
+            if step % log_every == 0 or step == total:
+                now = time.perf_counter()
+                mean_loss = float(np.mean(np.asarray(jax.device_get(losses))))
+                entry = {
+                    "step": step,
+                    "loss": mean_loss,
+                    "grad_norm": float(np.mean(np.asarray(jax.device_get(gnorms)))),
+                    "steps_per_s": (step - last_log_step) / max(now - last_log_t, 1e-9),
+                    "wall_time_s": prior_wall + now - start_time,
+                }
+                final_loss = mean_loss
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(entry) + "\n")
+                if bar is not None:
+                    bar.set_postfix(loss=f"{mean_loss:.4g}")
+                losses, gnorms = [], []
+                last_log_t, last_log_step = now, step
+            if (ckpt_every and step % ckpt_every == 0) or step == total:
+                save(state, time.perf_counter() - start_time)
+                last_ckpt_step = step
+            if write_samples and ((sample_every and step % sample_every == 0) or step == total):
+                write_grid(state, step)
+    finally:
+        if bar is not None:
+            bar.close()
+    if start >= total and write_samples:
+        write_grid(state, start)
+    loop_time = time.perf_counter() - t_loop
+    return {
+        "out": out,
+        "steps": total,
+        "steps_run": total - start,
+        "final_loss": final_loss,
+        "steps_per_s": (total - start) / loop_time if total > start else None,
+        "wall_time_s": time.perf_counter() - start_time,
+        "preset": config.get("preset"),
+        "diverged": False,
+    }
+
+
+def state_leaves(state) -> list[np.ndarray]:
+    """Flattened numpy leaves of a state (for bit-exact comparisons)."""
+    return [np.asarray(v) for v in jax.tree_util.tree_leaves(state)]

@@ -1,0 +1,136 @@
+"""Training presets: JSON-serialisable dicts that say everything the loop needs.
+
+Keys: ``network`` (``ebm_ppl.energy.networks.build`` config), ``schedule`` (name),
+``objective`` (``{"name": ..., **options}``, see :mod:`ebm_ppl.train.objectives`),
+``base_variance`` (the Gaussian base term of the bound energy), ``optimizer`` (Adam ``lr``,
+``beta1``, ``beta2``, linear ``warmup`` steps, global-norm ``grad_clip`` or None, ``ema_decay``),
+``batch_size``, ``steps``, ``log_every``, ``ckpt_every``, ``sample_every``, ``num_samples``
+(the sample grid), ``sample`` (progressive sampler options), ``max_abs_loss`` (divergence guard),
+``data`` (the data set it was sized for) and ``description``.
+
+The CPU presets are sized for 2 cores: ``t6-2d`` trains 8gaussians in a couple of minutes,
+``t6-digits`` a reasonable 8x8 digits model in about 10-15 minutes. ``t6-cifar`` is the paper's
+CIFAR-10 setting (Gao et al. 2021, Tables 5 and 6) for users with a GPU and CIFAR-10 arrays.
+"""
+
+from __future__ import annotations
+
+import copy
+
+__all__ = ["PRESETS", "get_preset", "preset_names", "DEFAULT_BASE_VARIANCE"]
+
+#: Variance of the Gaussian base term -|y|^2 / (2 base_variance) of our presets: it makes every
+#: level normalisable whatever the network does far from the data, and is wide beside the data
+#: (model space lies within [-1, 1] per coordinate), so it hardly touches the fit.
+DEFAULT_BASE_VARIANCE = 4.0
+
+_COMMON = {
+    "base_variance": DEFAULT_BASE_VARIANCE,
+    "max_abs_loss": 1e8,
+    "log_every": 50,
+    "sample": {"inner": "langevin", "num_inner_steps": 30, "step_scale": 1.0},
+}
+
+PRESETS: dict[str, dict] = {
+    "t6-2d": {
+        **_COMMON,
+        "description": "T6 recovery likelihood (K=30) for 2-D data; residual MLP, a couple of minutes on CPU",
+        "data": "8gaussians",
+        "network": {"name": "mlp", "width": 128, "depth": 3, "temb_dim": 32, "activation": "swish", "spectral_norm": False},
+        "schedule": "drl:6",
+        "objective": {"name": "recovery_likelihood", "num_steps": 30},
+        "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 100, "grad_clip": 1.0, "ema_decay": 0.995},
+        "batch_size": 256,
+        "steps": 3000,
+        "ckpt_every": 500,
+        "sample_every": 1000,
+        "num_samples": 1000,
+    },
+    "t6-digits": {
+        **_COMMON,
+        "description": "T6 recovery likelihood (K=30) for 8x8 digits; small spectrally normalised WRN",
+        "data": "digits",
+        "network": {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True},
+        "schedule": "drl:6",
+        "objective": {"name": "recovery_likelihood", "num_steps": 30},
+        "optimizer": {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "batch_size": 64,
+        "steps": 6000,
+        "ckpt_every": 500,
+        "sample_every": 1000,
+        "num_samples": 64,
+    },
+    "t1k-digits": {
+        **_COMMON,
+        "description": "T1k normal approximation (K=0), recovery-likelihood gradient, 8x8 digits",
+        "data": "digits",
+        "network": {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True},
+        "schedule": "drl:1000",
+        "objective": {"name": "normal_approx"},
+        "optimizer": {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "batch_size": 64,
+        "steps": 20000,
+        "ckpt_every": 1000,
+        "sample_every": 5000,
+        "num_samples": 64,
+        "sample": {"inner": "normal", "num_inner_steps": 1, "step_scale": 1.0},
+    },
+    "dsm-digits": {
+        **_COMMON,
+        "description": "energy-parameterised denoising score matching (NCSN ladder 1.5..0.05, L=10), 8x8 digits",
+        "data": "digits",
+        "network": {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True},
+        "schedule": "ncsn:10:1.5:0.05",
+        "objective": {"name": "dsm"},
+        "optimizer": {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "batch_size": 128,
+        "steps": 10000,
+        "ckpt_every": 1000,
+        "sample_every": 2500,
+        "num_samples": 64,
+        "sample": {"inner": "langevin", "num_inner_steps": 100, "step_scale": 5.0},
+    },
+    "short-run-digits": {
+        **_COMMON,
+        "description": "the paper's T=1, K=180 short-run baseline (recovery likelihood on drl:1), 8x8 digits",
+        "data": "digits",
+        "network": {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True},
+        "schedule": "drl:1",
+        "objective": {"name": "short_run", "num_steps": 180},
+        "optimizer": {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "batch_size": 64,
+        "steps": 3000,
+        "ckpt_every": 500,
+        "sample_every": 1000,
+        "num_samples": 64,
+        "sample": {"inner": "langevin", "num_inner_steps": 180, "step_scale": 1.0},
+    },
+    "t6-cifar": {
+        **_COMMON,
+        "description": "the paper's CIFAR-10 T6 setting (N=8, 128/256/256/256, batch 256, Adam 1e-4, 240k steps); GPU",
+        "data": None,
+        "network": {"name": "wrn", "width": 128, "channel_mults": [1, 2, 2, 2], "num_res_blocks": 8, "spectral_norm": True},
+        "schedule": "drl:6",
+        "objective": {"name": "recovery_likelihood", "num_steps": 30},
+        "optimizer": {"lr": 1e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 1000, "grad_clip": None, "ema_decay": 0.999},
+        "batch_size": 256,
+        "steps": 240000,
+        "log_every": 100,
+        "ckpt_every": 5000,
+        "sample_every": 15000,
+        "num_samples": 64,
+    },
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> dict:
+    """A deep copy of preset ``name`` (ValueError listing the presets if unknown)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
+    out = copy.deepcopy(PRESETS[name])
+    out["preset"] = name
+    return out
