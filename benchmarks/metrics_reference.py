@@ -51,6 +51,11 @@ def main():
     m_ref = metrics.mmd(data.load("8gaussians", "train")[:2000], data.load("8gaussians", "test")[:2000])
     mmd_dig = metrics.mmd(sub, te)
     mmd_gauss = metrics.mmd(gauss, te)
+    null = {}
+    for label, kw in (("unbiased_median", {}), ("biased_median", {"unbiased": False}), ("unbiased_h0.1", {"bandwidth": 0.1})):
+        r = [metrics.mmd(data.sample_2d("8gaussians", 2 * i + 10, 2000), data.sample_2d("8gaussians", 2 * i + 11, 2000), **kw).mmd2
+             for i in range(20)]
+        null[label] = {"mean": float(np.mean(r)), "sd": float(np.std(r, ddof=1))}
     res = {
         "frechet_distance": fd,
         "gaussian_fit_class_histogram": hist.counts.tolist(),
@@ -59,6 +64,7 @@ def main():
             "8gaussians_train2000_vs_test2000": m_ref._asdict(),
             "digits_train360_vs_test360": mmd_dig._asdict(),
             "digits_gaussian_fit360_vs_test360": mmd_gauss._asdict(),
+            "8gaussians_same_law_2000_vs_2000_20_replicates": null,
         },
         "classifier": metrics.load_digits_classifier().card,
         "wall_time_s": round(time.time() - t0, 1),
