@@ -1,0 +1,148 @@
+"""Progressive kernel: mode weights on ncsn2, exact conditionals, 64-D mixture, NumPyro kernel."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ebm_ppl import target
+from ebm_ppl.sampling import long_run, progressive
+
+
+def _frac_upper(x):
+    return float(jnp.mean(x[:, 0] > 0))
+
+
+def test_ncsn2_plain_langevin_wrong_progressive_right():
+    # NCSN sec 3.2: weights 1/5 at (-5,-5) and 4/5 at (5,5). MC std of the fraction: sqrt(0.16/n).
+    n = 1000
+    std = np.sqrt(0.16 / n)
+    e = target("ncsn2", schedule="drl:100:linear")
+    # plain (unadjusted) Langevin on level 0 alone from a uniform init on [-8, 8]^2, 500 steps
+    y = jax.random.uniform(jax.random.key(0), (n, 2), minval=-8.0, maxval=8.0)
+    eps = 0.05
+
+    def step(y, k):
+        return y + eps * e.score(y, 0) + jnp.sqrt(2 * eps) * jax.random.normal(k, y.shape), None
+
+    y, _ = jax.lax.scan(step, y, jax.random.split(jax.random.key(1), 500))
+    plain = _frac_upper(y)
+    assert abs(plain - 0.8) > 8 * std, plain  # stuck near the init's split (about 0.5)
+    x = progressive.sample(e, jax.random.key(2), n, inner="mala", num_inner_steps=3,
+                           tune_kwargs=dict(num_chains=32, num_adapt=20, num_inner_steps=3))
+    prog = _frac_upper(x)
+    assert abs(prog - 0.8) < 4 * std, prog
+
+
+def test_langevin_reproduces_exact_gaussian_conditional():
+    # p(y_t | x_{t+1}) of a Gaussian oracle is Gaussian (oracle.conditional). Unadjusted Langevin with
+    # step h has stationary covariance C (I - h C^-1 / 4)^-1: relative bias h / (4 v_min) < 0.5% here.
+    e = target("gauss:4")
+    t = 1
+    x_next = e.sample(jax.random.key(0), 1, t + 1)[0] / e.schedule.model_scales[t + 1]
+    w, m, c = e.conditional(x_next, t)
+    mean, cov = m[0], c[0]
+    v_min = float(jnp.linalg.eigvalsh(cov)[0])
+    h = 0.02 * v_min
+    n, steps = 4000, 1500
+    logd = progressive.conditional_log_density_fn(e, x_next, t)
+    grad = jax.vmap(jax.grad(logd))
+
+    def step(y, k):
+        return y + 0.5 * h * grad(y) + jnp.sqrt(h) * jax.random.normal(k, y.shape), None
+
+    y0 = jnp.broadcast_to(x_next, (n, 4))
+    y, _ = jax.lax.scan(step, y0, jax.random.split(jax.random.key(1), steps))
+    sd = jnp.sqrt(jnp.diag(cov))
+    # mean: 4.5 MC standard errors (n independent chains)
+    assert jnp.all(jnp.abs(y.mean(0) - mean) < 4.5 * sd / np.sqrt(n))
+    # covariance entries: std of an entry ~ sqrt((C_ii C_jj + C_ij^2) / n); 4.5 of them + 1% bias
+    emp = jnp.cov(y.T)
+    se = jnp.sqrt((jnp.outer(jnp.diag(cov), jnp.diag(cov)) + cov**2) / n)
+    assert jnp.all(jnp.abs(emp - cov) < 4.5 * se + 0.01 * jnp.abs(cov)), (emp, cov)
+
+
+def _moment_errors(x, e):
+    m = e.to_data(e.mean(0))
+    c = e.covariance(0) / e.data_scale**2
+    return float(jnp.linalg.norm(x.mean(0) - m)), float(jnp.linalg.norm(jnp.cov(x.T) - c) / jnp.linalg.norm(c))
+
+
+@pytest.fixture(scope="module")
+def gmm64():
+    e = target("gmm:64:4", schedule="drl:50:linear")
+    n = 256
+    exact = e.sample_data(jax.random.key(99), n)
+    return e, n, _moment_errors(exact, e)
+
+
+def _check_mixture(x, e, n, ref, name):
+    mean_err, cov_err = _moment_errors(x, e)
+    # tolerance: twice the error of n exact draws (the Monte-Carlo error), plus a little
+    assert mean_err < 2.0 * ref[0] + 0.05, (name, mean_err, ref)
+    assert cov_err < 2.0 * ref[1] + 0.02, (name, cov_err, ref)
+    w = np.asarray(e.responsibilities(e.to_model(x)).mean(0))
+    wt = np.asarray(e.weights)
+    assert np.all(np.abs(w - wt) < 4 * np.sqrt(wt * (1 - wt) / n)), (name, w, wt)
+
+
+def test_gmm64_progressive_mala_and_long_run(gmm64):
+    from ebm_ppl import diagnostics
+
+    e, n, ref = gmm64
+    x, info = progressive.sample(e, jax.random.key(3), n, inner="mala", num_inner_steps=3, start="normal",
+                                 tune_kwargs=dict(num_chains=16, num_adapt=20, num_inner_steps=3),
+                                 return_info=True)
+    _check_mixture(x, e, n, ref, "mala")
+    assert np.all(np.asarray(info["acceptance_rate"]) > 0.3)
+    # R-hat on the energy: independent descents laid out as 4 chains x 64 draws
+    energy = np.asarray(e.data_log_prob(x)).reshape(4, -1)
+    s = diagnostics.summarize(diagnostics.to_datatree(np.asarray(x).reshape(4, -1, 64), energy=energy))
+    assert s["energy"]["rhat"] < 1.01
+    res = long_run.run(e, jax.random.key(4), n, steps_per_level=4,
+                       tune_kwargs=dict(num_chains=16, num_adapt=20))
+    _check_mixture(res.samples, e, n, ref, "long-run")
+    acc = np.asarray(res.acceptance_rate)
+    assert np.mean((acc > 0.5) & (acc < 0.95)) > 0.9, acc
+
+
+def test_kernel_api_and_errors():
+    e = target("gauss:3")
+    alg = progressive.as_top_level_api(e, "hmc", 2)
+    state = alg.init(jnp.zeros(3))
+    state, info = alg.step(jax.random.key(0), state)
+    assert int(state.level) == e.num_levels - 1 and info.acceptance_rate.shape == ()
+    with pytest.raises(ValueError, match="unknown inner"):
+        progressive.build_kernel("gibbs")
+    with pytest.raises(ValueError, match="step tuning"):
+        progressive.tune_step_sizes(e, jax.random.key(0), "langevin")
+
+
+def test_numpyro_progressive_kernel_through_arviz():
+    import arviz as az
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+
+    from ebm_ppl.distribution import EBMPrior
+    from ebm_ppl.sampling.numpyro_kernel import ProgressiveKernel
+
+    e = target("gauss:3", schedule="drl:10:official")
+
+    def model(y=None):
+        x = numpyro.sample("x", EBMPrior(e))
+        numpyro.sample("y", dist.Normal(x[0], 0.3), obs=y)
+
+    kernel = ProgressiveKernel(model, inner="mala", num_inner_steps=3, tune_kwargs=dict(num_chains=8, num_adapt=10))
+    mcmc = MCMC(kernel, num_warmup=0, num_samples=50, num_chains=2, progress_bar=False, chain_method="sequential")
+    mcmc.run(jax.random.key(0), y=1.0)
+    assert mcmc.get_samples()["x"].shape == (100, 3)
+    idata = az.from_numpyro(mcmc)
+    assert idata["posterior"]["x"].shape == (2, 50, 3)
+
+    def bad(y=None):
+        numpyro.sample("x", EBMPrior(e))
+        numpyro.sample("z", dist.Normal(0, 1))
+
+    with pytest.raises(ValueError, match="only latent site"):
+        MCMC(ProgressiveKernel(bad), num_warmup=0, num_samples=2, progress_bar=False).run(jax.random.key(0))
