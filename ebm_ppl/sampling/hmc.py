@@ -160,11 +160,11 @@ def sample_numpyro_model(
     model_kwargs = model_kwargs or {}
     k_init, k_run = jax.random.split(key)
     keys = jax.random.split(k_init, num_chains)
-    info, potential_fn, postprocess_fn, _ = initialize_model(
+    param_info, potential_fn, postprocess_fn, _ = initialize_model(
         keys, model, model_args=model_args, model_kwargs=model_kwargs, dynamic_args=True
     )
     potential = potential_fn(*model_args, **model_kwargs)
     postprocess = postprocess_fn(*model_args, **model_kwargs)
-    chains = run_chains(k_run, lambda z: -potential(z), info.param_info.z, **kwargs)
+    chains = run_chains(k_run, lambda z: -potential(z), param_info.z, **kwargs)
     samples = jax.vmap(jax.vmap(postprocess))(chains.position)
     return samples, chains
