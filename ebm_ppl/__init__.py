@@ -6,3 +6,8 @@ from ebm_ppl import schedules
 from ebm_ppl.energy import GaussianOracle, MixtureOracle, NetworkEnergy, target
 
 __all__ = ["schedules", "GaussianOracle", "MixtureOracle", "NetworkEnergy", "target", "__version__"]
+
+from ebm_ppl.distribution import EBMPrior  # noqa: E402
+from ebm_ppl.likelihood import bits_per_dim  # noqa: E402
+
+__all__ += ["EBMPrior", "bits_per_dim"]

@@ -1,0 +1,199 @@
+"""``EBMPrior``: a learned (or analytic) noise-conditional energy as a normalised NumPyro density.
+
+At level t the distribution is over the level's own variable x_t (data space at t = 0), related to
+the model space of the energy by y_t = c_t x_t (c_0 = a = sqrt(1 - sigma_1^2), c_t = model_scales[t],
+c_T = 1). By change of variable
+
+    log p(x_t) = f(c_t x_t, t) - log Z_t + D log c_t.
+
+See docs/logz.md for the derivation and docs/numpyro.md for usage.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.distributions import Distribution, constraints
+
+__all__ = ["EBMPrior", "MissingLogZError"]
+
+
+class MissingLogZError(ValueError):
+    """``log_prob`` was asked for but no log Z is known for the level."""
+
+
+def _missing_message(source, level):
+    where = source if isinstance(source, str) else "CKPT"
+    return (
+        f"no log Z is known for level {level} of this energy, so log_prob cannot be normalised. "
+        f"Estimate one with `ebm-ppl logz {where} --write` (stores it in the checkpoint), or in Python "
+        f"`est = ebm_ppl.logz.ais(energy, jax.random.key(0), level={level})` and pass "
+        f"`EBMPrior(..., log_z=est)`; unnormalized_log_prob(x) needs no log Z."
+    )
+
+
+class EBMPrior(Distribution):
+    """A noise-conditional energy at one level as a NumPyro distribution.
+
+    Args:
+      ckpt_or_energy: a checkpoint folder (loaded with :func:`ebm_ppl.checkpoint.load`) or a bound
+        energy (``NetworkEnergy``, ``GaussianOracle``, ``MixtureOracle``, any protocol object).
+      noise_level: the level t (0 = the data); the variable is x_t with y_t = c_t x_t.
+      log_z: ``"cached"`` (the checkpoint's stored estimate for the level, or the energy's exact
+        ``log_z(t)``), a float, or a :class:`ebm_ppl.logz.LogZEstimate` for this level.
+      sampler: how ``sample`` draws: ``"auto"`` (exact for oracles that have ``sample``,
+        progressive otherwise), ``"exact"`` or ``"progressive"``.
+      progressive_kwargs: options of :func:`ebm_ppl.sampling.progressive.build_kernel`
+        (``inner``, ``num_inner_steps``, ``step_scale``).
+
+    ``log_prob`` is normalised; ``unnormalized_log_prob`` drops log Z. ``log_z_stderr`` holds the
+    uncertainty of an estimated log Z (0 when exact).
+    """
+
+    pytree_data_fields = ("energy", "_log_z")
+    pytree_aux_fields = ("noise_level", "log_z_stderr", "sampler", "_progressive", "source", "_scale", "_dim")
+
+    def __init__(self, ckpt_or_energy, noise_level: int = 0, log_z="cached", *, sampler: str = "auto",
+                 progressive_kwargs: dict | None = None, validate_args=None):
+        source = None
+        energy = ckpt_or_energy
+        if isinstance(ckpt_or_energy, (str, os.PathLike)):
+            from ebm_ppl import checkpoint
+
+            source = os.fspath(ckpt_or_energy)
+            energy = checkpoint.load(source)
+        if not (hasattr(energy, "log_density") and hasattr(energy, "schedule")):
+            raise TypeError(f"EBMPrior needs a checkpoint path or a noise-conditional energy, got {type(energy).__name__}")
+        T = energy.num_levels
+        if int(noise_level) != noise_level or not 0 <= int(noise_level) <= T:
+            raise ValueError(f"noise_level must be an integer in 0..{T}, got {noise_level!r}")
+        noise_level = int(noise_level)
+        if sampler not in ("auto", "exact", "progressive"):
+            raise ValueError(f"sampler must be 'auto', 'exact' or 'progressive', got {sampler!r}")
+        if sampler == "exact" and not hasattr(energy, "sample"):
+            raise ValueError("sampler='exact' needs an energy with an exact .sample (an oracle)")
+        self.energy = energy
+        self.noise_level = noise_level
+        self.source = source
+        self.sampler = sampler
+        self._progressive = tuple(sorted((progressive_kwargs or {}).items()))
+        self._scale = float(energy.schedule.model_scales[noise_level])
+        self._dim = int(math.prod(energy.data_shape))
+        value, stderr = self._resolve_log_z(log_z)
+        self._log_z = None if value is None else jnp.asarray(value, jnp.float32)
+        self.log_z_stderr = stderr
+        super().__init__(batch_shape=(), event_shape=tuple(energy.data_shape), validate_args=validate_args)
+
+    # -- log Z ------------------------------------------------------------------------------------
+    def _resolve_log_z(self, log_z):
+        from ebm_ppl.logz import LogZEstimate
+
+        t = self.noise_level
+        if isinstance(log_z, LogZEstimate):
+            if log_z.level != t:
+                try:
+                    log_z = log_z.at_level(t)
+                except KeyError:
+                    raise ValueError(f"the LogZEstimate is for level {log_z.level}, this prior is at level {t}") from None
+            return float(log_z.log_z), float(log_z.stderr)
+        if isinstance(log_z, dict) and "log_z" in log_z:
+            return float(log_z["log_z"]), float(log_z.get("stderr") or 0.0)
+        if isinstance(log_z, str):
+            if log_z != "cached":
+                raise ValueError(f"log_z must be 'cached', a float or a LogZEstimate, got {log_z!r}")
+            exact = self.energy.log_z(t)
+            if exact is not None:
+                return float(exact), 0.0
+            if self.source is not None:
+                from ebm_ppl import checkpoint
+
+                entry = checkpoint.load_logz(self.source, t)
+                if entry is not None:
+                    return float(entry["log_z"]), float(entry.get("stderr") or 0.0)
+            return None, None
+        if log_z is None:
+            return None, None
+        value = float(log_z)
+        if not math.isfinite(value):
+            raise ValueError(f"log_z must be finite, got {value}")
+        return value, 0.0
+
+    @property
+    def log_z(self):
+        """log Z_t of the energy at the level (model space), or None when unknown."""
+        return self._log_z
+
+    @property
+    def has_log_z(self) -> bool:
+        return self._log_z is not None
+
+    # -- NumPyro interface ------------------------------------------------------------------------
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        return constraints.independent(constraints.real, len(self.event_shape))
+
+    @property
+    def scale(self) -> float:
+        """c_t: model space y_t = c_t x."""
+        return self._scale
+
+    def unnormalized_log_prob(self, x):
+        """f(c_t x, t) + D log c_t: log_prob without log Z, shape batch."""
+        return self.energy.log_density(self._scale * jnp.asarray(x), self.noise_level) + self._dim * math.log(self._scale)
+
+    def log_prob(self, x):
+        if self._log_z is None:
+            raise MissingLogZError(_missing_message(self.source, self.noise_level))
+        return self.unnormalized_log_prob(x) - self._log_z
+
+    def sample(self, key, sample_shape=()):
+        sample_shape = tuple(sample_shape)
+        n = int(math.prod(sample_shape))
+        t, T = self.noise_level, self.energy.num_levels
+        shape = tuple(self.energy.data_shape)
+        use_exact = self.sampler == "exact" or (self.sampler == "auto" and hasattr(self.energy, "sample"))
+        if t == T:
+            x = jax.random.normal(key, (n,) + shape)
+        elif use_exact:
+            x = self.energy.sample(key, n, t) / self._scale
+        else:
+            x = _progressive_to_level(self.energy, key, n, t, dict(self._progressive))
+        return x.reshape(sample_shape + shape)
+
+    @property
+    def mean(self):
+        if hasattr(self.energy, "mean"):
+            return self.energy.mean(self.noise_level) / self._scale
+        raise NotImplementedError("the mean of a learned energy is not known in closed form; sample it")
+
+    @property
+    def variance(self):
+        if hasattr(self.energy, "covariance"):
+            return (jnp.diagonal(self.energy.covariance(self.noise_level)) / self._scale**2).reshape(self.event_shape)
+        raise NotImplementedError("the variance of a learned energy is not known in closed form; sample it")
+
+    def __repr__(self):
+        lz = "unknown" if self._log_z is None else f"{float(self._log_z):.4f}"
+        return f"EBMPrior({self.energy!r}, noise_level={self.noise_level}, log_z={lz})"
+
+
+def _progressive_to_level(energy, key, n, level, kwargs):
+    """Progressive samples of x_level (the level's own variable), shape (n, *data_shape)."""
+    from ebm_ppl.sampling import progressive
+
+    kernel = progressive.build_kernel(**kwargs)
+    k_init, k_run = jax.random.split(key)
+    x_top = jax.random.normal(k_init, (n,) + tuple(energy.data_shape))
+    states = jax.vmap(lambda x: progressive.init(x, energy))(x_top)
+
+    def level_step(states, k):
+        keys = jax.random.split(k, n)
+        states, _ = jax.vmap(kernel, in_axes=(0, 0, None))(keys, states, energy)
+        return states, None
+
+    states, _ = jax.lax.scan(level_step, states, jax.random.split(k_run, energy.num_levels - level))
+    return states.position
