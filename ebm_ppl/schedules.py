@@ -30,6 +30,8 @@ __all__ = ["Schedule", "drl", "ncsn", "from_name", "DRL_STEP_SIZE_SQUARE"]
 DRL_STEP_SIZE_SQUARE = 2e-4
 #: DDPM's linear betas, the base of every ``drl`` schedule.
 DDPM_BETA_MIN, DDPM_BETA_MAX, DDPM_STEPS = 1e-4, 0.02, 1000
+#: Largest per-step variance of a ``linear`` schedule (keeps c_{T-1} = sqrt(1 - sigma_T^2) >= 0.01).
+MAX_STEP_VARIANCE = 1.0 - 1e-4
 #: NCSN's annealed-Langevin base step (Song & Ermon 2019, Alg. 1): alpha_i = eps sigma_i^2 / sigma_L^2.
 NCSN_EPS = 2e-5
 
@@ -140,7 +142,9 @@ def _linear_variance_sigmas(num_levels: int) -> np.ndarray:
     ``sigmas[0] = sigma_1`` (the data noise of level 0, as DDPM's first step)."""
     lo, hi = DDPM_BETA_MIN * DDPM_STEPS, DDPM_BETA_MAX * DDPM_STEPS
     betas = (lo + (hi - lo) * np.arange(num_levels) / max(num_levels - 1, 1)) / num_levels
-    betas = np.minimum(betas, 1.0)
+    # Below T = 20 the last steps would destroy the signal entirely (sigma = 1 makes y_{T-1} = 0):
+    # cap the per-step variance so that the top learned level keeps a scale of at least 0.01.
+    betas = np.minimum(betas, MAX_STEP_VARIANCE)
     return np.sqrt(np.concatenate([[betas[0]], betas]))
 
 

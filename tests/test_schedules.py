@@ -65,3 +65,10 @@ def test_ncsn_ladder_is_geometric_in_noise_to_signal():
 def test_bad_schedule_names(bad):
     with pytest.raises(ValueError):
         schedules.from_name(bad)
+
+
+@pytest.mark.parametrize("T", [1, 5, 20, 39])
+def test_linear_schedule_never_destroys_the_top_level(T):
+    s = schedules.drl(T, merge="linear")
+    assert np.all(s.model_scales >= 0.01 - 1e-12)
+    assert np.all(np.isfinite(s.langevin_step_sizes))
