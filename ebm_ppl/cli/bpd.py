@@ -1,0 +1,52 @@
+"""``ebm-ppl bpd CKPT --data NAME --split test``: bits per dimension with uniform dequantisation."""
+
+from __future__ import annotations
+
+from ebm_ppl.cli import UsageError
+from ebm_ppl.cli.common import add_energy_arguments, resolve_energy
+
+HELP = "bits/dim of a data split under a checkpoint (uses the log Z stored by `ebm-ppl logz --write`)"
+
+
+def add_arguments(parser):
+    add_energy_arguments(parser)
+    parser.add_argument("--data", default=None, help="data set name or path (default: the checkpoint's)")
+    parser.add_argument("--split", default="test", help="train | validation | test (default test)")
+    parser.add_argument("--level", type=int, default=0, help="noise level the density is taken at (default 0)")
+    parser.add_argument("--dequantizations", type=int, default=1, help="dequantisation draws per example")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args):
+    import jax
+
+    from ebm_ppl import data as data_mod
+    from ebm_ppl.distribution import EBMPrior, MissingLogZError
+    from ebm_ppl.likelihood import bits_per_dim
+
+    energy = resolve_energy(args)
+    name = args.data
+    if name is None and args.ckpt:
+        from ebm_ppl import checkpoint
+
+        name = (checkpoint.read_config(args.ckpt).get("data") or {}).get("name")
+    if name is None:
+        raise UsageError("give --data NAME (the data set to score)")
+    try:
+        x = data_mod.load(name, args.split)
+        facts = data_mod.info(name)
+    except (data_mod.DataError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    if tuple(x.shape[1:]) != tuple(energy.data_shape):
+        raise UsageError(f"data {name!r} has shape {x.shape[1:]}, the model expects {tuple(energy.data_shape)}")
+    prior = EBMPrior(args.ckpt if args.ckpt else energy, noise_level=args.level)
+    try:
+        r = bits_per_dim(prior, x, jax.random.key(args.seed), levels=facts.get("levels"),
+                         num_dequantizations=args.dequantizations)
+    except MissingLogZError as err:
+        raise UsageError(str(err)) from None
+    print(f"{name}/{args.split}: {r.bpd:.4f} ± {r.stderr:.4f} bits/dim (data {r.stderr_data:.4f}, "
+          f"log Z {r.stderr_log_z:.4f}; {x.shape[0]} examples, levels {r.levels}, level t={args.level})")
+    out = r.to_json()
+    out.update({"data": name, "split": args.split, "level": args.level})
+    return out

@@ -1,0 +1,103 @@
+"""``ebm-ppl logz CKPT|--target NAME``: estimate log Z, plot its convergence, optionally store it."""
+
+from __future__ import annotations
+
+import os
+
+from ebm_ppl.cli import UsageError
+from ebm_ppl.cli.common import add_energy_arguments, resolve_energy
+
+HELP = "estimate log Z of a checkpoint or target (AIS, ladder or SMC); --write stores it in the checkpoint"
+
+METHODS = ("ais", "bdmc", "ladder", "smc")
+
+
+def add_arguments(parser):
+    add_energy_arguments(parser)
+    parser.add_argument("--method", choices=METHODS, default="ais", help="estimator (default ais)")
+    parser.add_argument("--level", type=int, default=0, help="noise level t (default 0: the data)")
+    parser.add_argument("--samples", type=int, default=None, help="particles / samples M")
+    parser.add_argument("--bridges", type=int, default=None, help="AIS: total geometric bridges")
+    parser.add_argument("--steps", type=int, default=None, help="AIS: MALA steps per bridge")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write", action="store_true", help="store the estimate in the checkpoint")
+    parser.add_argument("--out", default=None, help="convergence-curve PNG (default logz_<method>.png next to the checkpoint, or ./)")
+
+
+def _estimate(energy, args):
+    import jax
+
+    from ebm_ppl import logz
+
+    key = jax.random.key(args.seed)
+    kw = {"level": args.level}
+    if args.method in ("ais", "bdmc"):
+        if args.samples:
+            kw["num_particles"] = args.samples
+        if args.bridges:
+            kw["num_bridges"] = args.bridges
+        if args.steps:
+            kw["num_steps"] = args.steps
+        if args.method == "bdmc" and not hasattr(energy, "sample"):
+            raise UsageError("--method bdmc needs exact samples: use it with --target oracles")
+        return (logz.ais if args.method == "ais" else logz.bdmc)(energy, key, **kw)
+    if args.method == "ladder":
+        return logz.ladder(energy, key, num_samples=args.samples or 1024, **kw)
+    return logz.smc(energy, key, num_particles=args.samples or 1024, **kw)
+
+
+def plot_curve(est, path, exact=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    m = np.array([c[0] for c in est.curve])
+    v = np.array([c[1] for c in est.curve])
+    ax.semilogx(m, v, "o-", label=f"{est.method} estimate")
+    if est.upper is not None and est.lower is not None:
+        ax.axhspan(est.lower, est.upper, color="C1", alpha=0.2, label="BDMC sandwich")
+    if exact is not None:
+        ax.axhline(exact, color="k", ls="--", label="exact")
+    ax.set_xlabel("number of samples")
+    ax.set_ylabel(f"log Z_{est.level}")
+    ax.set_title(f"{est.method}: {est.log_z:.3f} ± {est.stderr:.3f} (ESS {est.ess:.0f})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run(args):
+    energy = resolve_energy(args)
+    if not 0 <= args.level < energy.num_levels:
+        raise UsageError(f"--level must be in 0..{energy.num_levels - 1}")
+    if args.samples is not None and args.samples < 2:
+        raise UsageError("--samples must be at least 2")
+    if args.write and not args.ckpt:
+        raise UsageError("--write needs a checkpoint (targets know their exact log Z)")
+    print(f"estimating log Z_{args.level} of {energy!r} by {args.method} ...", flush=True)
+    est = _estimate(energy, args)
+    exact = energy.log_z(args.level)
+    out = args.out or os.path.join(args.ckpt or ".", f"logz_{args.method}_level{args.level}.png")
+    plot_curve(est, out, exact)
+    print(f"log Z_{args.level} = {est.log_z:.4f} ± {est.stderr:.4f}  (ESS {est.ess:.1f}, "
+          f"{est.num_grad_evals:.3g} gradient evaluations)" + (f"; exact {exact:.4f}" if exact is not None else ""))
+    print(f"convergence curve: {out}")
+    result = {"log_z": est.log_z, "stderr": est.stderr, "ess": est.ess, "level": est.level, "method": est.method,
+              "num_grad_evals": est.num_grad_evals, "lower": est.lower, "upper": est.upper,
+              "exact": exact, "png": out, "levels": est.levels}
+    if args.write:
+        from ebm_ppl import checkpoint
+
+        for t in sorted(est.levels) if est.method in ("ais", "ladder") else [est.level]:
+            entry = est.at_level(t).to_json()
+            entry["seed"] = args.seed
+            checkpoint.save_logz(args.ckpt, entry)
+        print(f"stored log Z of levels {sorted(est.levels) or [est.level]} in {args.ckpt}")
+        result["written"] = True
+    return result
