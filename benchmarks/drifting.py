@@ -34,9 +34,9 @@ PAPER = {
 }
 
 
-def run_target(name: str, steps: int, estimator: str, seed: int = 0, n_eval: int = 5000) -> dict:
+def run_target(name: str, steps: int, estimator: str, seed: int = 0, n_eval: int = 5000, sigma_start=None, suffix: str = "") -> dict:
     energy = target(name)
-    config = dr.DriftingConfig(num_steps=steps, estimator=estimator)
+    config = dr.DriftingConfig(num_steps=steps, estimator=estimator, sigma_start=sigma_start)
     t0 = time.perf_counter()
     sampler, history, _ = dr.train(energy, jax.random.PRNGKey(seed), config, chunk=100)
     train_s = time.perf_counter() - t0
@@ -59,9 +59,9 @@ def run_target(name: str, steps: int, estimator: str, seed: int = 0, n_eval: int
         loss_history=history["loss"][:: max(1, len(history["loss"]) // 50)],
         paper=PAPER.get(name),
     )
-    sampler.save(os.path.join(RESULTS, f"drifting_{name}_sampler"))
-    dr.plot_samples(energy, gen, ref, os.path.join(RESULTS, f"drifting_{name}.png"), title=f"{name}: {steps} drifting updates ({estimator})")
-    with open(os.path.join(RESULTS, f"drifting_{name}.json"), "w") as f:
+    sampler.save(os.path.join(RESULTS, f"drifting_{name}{suffix}_sampler"))
+    dr.plot_samples(energy, gen, ref, os.path.join(RESULTS, f"drifting_{name}{suffix}.png"), title=f"{name}: {steps} drifting updates ({estimator}{', sigma annealed from %g' % sigma_start if sigma_start else ''})")
+    with open(os.path.join(RESULTS, f"drifting_{name}{suffix}.json"), "w") as f:
         json.dump(res, f, indent=1)
     return res
 
@@ -74,9 +74,10 @@ def table(rows: list[dict]) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     for r in rows:
         p = r.get("paper") or {}
+        name = r["target"] + (" (sigma annealed)" if r["config"].get("sigma_start") else "")
         modes = f"{r['modes_covered']}/{r['modes_in_reference']}" if "modes_covered" in r else "-"
         lines.append(
-            f"| {r['target']} | {r['steps']} | {fmt(r['mean_error'])} / {fmt(p.get('mean_error'))} | "
+            f"| {name} | {r['steps']} | {fmt(r['mean_error'])} / {fmt(p.get('mean_error'))} | "
             f"{fmt(r['cov_error'])} / {fmt(p.get('cov_error'))} | {fmt(r['mmd'])} / {fmt(p.get('mmd'))} | "
             f"{fmt(r['mean_energy'])} / {fmt(r['reference_energy'])} / {fmt(p.get('mean_energy'))} | {modes} | {r['train_seconds']:.0f} |"
         )
@@ -89,12 +90,14 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10_000)
     ap.add_argument("--estimator", default="mean_shift", choices=dr.ESTIMATORS)
     ap.add_argument("--tag", default="table")
+    ap.add_argument("--sigma-start", type=float, default=None, help="anneal sigma from this value (our addition; default off = the paper)")
     args = ap.parse_args(argv)
     os.makedirs(RESULTS, exist_ok=True)
     rows = []
     for name in args.targets:
         print(f"== {name}", flush=True)
-        r = run_target(name, args.steps, args.estimator)
+        suffix = "" if args.sigma_start is None else "_anneal"
+        r = run_target(name, args.steps, args.estimator, sigma_start=args.sigma_start, suffix=suffix)
         rows.append(r)
         print({k: r[k] for k in ("mean_error", "cov_error", "mmd", "mean_energy", "reference_energy", "train_seconds")}, flush=True)
     md = table(rows)

@@ -29,6 +29,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cg-iters", type=int, default=20, help="CG iterations of the curvature estimator")
     parser.add_argument("--sigma", type=float, default=0.22, help="smoothing bandwidth")
     parser.add_argument("--eta", type=float, default=0.22, help="drift step")
+    parser.add_argument("--sigma-start", type=float, default=None,
+                        help="anneal sigma geometrically from this value over the first 80%% of updates (off by default)")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--latent", type=int, default=32)
@@ -54,7 +56,7 @@ def run(args) -> dict:
     try:
         config = dr.DriftingConfig(
             latent_dim=args.latent, width=args.width, depth=args.depth, arch=args.arch, init_scale=args.init_scale,
-            sigma=args.sigma, eta=args.eta, estimator=args.estimator, num_perturbations=args.perturbations,
+            sigma=args.sigma, eta=args.eta, sigma_start=args.sigma_start, estimator=args.estimator, num_perturbations=args.perturbations,
             cg_iters=args.cg_iters, batch_size=args.batch_size, learning_rate=args.lr, num_steps=args.steps,
         )
         dr.make_generator(config, energy.data_shape)

@@ -150,6 +150,10 @@ class DriftingConfig:
     latent_dim, width, depth, arch: the generator (``"mlp"`` residual MLP or ``"conv"``);
     init_scale: std of the generator's initial output (see :class:`ResidualMLPGenerator`).
     sigma: Gaussian smoothing bandwidth (target and sampler side). eta: drift step.
+    sigma_start, anneal_fraction: optional bandwidth annealing (our addition, off by default):
+    sigma decays geometrically from ``sigma_start`` to ``sigma`` over the first
+    ``anneal_fraction`` of the updates, then stays at ``sigma``. A wide early kernel lets the drift
+    compare mass *between* modes; the paper's fixed small sigma only sees each mode's local shape.
     estimator: ``"mean_shift"`` (L = ``num_perturbations``) or ``"curvature"`` (``cg_iters``).
     batch_size, learning_rate, num_steps: Adam on the stop-gradient loss.
     """
@@ -161,6 +165,8 @@ class DriftingConfig:
     init_scale: float = 1.0
     sigma: float = 0.22
     eta: float = 0.22
+    sigma_start: float | None = None
+    anneal_fraction: float = 0.8
     estimator: str = "mean_shift"
     num_perturbations: int = 256
     cg_iters: int = 20
@@ -174,6 +180,10 @@ class DriftingConfig:
         for name in ("latent_dim", "width", "depth", "num_perturbations", "cg_iters", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.sigma_start is not None and not float(self.sigma_start) > 0:
+            raise ValueError(f"sigma_start must be positive, got {self.sigma_start}")
+        if not 0 < float(self.anneal_fraction) <= 1:
+            raise ValueError(f"anneal_fraction must lie in (0, 1], got {self.anneal_fraction}")
         if self.num_steps < 0:
             raise ValueError(f"num_steps must be >= 0, got {self.num_steps}")
         for name in ("sigma", "eta", "learning_rate", "init_scale"):
@@ -182,6 +192,13 @@ class DriftingConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def sigma_at(self, step):
+        """The bandwidth at update ``step`` (traceable)."""
+        if self.sigma_start is None:
+            return jnp.asarray(self.sigma, jnp.float32)
+        frac = jnp.clip(step / max(1.0, self.anneal_fraction * self.num_steps), 0.0, 1.0)
+        return jnp.asarray(self.sigma_start, jnp.float32) * (self.sigma / self.sigma_start) ** frac
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,23 +300,25 @@ def batch_mean_shift_score(x, sigma: float):
     return (w @ x - x) / sigma**2
 
 
-def drift(E: Callable, key, x, config: DriftingConfig):
-    """V(x) = eta (s_p(x) - s_q(x)) for the batch x (N, D); returns (V, s_p, s_q)."""
+def drift(E: Callable, key, x, config: DriftingConfig, sigma=None):
+    """V(x) = eta (s_p(x) - s_q(x)) for the batch x (N, D); returns (V, s_p, s_q).
+    ``sigma`` overrides ``config.sigma`` (bandwidth annealing)."""
+    sigma = config.sigma if sigma is None else sigma
     if config.estimator == "mean_shift":
-        s_p = mean_shift_target_score(E, key, x, config.sigma, config.num_perturbations)
+        s_p = mean_shift_target_score(E, key, x, sigma, config.num_perturbations)
     else:
-        s_p = curvature_target_score(E, x, config.sigma, config.cg_iters)
-    s_q = batch_mean_shift_score(x, config.sigma)
+        s_p = curvature_target_score(E, x, sigma, config.cg_iters)
+    s_q = batch_mean_shift_score(x, sigma)
     return config.eta * (s_p - s_q), s_p, s_q
 
 
-def drift_loss(params, module, E, key, config: DriftingConfig):
+def drift_loss(params, module, E, key, config: DriftingConfig, sigma=None):
     """Stop-gradient regression loss mean_i |x_i - sg(x_i + V_i)|^2 and diagnostics."""
     k_z, k_drift = jax.random.split(key)
     z = jax.random.normal(k_z, (config.batch_size, config.latent_dim))
     x = module.apply(params, z)
     x_flat = x.reshape(config.batch_size, -1)
-    V, s_p, s_q = drift(E, k_drift, jax.lax.stop_gradient(x_flat), config)
+    V, s_p, s_q = drift(E, k_drift, jax.lax.stop_gradient(x_flat), config, sigma)
     target = jax.lax.stop_gradient(x_flat + V)
     loss = jnp.mean(jnp.sum((x_flat - target) ** 2, -1))
     return loss, {"drift_norm": jnp.mean(jnp.sqrt(jnp.sum(V**2, -1))), "mean_energy": jnp.mean(E(x_flat))}
@@ -331,7 +350,8 @@ def build_update(module, E_fn: Callable, config: DriftingConfig) -> Callable:
 
     def update(energy, state: TrainState, key):
         E = lambda x: E_fn(energy, x)  # noqa: E731
-        (loss, aux), grads = jax.value_and_grad(drift_loss, has_aux=True)(state.params, module, E, key, config)
+        sigma = config.sigma_at(state.step)
+        (loss, aux), grads = jax.value_and_grad(drift_loss, has_aux=True)(state.params, module, E, key, config, sigma)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.step + 1), {"loss": loss, **aux}
