@@ -15,6 +15,12 @@ def add_arguments(parser):
     parser.add_argument("--level", type=int, default=0, help="noise level the density is taken at (default 0)")
     parser.add_argument("--dequantizations", type=int, default=1, help="dequantisation draws per example")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--method", choices=("ais", "elbo", "ode"), default="ais",
+                        help="ais: EBMPrior with the stored log Z; elbo / ode: log Z-free bound / probability-flow "
+                             "ODE of the diffusion that uses the model's score (docs/likelihood.md)")
+    parser.add_argument("--samples", type=int, default=256, help="elbo: Monte Carlo draws per example")
+    parser.add_argument("--probes", type=int, default=4, help="ode: Hutchinson probes per example")
+    parser.add_argument("--rtol", type=float, default=1e-5, help="ode: solver tolerance (rtol = atol)")
 
 
 def run(args):
@@ -39,6 +45,8 @@ def run(args):
         raise UsageError(str(err)) from None
     if tuple(x.shape[1:]) != tuple(energy.data_shape):
         raise UsageError(f"data {name!r} has shape {x.shape[1:]}, the model expects {tuple(energy.data_shape)}")
+    if args.method != "ais":
+        return _run_without_log_z(args, energy, x, name, facts)
     prior = EBMPrior(args.ckpt if args.ckpt else energy, noise_level=args.level)
     try:
         r = bits_per_dim(prior, x, jax.random.key(args.seed), levels=facts.get("levels"),
@@ -49,4 +57,25 @@ def run(args):
           f"log Z {r.stderr_log_z:.4f}; {x.shape[0]} examples, levels {r.levels}, level t={args.level})")
     out = r.to_json()
     out.update({"data": name, "split": args.split, "level": args.level})
+    return out
+
+
+def _run_without_log_z(args, energy, x, name, facts):
+    import jax
+
+    from ebm_ppl.likelihood_bounds import bits_per_dim_without_log_z
+
+    if args.level != 0:
+        raise UsageError(f"--method {args.method} gives the density of the data level only (--level 0)")
+    if args.samples < 2 or args.probes < 2 or not args.rtol > 0:
+        raise UsageError("--samples and --probes must be >= 2 and --rtol positive")
+    budget = ({"num_samples": args.samples} if args.method == "elbo"
+              else {"num_probes": args.probes, "rtol": args.rtol, "atol": args.rtol})
+    r = bits_per_dim_without_log_z(energy, x, jax.random.key(args.seed), method=args.method,
+                                   levels=facts.get("levels"), bin_width=facts.get("bin_width"), **budget)
+    print(f"{name}/{args.split}: {r['bpd']:.4f} ± {r['stderr']:.4f} bits/dim by {r['method']} "
+          f"(Monte Carlo {r['stderr_mc']:.4f}; {x.shape[0]} examples, {r['num_grad_evals']} score evaluations, "
+          f"{r['wall_time']:.1f} s)")
+    out = {k: v for k, v in r.items() if k != "per_example"}
+    out.update({"data": name, "split": args.split, "level": 0})
     return out
