@@ -99,7 +99,7 @@ def bits_per_dim(prior, data, key=None, *, levels: int | None | str = "auto", bi
     elif bin_width is not None:
         raise ValueError("bin_width given without levels")
     key = jax.random.key(0) if key is None else key
-    log_prob = jax.jit(lambda p, v: p.log_prob(v))
+    log_prob = jax.jit(lambda v: prior.log_prob(v))  # closure: any traceable log_prob, pytree or not
     totals = np.zeros(n, np.float64)
     for r in range(int(num_dequantizations)):
         kr = jax.random.fold_in(key, r)
@@ -108,7 +108,7 @@ def bits_per_dim(prior, data, key=None, *, levels: int | None | str = "auto", bi
             if bin_width is not None:
                 u = jax.random.uniform(jax.random.fold_in(kr, i), xb.shape, jnp.float32)
                 xb = xb + (u - 0.5) * bin_width
-            totals[first : first + batch_size] += np.asarray(log_prob(prior, xb), np.float64)
+            totals[first : first + batch_size] += np.asarray(log_prob(xb), np.float64)
     mean_lp = totals / num_dequantizations
     vol = 0.0 if bin_width is None else dim * math.log(bin_width)
     per_example = -(mean_lp + vol) / (dim * math.log(2.0))
