@@ -1,0 +1,126 @@
+"""Inverse-problem benchmarks (issue 5).
+
+Part 1 (``--part oracle``): a 64-D Gaussian-mixture oracle (gmm:64:4) as the prior, whose
+posterior under every linear-Gaussian observation is an exact Gaussian mixture. For each operator,
+>= 200 problems (truths drawn from the oracle): coverage of the sampled 50/90/95% intervals (goal:
+90% within 0.03 of 0.90), the same for the exact posterior and the Gaussian-prior baseline, and
+the RMSE of the sampled posterior mean against the exact one.
+
+Part 2 (``--part digits``): the digits checkpoint (models/digits-t6) on >= 100 test images for
+half-image inpainting, random-50% inpainting and denoising at 0.2: PSNR of the posterior mean vs
+the Gaussian-prior baseline (goal >= 2 dB better) and 90% coverage (goal in [0.85, 0.95]).
+
+    .venv/bin/python benchmarks/inverse.py --part oracle
+    .venv/bin/python benchmarks/inverse.py --part digits --ckpt models/digits-t6
+
+Results: benchmarks/results/inverse_<part>.json (one entry per operator, written as it goes) and
+a Markdown table on stdout; PNGs under out/bench_inverse/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+ORACLE_OPERATORS = ["inpaint:half", "inpaint:box", "inpaint:random0.5", "denoise:0.2", "blur:gauss1", "sr:2", "cs:0.3"]
+DIGITS_OPERATORS = ["inpaint:half", "inpaint:random0.5", "denoise:0.2"]
+KEYS = ["psnr", "baseline_psnr", "exact_psnr", "coverage50", "coverage90", "coverage95", "exact_coverage90",
+        "baseline_coverage90", "mean_error", "mean_error_rel", "nuts_acceptance", "nuts_mean_integration_steps",
+        "nuts_divergences", "seconds"]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=["oracle", "digits"], required=True)
+    p.add_argument("--target", default="gmm:64:4")
+    p.add_argument("--ckpt", default="models/digits-t6")
+    p.add_argument("--operators", default=None, help="comma-separated subset")
+    p.add_argument("--problems", type=int, default=None, help="200 (oracle) / 100 (digits) by default")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--inner-steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/bench_inverse")
+    p.add_argument("--results", default=None)
+    args = p.parse_args(argv)
+
+    import jax
+    import numpy as np
+
+    from ebm_ppl.inverse import experiment, fit_gaussian
+    from ebm_ppl.inverse.operators import from_name
+
+    key = jax.random.PRNGKey(args.seed)
+    if args.part == "oracle":
+        from ebm_ppl.energy import target
+
+        energy = oracle = target(args.target)
+        n = args.problems or 200
+        truths = np.asarray(oracle.sample_data(jax.random.fold_in(key, 1), n))
+        train = np.asarray(oracle.sample_data(jax.random.fold_in(key, 2), 2000))
+        ops = ORACLE_OPERATORS
+        source = args.target
+    else:
+        if not os.path.isdir(args.ckpt):
+            print(f"checkpoint {args.ckpt} not found: train it first (see models/README or docs/inverse.md)")
+            return 1
+        from ebm_ppl import checkpoint, data
+
+        energy, oracle = checkpoint.load(args.ckpt), None
+        n = args.problems or 100
+        truths = data.load("digits", "test")[:n]
+        train = data.load("digits", "train")
+        ops = DIGITS_OPERATORS
+        source = f"digits test ({args.ckpt})"
+    if args.operators:
+        ops = args.operators.split(",")
+    baseline = fit_gaussian(train)
+    results_path = args.results or os.path.join("benchmarks", "results", f"inverse_{args.part}.json")
+    os.makedirs(os.path.dirname(results_path), exist_ok=True)
+    results = json.load(open(results_path)) if os.path.exists(results_path) else {}
+    settings = dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples,
+                    num_inner_steps=args.inner_steps)
+    for i, name in enumerate(ops):
+        op, noise = from_name(name, energy.data_shape, seed=args.seed)
+        t0 = time.time()
+        m, _ = experiment.run(energy, op, noise, truths, jax.random.fold_in(key, 100 + i), baseline=baseline,
+                              oracle=oracle, sampler_kwargs=settings,
+                              out_dir=os.path.join(args.out, args.part, name.replace(":", "_")),
+                              title=f"{name} on {source}", progress=True)
+        m.pop("calibration", None)
+        results[name] = {"source": source, "problems": n, "settings": settings, **m}
+        with open(results_path, "w") as fh:
+            json.dump(results, fh, indent=1)
+        print(name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k in KEYS},
+              f"{time.time() - t0:.0f}s", flush=True)
+    print(table(results, args.part))
+    return 0
+
+
+def table(results, part):
+    if part == "oracle":
+        head = "| operator | noise | cov50 | cov90 | cov95 | exact cov90 | Gaussian cov90 | mean RMSE vs exact (/ post. std) | PSNR EBM / exact / Gaussian |"
+        lines = [head, "|" + "---|" * 9]
+        for name, r in results.items():
+            lines.append(
+                f"| {name} | {r['noise_std']:g} | {r['coverage50']:.3f} | {r['coverage90']:.3f} | {r['coverage95']:.3f} | "
+                f"{r['exact_coverage90']:.3f} | {r['baseline_coverage90']:.3f} | {r['mean_error']:.4f} ({r['mean_error_rel']:.3f}) | "
+                f"{r['psnr']:.2f} / {r['exact_psnr']:.2f} / {r['baseline_psnr']:.2f} |")
+    else:
+        head = "| operator | noise | PSNR EBM | PSNR Gaussian | gain (dB) | SSIM EBM / Gaussian | cov90 EBM | cov90 Gaussian |"
+        lines = [head, "|" + "---|" * 8]
+        for name, r in results.items():
+            lines.append(
+                f"| {name} | {r['noise_std']:g} | {r['psnr']:.2f} | {r['baseline_psnr']:.2f} | {r['psnr'] - r['baseline_psnr']:+.2f} | "
+                f"{r['ssim']:.3f} / {r['baseline_ssim']:.3f} | {r['coverage90']:.3f} | {r['baseline_coverage90']:.3f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
