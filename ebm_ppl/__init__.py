@@ -11,3 +11,7 @@ from ebm_ppl.distribution import EBMPrior  # noqa: E402
 from ebm_ppl.likelihood import bits_per_dim  # noqa: E402
 
 __all__ += ["EBMPrior", "bits_per_dim"]
+
+from ebm_ppl.checkpoint import CheckpointError, load, read_config  # noqa: E402
+
+__all__ += ["load", "read_config", "CheckpointError"]

@@ -67,16 +67,33 @@ def _activation(name: str):
 
 
 class _Layer(nn.Module):
-    """A Dense/Conv layer, spectrally normalised when ``spectral_norm``."""
+    """A Dense (``kernel_size=None``) or Conv layer, spectrally normalised when ``spectral_norm``.
 
-    layer: nn.Module
+    The inner layer is created here, so its parameters live under this module's name."""
+
+    features: int
+    kernel_size: tuple[int, ...] | None = None
     spectral_norm: bool = False
+    zero_init: bool = False
 
     @nn.compact
     def __call__(self, x, update_stats: bool = False):
+        kw = {"kernel_init": nn.initializers.zeros} if self.zero_init else {}
+        if self.kernel_size is None:
+            layer = nn.Dense(self.features, name="dense", **kw)
+        else:
+            layer = nn.Conv(self.features, self.kernel_size, padding="SAME", name="conv", **kw)
         if self.spectral_norm:
-            return nn.SpectralNorm(self.layer)(x, update_stats=update_stats)
-        return self.layer(x)
+            return nn.SpectralNorm(layer, name="sn")(x, update_stats=update_stats)
+        return layer(x)
+
+
+def _dense(features, sn, zero_init=False, name=None):
+    return _Layer(features, None, sn, zero_init, name=name)
+
+
+def _conv(features, size, sn, zero_init=False, name=None):
+    return _Layer(features, (size, size), sn, zero_init, name=name)
 
 
 class _TimeEmbedding(nn.Module):
@@ -90,9 +107,9 @@ class _TimeEmbedding(nn.Module):
     def __call__(self, t, update_stats: bool = False):
         act = _activation(self.activation)
         emb = timestep_embedding(t, self.dim)
-        emb = _Layer(nn.Dense(self.dim * 4), self.spectral_norm)(emb, update_stats)
+        emb = _dense(self.dim * 4, self.spectral_norm)(emb, update_stats)
         emb = act(emb)
-        return _Layer(nn.Dense(self.dim * 4), self.spectral_norm)(emb, update_stats)
+        return _dense(self.dim * 4, self.spectral_norm)(emb, update_stats)
 
 
 class MLPEnergyNet(nn.Module):
@@ -104,6 +121,8 @@ class MLPEnergyNet(nn.Module):
       temb_dim: sinusoidal embedding size (the time MLP has 4x this width).
       activation: ``"swish"`` (default), ``"leaky_relu"`` or ``"relu"``.
       spectral_norm: spectrally normalise every Dense layer.
+      zero_init_output: zero-initialise the time projection of the output, so the network is 0
+        at initialisation (the conditional starts as its recovery term alone).
     """
 
     width: int = 128
@@ -111,6 +130,7 @@ class MLPEnergyNet(nn.Module):
     temb_dim: int = 32
     activation: str = "swish"
     spectral_norm: bool = False
+    zero_init_output: bool = False
 
     @nn.compact
     def __call__(self, y, t, update_stats: bool = False):
@@ -118,13 +138,13 @@ class MLPEnergyNet(nn.Module):
         sn = self.spectral_norm
         h = y.reshape((y.shape[0], -1))
         temb = _TimeEmbedding(self.temb_dim, sn, self.activation)(t, update_stats)
-        h = _Layer(nn.Dense(self.width), sn)(h, update_stats)
+        h = _dense(self.width, sn)(h, update_stats)
         for _ in range(self.depth):
-            r = _Layer(nn.Dense(self.width), sn)(act(h), update_stats)
-            r = r + _Layer(nn.Dense(self.width), sn)(act(temb), update_stats)
-            r = _Layer(nn.Dense(self.width, kernel_init=nn.initializers.zeros), sn)(act(r), update_stats)
+            r = _dense(self.width, sn)(act(h), update_stats)
+            r = r + _dense(self.width, sn)(act(temb), update_stats)
+            r = _dense(self.width, sn, zero_init=True)(act(r), update_stats)
             h = h + r
-        proj = _Layer(nn.Dense(self.width), sn)(act(temb), update_stats)
+        proj = _dense(self.width, sn, zero_init=self.zero_init_output)(act(temb), update_stats)
         return jnp.sum(act(h) * proj, axis=-1)
 
 
@@ -139,15 +159,13 @@ class ResBlock(nn.Module):
     def __call__(self, x, temb, update_stats: bool = False):
         act = lambda v: nn.leaky_relu(v, 0.2)  # noqa: E731
         sn = self.spectral_norm
-        h = _Layer(nn.Conv(self.channels, (3, 3), padding="SAME"), sn, name="conv1")(act(x), update_stats)
-        h = h + _Layer(nn.Dense(self.channels), sn, name="temb_proj")(act(temb), update_stats)[:, None, None, :]
-        h = _Layer(
-            nn.Conv(self.channels, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros), sn, name="conv2"
-        )(act(h), update_stats)
+        h = _conv(self.channels, 3, sn, name="conv1")(act(x), update_stats)
+        h = h + _dense(self.channels, sn, name="temb_proj")(act(temb), update_stats)[:, None, None, :]
+        h = _conv(self.channels, 3, sn, zero_init=True, name="conv2")(act(h), update_stats)
         gain = self.param("gain", nn.initializers.constant(self.gain_init), (self.channels,))
         h = h * gain
         if x.shape[-1] != self.channels:
-            x = _Layer(nn.Conv(self.channels, (1, 1)), sn, name="skip")(x, update_stats)
+            x = _conv(self.channels, 1, sn, name="skip")(x, update_stats)
         return x + h
 
 
@@ -173,7 +191,7 @@ class WideResNetEnergyNet(nn.Module):
             raise ValueError(f"WideResNetEnergyNet expects images (B, H, W, C), got shape {y.shape}")
         sn = self.spectral_norm
         temb = _TimeEmbedding(self.width, sn, "leaky_relu")(t, update_stats)
-        h = _Layer(nn.Conv(self.width, (3, 3), padding="SAME"), sn)(y, update_stats)
+        h = _conv(self.width, 3, sn)(y, update_stats)
         for level, mult in enumerate(self.channel_mults):
             for _ in range(self.num_res_blocks):
                 h = ResBlock(self.width * mult, sn)(h, temb, update_stats)
@@ -182,7 +200,7 @@ class WideResNetEnergyNet(nn.Module):
                     raise ValueError(f"image too small for {len(self.channel_mults)} resolutions: {y.shape[1:]}")
                 h = nn.avg_pool(h, (2, 2), (2, 2), padding="SAME" if h.shape[1] % 2 else "VALID")
         h = jnp.sum(nn.relu(h), axis=(1, 2))
-        proj = _Layer(nn.Dense(h.shape[-1]), sn)(nn.leaky_relu(temb, 0.2), update_stats)
+        proj = _dense(h.shape[-1], sn)(nn.leaky_relu(temb, 0.2), update_stats)
         return jnp.sum(h * proj, axis=-1)
 
 

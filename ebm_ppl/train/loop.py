@@ -35,9 +35,9 @@ from ebm_ppl import checkpoint as ckpt
 from ebm_ppl.energy import NetworkEnergy
 from ebm_ppl.energy import networks
 from ebm_ppl.schedules import from_name
-from ebm_ppl.train.objectives import get_objective, network_log_density
+from ebm_ppl.train.objectives import get_objective, network_log_density, resolve_step_scale
 
-__all__ = ["train", "TrainingDiverged", "make_optimizer", "init_state", "make_train_step", "LOG_FILE"]
+__all__ = ["train", "TrainingDiverged", "sampling_options", "make_optimizer", "init_state", "make_train_step", "LOG_FILE"]
 
 LOG_FILE = "train_log.jsonl"
 
@@ -123,7 +123,7 @@ def make_train_step(module, config: dict, data_info: dict | None, seed: int) -> 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (jnp.abs(loss) < max_abs) & _all_finite(params)
         ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema_params"], params)
         new = {"step": state["step"] + 1, "params": params, "batch_stats": batch_stats, "ema_params": ema,
@@ -147,14 +147,25 @@ def _jsonable(cfg):
     return json.loads(json.dumps(cfg, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
 
 
+def sampling_options(schedule, sample_cfg: dict) -> dict:
+    """Keyword arguments of ``ebm_ppl.sampling.progressive.sample`` from a preset's ``sample``
+    entry (``step_scale`` resolved to per-level multipliers, see ``resolve_step_scale``)."""
+    from ebm_ppl.train.objectives import resolve_step_scale
+
+    scale = resolve_step_scale(schedule, sample_cfg.get("step_scale", 1.0))
+    return {
+        "inner": sample_cfg.get("inner", "langevin"),
+        "num_inner_steps": int(sample_cfg.get("num_inner_steps", 30)),
+        "step_scale": jnp.asarray(scale, jnp.float32) if np.ptp(scale) > 0 else float(scale[0]),
+    }
+
+
 def save_samples_png(energy, key, n: int, path: str, sample_cfg: dict, reference=None, title=None) -> np.ndarray:
     """Progressive samples of ``energy`` (data space) pictured at ``path``; returns the samples."""
     from ebm_ppl.plotting import save_samples
     from ebm_ppl.sampling.progressive import sample
 
-    x = sample(energy, key, n, inner=sample_cfg.get("inner", "langevin"),
-               num_inner_steps=int(sample_cfg.get("num_inner_steps", 30)),
-               step_scale=float(sample_cfg.get("step_scale", 1.0)))
+    x = sample(energy, key, n, **sampling_options(energy.schedule, sample_cfg))
     x = np.asarray(x)
     if x.ndim >= 3:
         x_plot = np.clip(x, -1.0, 1.0)
@@ -244,7 +255,9 @@ def train(
             out, network=config["network"], variables=ema_variables(state), schedule=config["schedule"], data=info,
             step=int(state["step"]), base_variance=base_variance, objective=config["objective"],
             preset=config.get("preset"), train_state=state,
-            extra={"seed": int(seed), "train": config, "wall_time_s": prior_wall + wall},
+            extra={"seed": int(seed), "train": config, "wall_time_s": prior_wall + wall,
+                   "sampling": {**config.get("sample", {}),
+                                "step_scale": resolve_step_scale(schedule, config.get("sample", {}).get("step_scale", 1.0)).tolist()}},
         )
 
     def write_grid(state, step):

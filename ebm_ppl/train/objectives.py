@@ -53,6 +53,7 @@ __all__ = [
     "dsm_noise",
     "short_run_loss",
     "network_log_density",
+    "resolve_step_scale",
     "get_objective",
 ]
 
@@ -85,6 +86,33 @@ def network_log_density(module, schedule: Schedule, base_variance: float | None 
         return f
 
     return log_density
+
+
+def resolve_step_scale(schedule: Schedule, step_scale) -> np.ndarray:
+    """Per-level multipliers (T,) of ``schedule.langevin_step_sizes``.
+
+    ``step_scale`` is a number (all levels), a sequence of T numbers, or ``"top-rescaled"``:
+    1 at every level but the top one (t = T-1), where it is ``model_scales[T-1]^2``. That is the
+    official step rule carried over to ebm_ppl's convention at the top level: the official code
+    models y_{T-1} = x_{T-1} there, ebm_ppl models y_{T-1} = c x_{T-1} with c = alpha_T (0.0228 in
+    drl(6)); the official step delta^2 on x is c^2 delta^2 on y. Without it the top level's Langevin
+    noise (0.139 per step in drl(6)) is six times the width of the level (about 0.023), negatives can
+    never match positives and the contrastive loss diverges.
+    """
+    T = schedule.num_levels
+    if isinstance(step_scale, str):
+        if step_scale != "top-rescaled":
+            raise ValueError(f"unknown step_scale {step_scale!r}; a number, T numbers or 'top-rescaled'")
+        out = np.ones(T)
+        if T > 1:
+            out[T - 1] = schedule.model_scales[T - 1] ** 2
+        return out
+    arr = np.asarray(step_scale, np.float64)
+    if arr.ndim == 0:
+        return np.full(T, float(arr))
+    if arr.shape != (T,):
+        raise ValueError(f"step_scale must be a number or {T} numbers, got shape {arr.shape}")
+    return arr
 
 
 def sample_levels(key: jax.Array, batch_size: int, num_levels: int) -> jax.Array:
@@ -125,7 +153,7 @@ def langevin_conditional(
     """
     dt = x_next.dtype
     sigma = _bcast(_table(schedule.conditional_sigmas, dt)[t], x_next)
-    step_sq = _bcast(step_scale * _table(schedule.langevin_step_sizes, dt)[t], x_next)
+    step_sq = _bcast(_table(resolve_step_scale(schedule, step_scale) * schedule.langevin_step_sizes, dt)[t], x_next)
 
     def conditional(y):
         f = jnp.sum(log_density(params, y, t))
@@ -144,15 +172,20 @@ def langevin_conditional(
     return y
 
 
-def _contrastive(log_density, params, y_pos, y_neg, t, schedule):
-    """mean_b w_t s_t (f(y_neg) - f(y_pos)), negatives under stop-gradient."""
+def _contrastive(log_density, params, y_pos, y_neg, t, schedule, output_reg=0.0):
+    """mean_b w_t s_t (f(y_neg) - f(y_pos)), negatives under stop-gradient; with ``output_reg``
+    > 0 plus output_reg * mean((s_t f_pos)^2 + (s_t f_neg)^2) (Du & Mordatch's regulariser on
+    the raw network scale)."""
     dt = y_pos.dtype
     y_neg = jax.lax.stop_gradient(y_neg)
     sig = _table(schedule.sigmas, dt)
-    weight = sig[1] / sig[t + 1] * _table(schedule.energy_scales, dt)[t]
+    scale = _table(schedule.energy_scales, dt)[t]
+    weight = sig[1] / sig[t + 1] * scale
     f_pos = log_density(params, y_pos, t)
     f_neg = log_density(params, y_neg, t)
     loss = jnp.mean(weight * (f_neg - f_pos))
+    if output_reg:
+        loss = loss + output_reg * jnp.mean(jnp.square(scale * f_pos) + jnp.square(scale * f_neg))
     aux = {"t": t, "f_pos": f_pos, "f_neg": f_neg, "move": jnp.sqrt(_sum_event(jnp.square(y_neg - y_pos)))}
     return loss, aux
 
@@ -167,6 +200,7 @@ def recovery_likelihood_loss(
     schedule: Schedule,
     num_steps: int = 30,
     step_scale: float = 1.0,
+    output_reg: float = 0.0,
 ):
     """(a) Diffusion recovery likelihood with K Langevin steps (T6: K = 30)."""
     k_t, k_pair, k_mc = jax.random.split(key, 3)
@@ -177,7 +211,7 @@ def recovery_likelihood_loss(
         log_density, jax.lax.stop_gradient(params), k_mc, x_next, t,
         schedule=schedule, num_steps=num_steps, step_scale=step_scale,
     )
-    return _contrastive(log_density, params, y_pos, y_neg, t, schedule)
+    return _contrastive(log_density, params, y_pos, y_neg, t, schedule, output_reg)
 
 
 def normal_approx_loss(
@@ -258,7 +292,7 @@ def short_run_loss(
 
 #: name -> (loss function, names of the keyword options it takes besides ``schedule``)
 OBJECTIVES = {
-    "recovery_likelihood": (recovery_likelihood_loss, ("num_steps", "step_scale")),
+    "recovery_likelihood": (recovery_likelihood_loss, ("num_steps", "step_scale", "output_reg")),
     "normal_approx": (normal_approx_loss, ()),
     "dsm": (dsm_loss, ()),
     "short_run": (short_run_loss, ("num_steps", "step_scale")),

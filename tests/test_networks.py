@@ -1,0 +1,67 @@
+"""Energy networks: output shapes, ResBlock identity at init, config round trip, bound energy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ebm_ppl.energy import NetworkEnergy
+from ebm_ppl.energy.networks import ResBlock, build, config_of, init_variables
+from ebm_ppl.schedules import drl
+
+
+@pytest.mark.parametrize(
+    "config, shape",
+    [
+        ({"name": "mlp", "width": 16, "depth": 2}, (2,)),
+        ({"name": "mlp", "width": 16, "depth": 1, "activation": "leaky_relu", "spectral_norm": True}, (5,)),
+        ({"name": "wrn", "width": 8, "channel_mults": [1, 2], "num_res_blocks": 1}, (8, 8, 1)),
+        ({"name": "wrn", "width": 4, "channel_mults": [1, 2, 2], "num_res_blocks": 1}, (28, 28, 1)),
+        ({"name": "wrn", "width": 4, "channel_mults": [1, 2, 2, 2], "num_res_blocks": 1}, (32, 32, 3)),
+    ],
+)
+def test_output_shape_and_finite(config, shape):
+    module = build(config)
+    variables = init_variables(module, jax.random.PRNGKey(0), shape)
+    if config.get("spectral_norm", config["name"] == "wrn"):
+        assert "batch_stats" in variables
+    y = jax.random.normal(jax.random.PRNGKey(1), (3,) + shape)
+    t = jnp.array([0, 2, 5])
+    out = module.apply(variables, y, t)
+    assert out.shape == (3,)
+    assert np.all(np.isfinite(out))
+    # training mode updates the power-iteration statistics without changing shapes
+    out2, upd = module.apply(variables, y, t, update_stats=True, mutable=["batch_stats"])
+    assert out2.shape == (3,)
+    assert build(config_of(module)) == module
+
+
+def test_resblock_is_identity_at_init():
+    block = ResBlock(6, spectral_norm=True)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 6))
+    temb = jax.random.normal(jax.random.PRNGKey(1), (2, 16))
+    variables = block.init(jax.random.PRNGKey(2), x, temb, update_stats=True)
+    np.testing.assert_array_equal(np.asarray(block.apply(variables, x, temb)), np.asarray(x))
+    # and it stops being the identity once the zero-initialised conv moves
+    params = jax.tree_util.tree_map(lambda v: v, variables["params"])
+    params["conv2"]["conv"]["kernel"] = params["conv2"]["conv"]["kernel"] + 0.01
+    moved = block.apply({**variables, "params": params}, x, temb)
+    assert float(jnp.max(jnp.abs(moved - x))) > 1e-3
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="unknown network"):
+        build({"name": "transformer"})
+    with pytest.raises(ValueError, match="no option"):
+        build({"name": "mlp", "widht": 3})
+
+
+def test_network_energy_binds_network():
+    sched = drl(6)
+    module = build({"name": "mlp", "width": 8, "depth": 1})
+    variables = init_variables(module, jax.random.PRNGKey(0), (2,))
+    energy = NetworkEnergy(module, variables, sched, (2,), base_variance=4.0)
+    y = jax.random.normal(jax.random.PRNGKey(1), (4, 2))
+    expected = module.apply(variables, y, jnp.full((4,), 3)) / sched.energy_scales[3] - jnp.sum(y**2, -1) / 8.0
+    np.testing.assert_allclose(np.asarray(energy.log_density(y, 3)), np.asarray(expected), rtol=1e-5)
+    assert energy.score(y, 0).shape == (4, 2)
