@@ -7,6 +7,11 @@ A schedule with ``T`` levels describes the variance-preserving diffusion
 and the scaled variables the energies model, ``y_t = sqrt(1 - sigma_{t+1}^2) x_t`` for
 ``t < T`` and ``y_T = x_T`` (the standard normal, by definition of level T).
 
+When the last step destroys the signal (``sigma_T`` close to 1: the official T6 merge, T = 1 and
+the NCSN ladder), the top learned level is a *marginal* EBM as in the official code
+(``a_s_prev[-1] = 1``, no recovery term): ``y_{T-1} = x_{T-1}`` and p(y_{T-1} | x_T) is just
+p(y_{T-1}); ``conditional_sigmas[T-1]`` is then ``inf`` so the recovery term vanishes.
+
 ``sigmas`` has length ``T + 1``. ``sigmas[t]`` for ``t >= 1`` is the per-step noise of the step
 ``x_{t-1} -> x_t``. ``sigmas[0]`` is the noise the official DRL code puts on the data to form
 ``x_0`` (``sqrt(beta_1) = 0.01``); ebm_ppl treats ``x_0`` as "the data" (the oracles define the
@@ -30,6 +35,9 @@ __all__ = ["Schedule", "drl", "ncsn", "from_name", "DRL_STEP_SIZE_SQUARE"]
 DRL_STEP_SIZE_SQUARE = 2e-4
 #: DDPM's linear betas, the base of every ``drl`` schedule.
 DDPM_BETA_MIN, DDPM_BETA_MAX, DDPM_STEPS = 1e-4, 0.02, 1000
+#: A last step with at least this variance makes the top learned level a marginal EBM (the official
+#: T6 merge has sigma_6^2 = 0.9995; T1k's last step has 0.02).
+TOP_MARGINAL_MIN_VARIANCE = 0.99
 #: Largest per-step variance of a ``linear`` schedule (keeps c_{T-1} = sqrt(1 - sigma_T^2) >= 0.01).
 MAX_STEP_VARIANCE = 1.0 - 1e-4
 #: NCSN's annealed-Langevin base step (Song & Ermon 2019, Alg. 1): alpha_i = eps sigma_i^2 / sigma_L^2.
@@ -46,12 +54,14 @@ class Schedule:
       langevin_step_sizes: (T,) squared Langevin step ``delta_t^2`` used at level t for the
         conditional ``p(y_t | x_{t+1})`` (the official rule for ``drl``, NCSN's for ``ncsn``).
       energy_scales: (T,) the divisor of the network output: log density = net(y, t) / scale_t.
+      top_level_marginal: the top learned level models x_{T-1} itself with no recovery term.
     """
 
     name: str
     sigmas: np.ndarray
     langevin_step_sizes: np.ndarray
     energy_scales: np.ndarray
+    top_level_marginal: bool = False
 
     def __post_init__(self):
         s = np.asarray(self.sigmas, np.float64)
@@ -70,7 +80,12 @@ class Schedule:
         return hash(self.name)
 
     def __eq__(self, other):
-        return isinstance(other, Schedule) and self.name == other.name and np.array_equal(self.sigmas, other.sigmas)
+        return (
+            isinstance(other, Schedule)
+            and self.name == other.name
+            and np.array_equal(self.sigmas, other.sigmas)
+            and self.top_level_marginal == other.top_level_marginal
+        )
 
     def __repr__(self):
         return f"Schedule({self.name!r}, T={self.num_levels})"
@@ -97,18 +112,25 @@ class Schedule:
 
     @functools.cached_property
     def model_scales(self) -> np.ndarray:
-        """(T+1,) c_t with y_t = c_t x_t: alpha_{t+1} for t < T and 1 at level T."""
-        return np.concatenate([self.alphas[1:], [1.0]])
+        """(T+1,) c_t with y_t = c_t x_t: alpha_{t+1} for t < T and 1 at level T (and 1 at
+        level T-1 when the top level is marginal)."""
+        scales = np.concatenate([self.alphas[1:], [1.0]])
+        if self.top_level_marginal:
+            scales[-2] = 1.0
+        return scales
 
     @property
     def data_scale(self) -> float:
-        """a = sqrt(1 - sigma_1^2): model space y_0 = a x_0 (the paper's change of variable)."""
-        return float(self.alphas[1])
+        """a = c_0: model space y_0 = a x_0 (the paper's change of variable, a = sqrt(1 - sigma_1^2))."""
+        return float(self.model_scales[0])
 
     @functools.cached_property
     def conditional_sigmas(self) -> np.ndarray:
-        """(T,) sigma_{t+1}: the width of the recovery term of p(y_t | x_{t+1})."""
-        return self.sigmas[1:]
+        """(T,) sigma_{t+1}: the width of the recovery term of p(y_t | x_{t+1}) (inf at a marginal top level)."""
+        out = self.sigmas[1:].copy()
+        if self.top_level_marginal:
+            out[-1] = np.inf
+        return out
 
     def marginal(self, t: int) -> tuple[float, float]:
         """(scale, std) with y_t = scale * x_0 + std * e exactly (level T: (0, 1) by definition)."""
@@ -181,7 +203,13 @@ def drl(num_levels: int, merge: str = "auto", b_square: float = DRL_STEP_SIZE_SQ
         kind = "official"
     steps = _official_step_sizes(sigmas, b_square)
     name = f"drl:{num_levels}" if merge == "auto" else f"drl:{num_levels}:{kind}"
-    return Schedule(name=name, sigmas=sigmas, langevin_step_sizes=steps, energy_scales=steps)
+    return Schedule(name=name, sigmas=sigmas, langevin_step_sizes=steps, energy_scales=steps,
+                    top_level_marginal=_destroys_signal(sigmas))
+
+
+def _destroys_signal(sigmas: np.ndarray) -> bool:
+    """The last step leaves x_T (nearly) independent of x_{T-1}: then the top level is marginal."""
+    return bool(sigmas[-1] ** 2 >= TOP_MARGINAL_MIN_VARIANCE)
 
 
 @functools.lru_cache(maxsize=64)
@@ -202,11 +230,12 @@ def ncsn(num_levels: int = 10, sigma_max: float = 1.0, sigma_min: float = 0.01) 
     cum_signal_sq = 1.0 - cum_noise**2
     step_alpha_sq = cum_signal_sq[1:] / cum_signal_sq[:-1]
     sigmas = np.sqrt(np.concatenate([[cum_noise[0] ** 2], 1.0 - step_alpha_sq]))
-    sched_tmp = Schedule(f"ncsn:{num_levels}:{sigma_max:g}:{sigma_min:g}", sigmas, np.ones(num_levels), np.ones(num_levels))
+    sched_tmp = Schedule(f"ncsn:{num_levels}:{sigma_max:g}:{sigma_min:g}", sigmas, np.ones(num_levels),
+                         np.ones(num_levels), top_level_marginal=True)
     c = sched_tmp.model_scales[:-1] * np.sqrt(cum_signal_sq[:-1])  # y_t = c (x_raw + r_t e)
     steps = NCSN_EPS * ratios**2 / ratios[0] ** 2 * c**2
     energy_scales = (c * ratios) ** 2
-    return Schedule(sched_tmp.name, sigmas, steps, energy_scales)
+    return Schedule(sched_tmp.name, sigmas, steps, energy_scales, top_level_marginal=True)
 
 
 def from_name(name: str) -> Schedule:

@@ -96,9 +96,7 @@ def test_recovery_likelihood_gradient_vanishes_at_true_energy(level):
 
 def test_resolve_step_scale():
     s = drl(6)
-    top = resolve_step_scale(s, "top-rescaled")
-    np.testing.assert_allclose(top[:-1], 1.0)
-    np.testing.assert_allclose(top[-1], s.model_scales[5] ** 2)
+    np.testing.assert_allclose(resolve_step_scale(s, np.arange(6.0)), np.arange(6.0))
     assert resolve_step_scale(s, 2.0).tolist() == [2.0] * 6
     with pytest.raises(ValueError):
         resolve_step_scale(s, [1.0, 2.0])

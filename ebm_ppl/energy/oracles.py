@@ -174,6 +174,8 @@ class MixtureOracle(Energy):
         it is the posterior of y_t under an identity observation with noise sigma_{t+1}^2."""
         w, m, _, _ = self.level_params(t)
         sigma = float(self.schedule.conditional_sigmas[int(t)])
+        if math.isinf(sigma):  # a marginal top level: no recovery term
+            return w, m, self.level_covariances(t)
         eye = jnp.eye(self.dim)
         return gaussian_mixture_posterior(
             w, m, self.level_covariances(t), eye, sigma**2 * eye, jnp.reshape(x_next, (self.dim,))

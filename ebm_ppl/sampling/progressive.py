@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import inner_unroll
+
 __all__ = [
     "ProgressiveState",
     "ProgressiveInfo",
@@ -156,8 +158,12 @@ def _check_inner(inner, num_inner_steps, start):
 
 
 def _normal_draw(key, energy, x_next, t, log_likelihood_fn):
-    """The normal approximation N(x_{t+1} + sigma^2 grad log p(y)|_{y = x_{t+1}}, sigma^2)."""
+    """The normal approximation N(x_{t+1} + sigma^2 grad log p(y)|_{y = x_{t+1}}, sigma^2).
+
+    At a marginal top level (sigma = inf, no recovery term) there is no normal approximation:
+    the draw is x_{t+1} itself, the N(0, I) start of that level's chain."""
     sigma, c_t = _level_constants(energy, t, x_next.dtype)
+    sigma = jnp.where(jnp.isinf(sigma), jnp.zeros_like(sigma), sigma)
 
     def marginal(y):
         value = energy.log_density(y, t)
@@ -211,7 +217,7 @@ def build_kernel(
                 y, a = move(k, y, logdensity, step)
                 return y, a
 
-            y, accs = jax.lax.scan(one, y0, jax.random.split(k_run, num_inner_steps))
+            y, accs = jax.lax.scan(one, y0, jax.random.split(k_run, num_inner_steps), unroll=inner_unroll(num_inner_steps))
             acc = jnp.mean(accs)
         info = ProgressiveInfo(logdensity(y), jnp.mean(jnp.square(y - x_next)), acc)
         return ProgressiveState(y / c_t, t), info
@@ -287,7 +293,7 @@ def tune_step_sizes(
             y, acc = batch_move(kk, y, step)
             return y, jnp.mean(acc)
 
-        y, accs = jax.lax.scan(run, y, jax.random.split(k_move, num_inner_steps))
+        y, accs = jax.lax.scan(run, y, jax.random.split(k_move, num_inner_steps), unroll=inner_unroll(num_inner_steps))
         _, c_t = _level_constants(energy, t, y.dtype)
         return y / c_t, (step, jnp.mean(accs))
 

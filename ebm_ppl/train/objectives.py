@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import inner_unroll
+
 from ebm_ppl.schedules import Schedule
 
 __all__ = [
@@ -89,24 +91,9 @@ def network_log_density(module, schedule: Schedule, base_variance: float | None 
 
 
 def resolve_step_scale(schedule: Schedule, step_scale) -> np.ndarray:
-    """Per-level multipliers (T,) of ``schedule.langevin_step_sizes``.
-
-    ``step_scale`` is a number (all levels), a sequence of T numbers, or ``"top-rescaled"``:
-    1 at every level but the top one (t = T-1), where it is ``model_scales[T-1]^2``. That is the
-    official step rule carried over to ebm_ppl's convention at the top level: the official code
-    models y_{T-1} = x_{T-1} there, ebm_ppl models y_{T-1} = c x_{T-1} with c = alpha_T (0.0228 in
-    drl(6)); the official step delta^2 on x is c^2 delta^2 on y. Without it the top level's Langevin
-    noise (0.139 per step in drl(6)) is six times the width of the level (about 0.023), negatives can
-    never match positives and the contrastive loss diverges.
-    """
+    """Per-level multipliers (T,) of ``schedule.langevin_step_sizes``: a number (all levels) or a
+    sequence of T numbers."""
     T = schedule.num_levels
-    if isinstance(step_scale, str):
-        if step_scale != "top-rescaled":
-            raise ValueError(f"unknown step_scale {step_scale!r}; a number, T numbers or 'top-rescaled'")
-        out = np.ones(T)
-        if T > 1:
-            out[T - 1] = schedule.model_scales[T - 1] ** 2
-        return out
     arr = np.asarray(step_scale, np.float64)
     if arr.ndim == 0:
         return np.full(T, float(arr))
@@ -168,7 +155,7 @@ def langevin_conditional(
         return y + 0.5 * step_sq * grad_fn(y) + jnp.sqrt(step_sq) * noise, None
 
     y0 = x_next if init is None else init
-    y, _ = jax.lax.scan(step, y0, jax.random.split(key, num_steps))
+    y, _ = jax.lax.scan(step, y0, jax.random.split(key, num_steps), unroll=inner_unroll(num_steps))
     return y
 
 
@@ -307,6 +294,11 @@ def get_objective(name: str, schedule: Schedule, **options) -> Callable:
     bad = set(options) - set(allowed)
     if bad:
         raise ValueError(f"objective {name!r} takes no option(s) {sorted(bad)}; it takes {list(allowed)}")
+    if name == "normal_approx" and schedule.top_level_marginal:
+        raise ValueError(
+            f"the normal approximation needs small noise steps at every level; {schedule.name} ends with a "
+            f"step of sigma {schedule.sigmas[-1]:.4f} (its top level is a marginal EBM): use a T1k schedule such as drl:1000"
+        )
 
     def loss(log_density, params, x0, key, t=None):
         return fn(log_density, params, x0, key, t, schedule=schedule, **options)

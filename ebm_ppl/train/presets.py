@@ -28,7 +28,7 @@ _COMMON = {
     "base_variance": DEFAULT_BASE_VARIANCE,
     "max_abs_loss": 1e8,
     "log_every": 50,
-    "sample": {"inner": "langevin", "num_inner_steps": 30, "step_scale": "top-rescaled"},
+    "sample": {"inner": "langevin", "num_inner_steps": 30},
 }
 
 PRESETS: dict[str, dict] = {
@@ -39,7 +39,7 @@ PRESETS: dict[str, dict] = {
         "network": {"name": "mlp", "width": 128, "depth": 3, "temb_dim": 32, "activation": "leaky_relu",
                     "spectral_norm": True, "zero_init_output": True},
         "schedule": "drl:6",
-        "objective": {"name": "recovery_likelihood", "num_steps": 30, "step_scale": "top-rescaled", "output_reg": 1.0},
+        "objective": {"name": "recovery_likelihood", "num_steps": 30, "output_reg": 1.0},
         "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 100, "grad_clip": 1.0, "ema_decay": 0.995},
         "batch_size": 256,
         "steps": 3000,
@@ -53,7 +53,7 @@ PRESETS: dict[str, dict] = {
         "data": "digits",
         "network": {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True},
         "schedule": "drl:6",
-        "objective": {"name": "recovery_likelihood", "num_steps": 30, "step_scale": "top-rescaled", "output_reg": 1.0},
+        "objective": {"name": "recovery_likelihood", "num_steps": 30, "output_reg": 1.0},
         "optimizer": {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
         "batch_size": 64,
         "steps": 6000,
@@ -112,7 +112,7 @@ PRESETS: dict[str, dict] = {
         "data": None,
         "network": {"name": "wrn", "width": 128, "channel_mults": [1, 2, 2, 2], "num_res_blocks": 8, "spectral_norm": True},
         "schedule": "drl:6",
-        "objective": {"name": "recovery_likelihood", "num_steps": 30, "step_scale": "top-rescaled"},
+        "objective": {"name": "recovery_likelihood", "num_steps": 30},
         "optimizer": {"lr": 1e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 1000, "grad_clip": None, "ema_decay": 0.999},
         "batch_size": 256,
         "steps": 240000,
