@@ -352,8 +352,12 @@ TRANSITIONS = ("ghmc", "mala")
 
 
 def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, target_accept=0.65,
-              adapt_gain=1.0, batch_size=None, start=None):
-    """Run ``path`` in batches of particles; returns (y, increments (J, N) float32, acc, spread, steps)."""
+              adapt_gain=1.0, batch_size=None, start=None, mesh=None):
+    """Run ``path`` in batches of particles; returns (y, increments (J, N) float32, acc, spread, steps).
+
+    With a device ``mesh`` each batch whose size divides evenly is split over its devices."""
+    from ebm_ppl import sharding
+
     n = y0.shape[0]
     batch_size = n if batch_size is None else min(int(batch_size), n)
     args = (
@@ -368,7 +372,10 @@ def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, t
     outs = []
     for i, first in enumerate(range(0, n, batch_size)):
         k = jax.random.fold_in(key, i)
-        outs.append(_anneal(energy, k, y0[first : first + batch_size], start, *args, num_steps=num_steps, adapt=adapt,
+        yb = y0[first : first + batch_size]
+        if mesh is not None and yb.shape[0] % sharding.num_devices(mesh) == 0:
+            yb = sharding.shard_batch(yb, mesh)
+        outs.append(_anneal(energy, k, yb, start, *args, num_steps=num_steps, adapt=adapt,
                             transition=path.transition, persistence=float(path.persistence),
                             target_accept=target_accept, adapt_gain=adapt_gain))
     y = jnp.concatenate([o[0] for o in outs])
@@ -407,7 +414,7 @@ def _grad_count(path: AnnealingPath, T: int, num_steps: int, num_particles: int)
 
 def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_particles=64,
                pilot_bridges_per_level=32, target_accept=None, init_step_size=None, min_bridges_per_level=4,
-               spacing="adaptive", batch_size=None, transition="mala", persistence=0.9):
+               spacing="adaptive", batch_size=None, transition="mala", persistence=0.9, mesh=None):
     """Tune an :class:`AnnealingPath` by a pilot run (its samples are then discarded).
 
     The pilot runs ``pilot_bridges_per_level`` uniform bridges per level with the step size adapted
@@ -433,7 +440,7 @@ def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_par
     k_init, k_run = jax.random.split(key)
     y0 = jax.random.normal(k_init, (pilot_particles,) + tuple(energy.data_shape))
     _, _, acc, spread, steps = _run_path(energy, k_run, y0, pilot, num_steps, adapt=True,
-                                         target_accept=target_accept, batch_size=batch_size)
+                                         target_accept=target_accept, batch_size=batch_size, mesh=mesh)
     pilot_grads = _grad_count(pilot, T, num_steps, pilot_particles)[1]
     u_pilot = np.repeat(np.arange(L), P) + np.tile(np.arange(1, P + 1) / P, L)
     spread = np.where(np.isfinite(spread), spread, np.nanmax(np.where(np.isfinite(spread), spread, 0)) + 1.0)
@@ -481,7 +488,8 @@ def _default_bridges(num_segments):
 def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: int | None = None,
         num_steps: int = 2, transition: str = "mala", persistence: float = 0.9, path: AnnealingPath | None = None,
         pilot_particles: int = 64, pilot_bridges_per_level: int = 32, target_accept: float | None = None,
-        spacing: str = "adaptive", batch_size: int | None = None, data_shape=None, return_samples: bool = False):
+        spacing: str = "adaptive", batch_size: int | None = None, data_shape=None, return_samples: bool = False,
+        mesh=None):
     """Annealed importance sampling from N(0, I) (level T) down to ``level``.
 
     Args:
@@ -500,6 +508,8 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
       pilot_particles, pilot_bridges_per_level, target_accept: the pilot run that tunes step sizes.
       batch_size: run particles in batches of this size (memory).
       return_samples: also return the final particles (N, *data_shape) and their log weights.
+      mesh: a device mesh (:mod:`ebm_ppl.sharding`): particles split over its devices
+        (``num_particles`` and ``batch_size`` multiples of its size); same estimate as one device.
 
     Returns a :class:`LogZEstimate` (``method="ais"``), ``lower`` = ``log_z`` (a stochastic lower
     bound), or ``(estimate, samples, log_weights)`` with ``return_samples``.
@@ -507,6 +517,12 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
     energy = as_energy(energy, data_shape)
     level = _check_level(energy, level)
     T = energy.num_levels
+    if mesh is not None:
+        from ebm_ppl.sharding import check_divisible
+
+        check_divisible(num_particles, mesh, "number of AIS particles")
+        if batch_size is not None:
+            check_divisible(min(int(batch_size), num_particles), mesh, "AIS batch_size")
     k_pilot, k_init, k_run = jax.random.split(key, 3)
     pilot_grads, meta = 0, {}
     if path is None:
@@ -514,9 +530,10 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
                                              num_steps=num_steps, pilot_particles=pilot_particles,
                                              pilot_bridges_per_level=pilot_bridges_per_level,
                                              target_accept=target_accept, spacing=spacing,
-                                             batch_size=batch_size, transition=transition, persistence=persistence)
+                                             batch_size=batch_size, transition=transition, persistence=persistence,
+                                             mesh=mesh)
     y0 = jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape))
-    y, inc, acc, _, _ = _run_path(energy, k_run, y0, path, num_steps, batch_size=batch_size)
+    y, inc, acc, _, _ = _run_path(energy, k_run, y0, path, num_steps, batch_size=batch_size, mesh=mesh)
     log_w = np.cumsum(inc.astype(np.float64), axis=0)  # (J, N), float64
     top = _log_z_top(energy)
     log_c = np.log(_model_scales(energy)) * _dim(energy)  # log Z_t = log Z^x_t + D log c_t
@@ -531,7 +548,7 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
     grads = _grad_count(path, T, num_steps, num_particles)[1] + pilot_grads
     meta.update({"num_particles": num_particles, "num_bridges": int(len(path.beta)), "num_steps": num_steps,
                  "transition": path.transition, "persistence": float(path.persistence), "acceptance": float(np.mean(acc)),
-                 "pilot_grad_evals": int(pilot_grads)})
+                 "pilot_grad_evals": int(pilot_grads), "devices": 1 if mesh is None else int(mesh.devices.size)})
     est = LogZEstimate(log_z=top + lz, stderr=se, ess=ess, num_energy_evals=grads, num_grad_evals=grads,
                        curve=_curve(final, top + log_c[level]), method="ais", level=level, lower=top + lz, levels=levels,
                        meta=meta)
@@ -544,7 +561,7 @@ def reverse_ais(energy, key, samples, *, level: int = 0, path: AnnealingPath | N
                 num_bridges: int | None = None, num_steps: int = 2, transition: str = "mala",
                 persistence: float = 0.9, pilot_particles: int = 64, pilot_bridges_per_level: int = 32,
                 target_accept: float | None = None, spacing: str = "adaptive", batch_size: int | None = None,
-                data_shape=None):
+                data_shape=None, mesh=None):
     """Reverse AIS from ``samples`` of level ``level`` (model space, shape (N, *data_shape)) up to N(0, I).
 
     With exact samples of exp f(., level) / Z (an oracle's ``sample``) the result is a stochastic
@@ -563,9 +580,11 @@ def reverse_ais(energy, key, samples, *, level: int = 0, path: AnnealingPath | N
                                              num_steps=num_steps, pilot_particles=pilot_particles,
                                              pilot_bridges_per_level=pilot_bridges_per_level,
                                              target_accept=target_accept, spacing=spacing,
-                                             batch_size=batch_size, transition=transition, persistence=persistence)
+                                             batch_size=batch_size, transition=transition, persistence=persistence,
+                                             mesh=mesh)
     rev, rev_start = _reverse(path)
-    _, inc, acc, _, _ = _run_path(energy, k_run, samples, rev, num_steps, batch_size=batch_size, start=rev_start)
+    _, inc, acc, _, _ = _run_path(energy, k_run, samples, rev, num_steps, batch_size=batch_size, start=rev_start,
+                                  mesh=mesh)
     log_w = np.sum(inc.astype(np.float64), axis=0)  # estimates log Z_T / Z_level
     lz, se, ess = _weight_stats(log_w)
     top = _log_z_top(energy)
@@ -593,7 +612,7 @@ def _reverse(path: AnnealingPath):
 
 
 def bdmc(energy, key, samples=None, *, level: int = 0, num_particles: int = 512, num_bridges: int | None = None,
-         num_steps: int = 2, batch_size: int | None = None, **pilot):
+         num_steps: int = 2, batch_size: int | None = None, mesh=None, **pilot):
     """Bidirectional Monte Carlo: forward AIS (stochastic lower bound) and reverse AIS from
     ``samples`` of the level (stochastic upper bound) on the same tuned path. Without ``samples`` an
     oracle's exact ``energy.sample(key, num_particles, level)`` is used. Returns a LogZEstimate with
@@ -602,15 +621,16 @@ def bdmc(energy, key, samples=None, *, level: int = 0, num_particles: int = 512,
     level = _check_level(energy, level)
     k_pilot, k_fwd, k_rev, k_smp = jax.random.split(key, 4)
     path, pilot_grads, meta = pilot_path(energy, k_pilot, level=level, num_bridges=num_bridges,
-                                         num_steps=num_steps, batch_size=batch_size, **pilot)
+                                         num_steps=num_steps, batch_size=batch_size, mesh=mesh, **pilot)
     if samples is None:
         if not hasattr(energy, "sample"):
             raise ValueError("bdmc needs exact samples of the level: pass samples=... (e.g. held-out data "
                              "noised to the level), or use an oracle that has .sample")
         samples = energy.sample(k_smp, num_particles, level)
     fwd = ais(energy, k_fwd, level=level, num_particles=num_particles, num_steps=num_steps, path=path,
-              batch_size=batch_size)
-    rev = reverse_ais(energy, k_rev, samples, level=level, num_steps=num_steps, path=path, batch_size=batch_size)
+              batch_size=batch_size, mesh=mesh)
+    rev = reverse_ais(energy, k_rev, samples, level=level, num_steps=num_steps, path=path, batch_size=batch_size,
+                      mesh=mesh)
     grads = fwd.num_grad_evals + rev.num_grad_evals + pilot_grads
     meta.update({"gap": rev.upper - fwd.lower, "reverse_stderr": rev.stderr, "reverse_ess": rev.ess,
                  "num_particles": num_particles, "num_bridges": int(len(path.beta)), "num_steps": num_steps})
@@ -693,7 +713,8 @@ def ladder(energy, key, *, level: int = 0, num_samples: int = 1024, samples: dic
 # BlackJAX adaptive tempered SMC (baseline)
 # --------------------------------------------------------------------------------------------
 def smc(energy, key, *, level: int = 0, num_particles: int = 1024, num_mcmc_steps: int = 4,
-        target_ess: float = 0.5, step_size: float | None = None, max_steps: int = 1000, data_shape=None):
+        target_ess: float = 0.5, step_size: float | None = None, max_steps: int = 1000, data_shape=None,
+        mesh=None):
     """Adaptive tempered SMC (BlackJAX) from the prior N(0, I) to exp f(., level), MALA moves with a
     fixed step size (default: tuned by a short AIS pilot at the level). log Z = log Z_T + sum of
     the log-likelihood increments (the prior is normalised, the likelihood is f - log N(0, I))."""
@@ -723,7 +744,12 @@ def smc(energy, key, *, level: int = 0, num_particles: int = 1024, num_mcmc_step
         logprior, loglik, blackjax.mala.build_kernel(), blackjax.mala.init,
         {"step_size": jnp.array([step_size])}, resampling.systematic, target_ess, num_mcmc_steps=num_mcmc_steps,
     )
-    state = algo.init(jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape)))
+    from ebm_ppl import sharding
+
+    # particles split over the mesh (None: one device); resampling gathers across devices (compiler)
+    y_init = sharding.maybe_shard_batch(jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape)),
+                                        mesh, "number of SMC particles")
+    state = algo.init(y_init)
     step = jax.jit(algo.step)
     log_z, n_steps = 0.0, 0
     while float(state.tempering_param) < 1.0 and n_steps < max_steps:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ebm_ppl.cli import UsageError
-from ebm_ppl.cli.common import add_energy_arguments, resolve_energy
+from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, resolve_energy, resolve_mesh
 
 HELP = "bits/dim of a data split under a checkpoint (uses the log Z stored by `ebm-ppl logz --write`)"
 
@@ -21,6 +21,7 @@ def add_arguments(parser):
     parser.add_argument("--samples", type=int, default=256, help="elbo: Monte Carlo draws per example")
     parser.add_argument("--probes", type=int, default=4, help="ode: Hutchinson probes per example")
     parser.add_argument("--rtol", type=float, default=1e-5, help="ode: solver tolerance (rtol = atol)")
+    add_devices_arguments(parser)
 
 
 def run(args):
@@ -45,18 +46,21 @@ def run(args):
         raise UsageError(str(err)) from None
     if tuple(x.shape[1:]) != tuple(energy.data_shape):
         raise UsageError(f"data {name!r} has shape {x.shape[1:]}, the model expects {tuple(energy.data_shape)}")
+    mesh, n_dev = resolve_mesh(args)
     if args.method != "ais":
-        return _run_without_log_z(args, energy, x, name, facts)
+        out = _run_without_log_z(args, energy, x, name, facts)
+        out["devices"] = 1  # the log Z-free estimators run unsharded
+        return out
     prior = EBMPrior(args.ckpt if args.ckpt else energy, noise_level=args.level)
     try:
         r = bits_per_dim(prior, x, jax.random.key(args.seed), levels=facts.get("levels"),
-                         num_dequantizations=args.dequantizations)
+                         num_dequantizations=args.dequantizations, mesh=mesh)
     except MissingLogZError as err:
         raise UsageError(str(err)) from None
     print(f"{name}/{args.split}: {r.bpd:.4f} ± {r.stderr:.4f} bits/dim (data {r.stderr_data:.4f}, "
           f"log Z {r.stderr_log_z:.4f}; {x.shape[0]} examples, levels {r.levels}, level t={args.level})")
     out = r.to_json()
-    out.update({"data": name, "split": args.split, "level": args.level})
+    out.update({"data": name, "split": args.split, "level": args.level, "devices": n_dev})
     return out
 
 

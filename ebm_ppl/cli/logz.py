@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ebm_ppl.cli import UsageError
-from ebm_ppl.cli.common import add_energy_arguments, resolve_energy
+from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, resolve_energy, resolve_mesh
 
 HELP = "estimate log Z of a checkpoint or target (AIS, ladder or SMC); --write stores it in the checkpoint"
 
@@ -22,15 +22,16 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="store the estimate in the checkpoint")
     parser.add_argument("--out", default=None, help="convergence-curve PNG (default logz_<method>.png next to the checkpoint, or ./)")
+    add_devices_arguments(parser)
 
 
-def _estimate(energy, args):
+def _estimate(energy, args, mesh=None):
     import jax
 
     from ebm_ppl import logz
 
     key = jax.random.key(args.seed)
-    kw = {"level": args.level}
+    kw = {"level": args.level, "mesh": mesh}
     if args.method in ("ais", "bdmc"):
         if args.samples:
             kw["num_particles"] = args.samples
@@ -42,6 +43,7 @@ def _estimate(energy, args):
             raise UsageError("--method bdmc needs exact samples: use it with --target oracles")
         return (logz.ais if args.method == "ais" else logz.bdmc)(energy, key, **kw)
     if args.method == "ladder":
+        kw.pop("mesh")  # the ladder runs unsharded
         return logz.ladder(energy, key, num_samples=args.samples or 1024, **kw)
     return logz.smc(energy, key, num_particles=args.samples or 1024, **kw)
 
@@ -80,8 +82,15 @@ def run(args):
         raise UsageError("--samples must be at least 2")
     if args.write and not args.ckpt:
         raise UsageError("--write needs a checkpoint (targets know their exact log Z)")
-    print(f"estimating log Z_{args.level} of {energy!r} by {args.method} ...", flush=True)
-    est = _estimate(energy, args)
+    mesh, n_dev = resolve_mesh(args)
+    if args.method == "ladder":
+        mesh, n_dev = None, 1
+    else:
+        n = args.samples or (512 if args.method in ("ais", "bdmc") else 1024)
+        if n % n_dev:
+            raise UsageError(f"--samples {n} cannot be split over {n_dev} devices; use a multiple of {n_dev}")
+    print(f"estimating log Z_{args.level} of {energy!r} by {args.method} on {n_dev} device(s) ...", flush=True)
+    est = _estimate(energy, args, mesh)
     exact = energy.log_z(args.level)
     out = args.out or os.path.join(args.ckpt or ".", f"logz_{args.method}_level{args.level}.png")
     plot_curve(est, out, exact)
@@ -90,7 +99,7 @@ def run(args):
     print(f"convergence curve: {out}")
     result = {"log_z": est.log_z, "stderr": est.stderr, "ess": est.ess, "level": est.level, "method": est.method,
               "num_grad_evals": est.num_grad_evals, "lower": est.lower, "upper": est.upper,
-              "exact": exact, "png": out, "levels": est.levels}
+              "exact": exact, "png": out, "levels": est.levels, "devices": n_dev}
     if args.write:
         from ebm_ppl import checkpoint
 

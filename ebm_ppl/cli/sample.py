@@ -20,7 +20,7 @@ import os
 import time
 
 from ebm_ppl.cli import UsageError
-from ebm_ppl.cli.common import add_energy_arguments, resolve_energy
+from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, resolve_energy, resolve_mesh
 
 HELP = "draw samples (progressive, NUTS, HMC or long-run chains) to a .npz or a .png"
 SAMPLERS = ("progressive", "nuts", "hmc", "long-run")
@@ -37,6 +37,7 @@ def add_arguments(parser):
     parser.add_argument("--level", type=int, default=0, help="level t sampled by nuts/hmc (0 = the data)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="FILE.npz or FILE.png")
+    add_devices_arguments(parser)
 
 
 def _positive(name, value):
@@ -45,8 +46,10 @@ def _positive(name, value):
 
 
 def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner: str = "langevin",
-         warmup: int | None = None, level: int = 0, seed: int = 0) -> dict:
-    """The work of the command, as a library call: returns a dict of numpy arrays and figures."""
+         warmup: int | None = None, level: int = 0, seed: int = 0, mesh=None) -> dict:
+    """The work of the command, as a library call: returns a dict of numpy arrays and figures.
+
+    ``mesh``: split the samples / chains over a device mesh (:mod:`ebm_ppl.sharding`)."""
     import jax
     import numpy as np
 
@@ -58,11 +61,11 @@ def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner:
         if inner not in progressive.INNER_SAMPLERS:
             raise UsageError(f"unknown --inner {inner!r}; choose one of {', '.join(progressive.INNER_SAMPLERS)}")
         k = steps if steps is not None else (30 if inner == "langevin" else 10)
-        x, info = progressive.sample(energy, key, n, inner=inner, num_inner_steps=k, return_info=True)
+        x, info = progressive.sample(energy, key, n, inner=inner, num_inner_steps=k, return_info=True, mesh=mesh)
         out.update(samples=np.asarray(x), step_sizes=info["step_sizes"], level_acceptance=info["acceptance_rate"],
                    final_log_density=np.asarray(info["log_density"][0]))
     elif sampler == "long-run":
-        res = long_run.run(energy, key, n, steps_per_level=steps or 100)
+        res = long_run.run(energy, key, n, steps_per_level=steps or 100, mesh=mesh)
         out.update(samples=np.asarray(res.samples), step_sizes=np.asarray(res.step_sizes),
                    level_acceptance=np.asarray(res.acceptance_rate), total_steps=res.total_steps,
                    final_log_density=np.asarray(res.log_density[0]))
@@ -71,7 +74,7 @@ def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner:
             raise UsageError(f"--level must be in 0..{energy.num_levels - 1}, got {level}")
         s = steps or 500
         ch = hmc.sample_level(energy, key, t=level, num_chains=chains, algorithm=sampler,
-                              num_warmup=warmup or s, num_samples=s)
+                              num_warmup=warmup or s, num_samples=s, mesh=mesh)
         flat = np.asarray(ch.position).reshape((-1,) + tuple(energy.data_shape))
         out.update(samples=flat[-n:], chains=np.asarray(ch.position), log_density=np.asarray(ch.log_density),
                    acceptance_rate=np.asarray(ch.acceptance_rate), is_divergent=np.asarray(ch.is_divergent),
@@ -92,11 +95,17 @@ def run(args) -> dict:
     if ext not in (".npz", ".png"):
         raise UsageError(f"--out must end in .npz or .png, got {args.out!r}")
     energy = resolve_energy(args)
+    mesh, n_dev = resolve_mesh(args)
+    split = args.chains if args.sampler in ("nuts", "hmc") else args.n
+    if split % n_dev:
+        what = "--chains" if args.sampler in ("nuts", "hmc") else "--n"
+        raise UsageError(f"{what} {split} cannot be split over {n_dev} devices; use a multiple of {n_dev} "
+                         f"or --devices {max(d for d in range(1, n_dev + 1) if split % d == 0)}")
     import numpy as np
 
     t0 = time.time()
     out = draw(energy, args.sampler, n=args.n, chains=args.chains, steps=args.steps, inner=args.inner,
-               warmup=args.warmup, level=args.level, seed=args.seed)
+               warmup=args.warmup, level=args.level, seed=args.seed, mesh=mesh)
     seconds = time.time() - t0
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if ext == ".npz":
@@ -111,7 +120,7 @@ def run(args) -> dict:
     x = np.asarray(out["samples"])
     print(f"wrote {len(x)} samples to {args.out} ({seconds:.1f} s)")
     result = {"out": args.out, "sampler": args.sampler, "n": int(len(x)), "seconds": seconds,
-              "finite": bool(np.all(np.isfinite(x))), "mean_abs": float(np.mean(np.abs(x)))}
+              "finite": bool(np.all(np.isfinite(x))), "mean_abs": float(np.mean(np.abs(x))), "devices": n_dev}
     if "level_acceptance" in out:
         result["level_acceptance"] = np.asarray(out["level_acceptance"]).tolist()
     if "step_sizes" in out and out["step_sizes"] is not None:

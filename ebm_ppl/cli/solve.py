@@ -6,7 +6,7 @@ import json
 import os
 
 from ebm_ppl.cli import UsageError
-from ebm_ppl.cli.common import add_energy_arguments, resolve_energy
+from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, resolve_energy, resolve_mesh
 
 HELP = "solve an inverse problem (inpainting, denoising, blur, super-resolution, compressed sensing) with calibrated uncertainty"
 
@@ -27,6 +27,7 @@ def add_arguments(parser):
     parser.add_argument("--inner-steps", type=int, default=20, help="inner steps per level (default 20)")
     parser.add_argument("--max-doublings", type=int, default=6, help="NUTS maximum tree doublings (default 6)")
     parser.add_argument("--seed", type=int, default=0)
+    add_devices_arguments(parser)
 
 
 def run(args):
@@ -43,6 +44,10 @@ def run(args):
     if args.warmup < 0 or args.samples < 0:
         raise UsageError("--warmup and --samples must be non-negative")
     energy = resolve_energy(args)
+    mesh, n_dev = resolve_mesh(args)
+    if args.n_images % n_dev:
+        raise UsageError(f"--n-images {args.n_images} cannot be split over {n_dev} devices; use a multiple of {n_dev} "
+                         f"or --devices {max(d for d in range(1, n_dev + 1) if args.n_images % d == 0)}")
     try:
         operator, noise_std = from_name(args.operator, energy.data_shape, seed=args.seed, noise_std=args.noise_std)
     except ValueError as err:
@@ -72,7 +77,8 @@ def run(args):
         truths = truths[: args.n_images]
         source = f"{args.data}:{args.split}"
     sampler_kwargs = dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples,
-                          inner=args.inner, num_inner_steps=args.inner_steps, max_num_doublings=args.max_doublings)
+                          inner=args.inner, num_inner_steps=args.inner_steps, max_num_doublings=args.max_doublings,
+                          mesh=mesh)
     title = f"{args.operator} (noise {noise_std:g}) on {source}"
     print(f"solving {args.n_images} problems: {title}", flush=True)
     try:
@@ -82,7 +88,7 @@ def run(args):
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
-    metrics = {"operator": args.operator, "source": source, **metrics}
+    metrics = {"operator": args.operator, "source": source, **metrics, "devices": n_dev}
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "metrics.json")
     with open(path, "w") as fh:

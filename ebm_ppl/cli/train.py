@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ebm_ppl.cli import UsageError
+from ebm_ppl.cli.common import add_devices_arguments, resolve_mesh
 
 HELP = "train an energy network (diffusion recovery likelihood and baselines) into a checkpoint folder"
 
@@ -24,6 +25,7 @@ def add_arguments(parser):
     parser.add_argument("--levels", type=int, default=None, help="user data: quantisation levels (default 256)")
     parser.add_argument("--no-samples", action="store_true", help="skip the sample-grid PNGs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_devices_arguments(parser)
 
 
 def run(args) -> dict:
@@ -64,13 +66,17 @@ def run(args) -> dict:
         if not args.lr > 0:
             raise UsageError("--lr must be > 0")
         config["optimizer"]["lr"] = args.lr
+    mesh, n_dev = resolve_mesh(args)
+    if config["batch_size"] % n_dev:
+        raise UsageError(f"batch size {config['batch_size']} cannot be split over {n_dev} devices; "
+                         f"give --batch-size a multiple of {n_dev} or fewer --devices")
     net = config["network"]
     if net["name"] == "wrn" and len(info["data_shape"]) != 3:
         raise UsageError(f"preset {config.get('preset')!r} needs images (H, W, C); data {args.data!r} has shape {tuple(info['data_shape'])}")
     try:
         result = train(
             x, config, args.out, data_info=info, seed=args.seed, steps=args.steps, resume=args.resume,
-            progress=not args.quiet, write_samples=not args.no_samples,
+            progress=not args.quiet, write_samples=not args.no_samples, mesh=mesh,
         )
     except TrainingDiverged as err:
         import sys
@@ -80,6 +86,7 @@ def run(args) -> dict:
     except ValueError as err:
         raise UsageError(str(err)) from None
     result["data"] = info["name"]
+    result["devices"] = n_dev
     print(f"trained {result['steps_run']} steps ({result['steps']} total) in {result['wall_time_s']:.1f} s; "
           f"final loss {result['final_loss']:.4g}; checkpoint in {args.out}")
     return result

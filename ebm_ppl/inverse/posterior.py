@@ -166,8 +166,12 @@ def progressive_posterior(
     step_sizes=None,
     start: str = "x_next",
     tune_chains: int = 32,
+    mesh=None,
 ):
     """Stage 1: annealed progressive samples, shape (P, num_chains, *data_shape), and info.
+
+    ``mesh``: split the P problems over a device mesh (:mod:`ebm_ppl.sharding`; P a multiple of
+    its size).
 
     ``inner`` is any inner sampler of :mod:`ebm_ppl.sampling.progressive` (``"langevin"`` with the
     schedule's steps is the paper's sampler; ``"mala"`` (default) is MH-corrected with per-level
@@ -209,7 +213,9 @@ def progressive_posterior(
 
         return jax.vmap(one_problem)(obs, keys)
 
-    positions, acc = run(obs, jax.random.split(k_run, P))
+    from ebm_ppl import sharding
+
+    positions, acc = run(*sharding.maybe_shard_batch((obs, jax.random.split(k_run, P)), mesh, "number of problems"))
     info = {"progressive_step_sizes": steps, "progressive_acceptance": jnp.mean(acc, axis=0)[::-1]}
     return positions, info
 
@@ -257,12 +263,16 @@ def nuts_posterior(
     max_num_doublings: int = 6,
     progress: bool = False,
     block: int = 25,
+    mesh=None,
 ):
     """Stage 2: NUTS at level 0 from ``initial_positions`` (P, C, *data_shape).
 
     Returns (samples (P, C * num_samples, *data_shape), info). The step size is adapted per
     problem by dual averaging on the mean acceptance of its C chains during ``num_warmup`` steps
-    (those draws are discarded), then frozen."""
+    (those draws are discarded), then frozen. ``mesh``: split the P * C chains (problem-major)
+    over a device mesh (P a multiple of its size)."""
+    from ebm_ppl import sharding
+
     import blackjax.mcmc.hmc as bj_hmc
     import blackjax.mcmc.nuts as bj_nuts
     from blackjax.adaptation.step_size import dual_averaging_adaptation
@@ -281,6 +291,9 @@ def nuts_posterior(
     kernel = bj_nuts.build_kernel()
     da_init, da_update, da_final = dual_averaging_adaptation(target_acceptance)
     flat_obs = jnp.repeat(obs, C, axis=0)
+    if mesh is not None:
+        sharding.check_divisible(P, mesh, "number of problems")
+        flat_obs = sharding.shard_batch(flat_obs, mesh)
 
     def logdensity_for(o):
         ld = posterior_log_density_fn(energy, operator, noise_std, o)
@@ -293,6 +306,7 @@ def nuts_posterior(
         def one(k, s, o, eps):
             return kernel(k, s, logdensity_for(o), eps, imm, max_num_doublings)
 
+        keys, states = sharding.constrain_batch((keys, states), mesh)
         return jax.vmap(one)(keys, states, flat_obs, step_per_chain)
 
     @jax.jit
@@ -316,7 +330,7 @@ def nuts_posterior(
 
         return jax.lax.scan(body, states, keys)
 
-    states = jax.jit(jax.vmap(init_state))(x0.reshape(P * C, -1), flat_obs)
+    states = jax.jit(jax.vmap(init_state))(sharding.maybe_shard_batch(x0.reshape(P * C, -1), mesh), flat_obs)
     da_state = jax.vmap(da_init)(jnp.full((P,), initial_step_size, jnp.float32))
     k_warm, k_draw = jax.random.split(key)
     bar = _progress(num_warmup + num_samples, "NUTS", progress)
@@ -385,6 +399,7 @@ def sample_posterior(
     max_num_doublings: int = 6,
     target_acceptance: float = 0.8,
     progress: bool = False,
+    mesh=None,
 ) -> PosteriorResult:
     """Posterior samples for every row of ``observations`` (P, M): annealed progressive warm
     start (``num_chains`` per problem), then NUTS at level 0 (``num_warmup`` adaptation steps,
@@ -395,13 +410,13 @@ def sample_posterior(
     k_prog, k_nuts = jax.random.split(key)
     warm, info = progressive_posterior(
         energy, operator, noise_std, obs, k_prog, num_chains=num_chains, inner=inner,
-        num_inner_steps=num_inner_steps, step_sizes=step_sizes, start=start,
+        num_inner_steps=num_inner_steps, step_sizes=step_sizes, start=start, mesh=mesh,
     )
     if num_samples > 0:
         samples, nuts_info = nuts_posterior(
             energy, operator, noise_std, obs, warm, k_nuts, num_warmup=num_warmup, num_samples=num_samples,
             inverse_mass_matrix=inverse_mass_matrix, max_num_doublings=max_num_doublings,
-            target_acceptance=target_acceptance, progress=progress,
+            target_acceptance=target_acceptance, progress=progress, mesh=mesh,
         )
         info.update(nuts_info)
     else:

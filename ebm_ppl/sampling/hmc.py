@@ -68,8 +68,13 @@ def run_chains(
     step_size: float | None = None,
     inverse_mass_matrix=None,
     max_num_doublings: int = 10,
+    mesh=None,
 ) -> Chains:
     """C chains of BlackJAX ``hmc`` or ``nuts`` from ``initial_positions`` (leading axis C).
+
+    With a device ``mesh`` (:mod:`ebm_ppl.sharding`) the chains are split over its devices (C
+    must be a multiple of its size); each device runs its own chains, the results are those of
+    one device.
 
     With ``step_size`` given, no adaptation is run (``inverse_mass_matrix`` defaults to ones);
     otherwise each chain runs ``window_adaptation`` for ``num_warmup`` steps.
@@ -108,7 +113,11 @@ def run_chains(
         _, (positions, stats) = jax.lax.scan(draw, state, jax.random.split(k_run, num_samples))
         return positions, stats, eps, imm
 
+    from ebm_ppl import sharding
+
     keys = jax.random.split(key, num_chains)
+    if mesh is not None:
+        keys, initial_positions = sharding.maybe_shard_batch((keys, initial_positions), mesh, "number of chains")
     positions, (logd, acc, div, depth, ngrad), eps, imm = jax.jit(jax.vmap(one_chain))(keys, initial_positions)
     return Chains(positions, logd, acc, div, depth, ngrad, eps, imm)
 
@@ -134,7 +143,8 @@ def sample_level(
     if init == "normal":
         x0 = jax.random.normal(k_init, shape)
     elif init == "level":
-        _, levels = progressive.sample(energy, k_init, num_chains, inner="normal", num_inner_steps=0, return_levels=True)
+        _, levels = progressive.sample(energy, k_init, num_chains, inner="normal", num_inner_steps=0, return_levels=True,
+                                       mesh=kwargs.get("mesh"))
         x_t = levels[energy.num_levels - 1 - int(t)] if int(t) < energy.num_levels else jax.random.normal(k_init, shape)
         x0 = x_t if space == "data" else x_t * float(energy.schedule.model_scales[int(t)])
     else:

@@ -66,8 +66,11 @@ def run(
     num_integration_steps: int = 2,
     log_likelihood_fn: Callable | None = None,
     tune_kwargs: dict | None = None,
+    mesh=None,
 ) -> LongRunResult:
-    """One long run: per level one normal draw + ``steps_per_level - 1`` HMC (or NUTS) steps."""
+    """One long run: per level one normal draw + ``steps_per_level - 1`` HMC (or NUTS) steps.
+
+    ``mesh``: split the ``num_samples`` chains over a device mesh (:mod:`ebm_ppl.sharding`)."""
     if steps_per_level < 1:
         raise ValueError(f"steps_per_level must be >= 1, got {steps_per_level}")
     if sampler not in ("hmc", "nuts"):
@@ -78,13 +81,13 @@ def run(
                              log_likelihood_fn=log_likelihood_fn, **(tune_kwargs or {}))
     if steps_per_level == 1:
         x, info = progressive.sample(energy, k_run, num_samples, inner="normal", num_inner_steps=0,
-                                     log_likelihood_fn=log_likelihood_fn, return_info=True)
+                                     log_likelihood_fn=log_likelihood_fn, return_info=True, mesh=mesh)
         steps = jnp.zeros(energy.num_levels) if step_sizes is None else jnp.asarray(step_sizes)
     else:
         x, info = progressive.sample(
             energy, k_run, num_samples, inner=sampler, num_inner_steps=steps_per_level - 1,
             step_sizes=step_sizes, num_integration_steps=num_integration_steps,
-            log_likelihood_fn=log_likelihood_fn, start="normal", return_info=True,
+            log_likelihood_fn=log_likelihood_fn, start="normal", return_info=True, mesh=mesh,
         )
         steps = info["step_sizes"]
     return LongRunResult(x, steps, info["acceptance_rate"], int(steps_per_level),

@@ -347,8 +347,12 @@ def sample(
     start: str = "x_next",
     return_info: bool = False,
     tune_kwargs: dict | None = None,
+    mesh=None,
 ):
     """Progressive samples of the data x_0 (data space), shape (num_samples, *data_shape).
+
+    With a device ``mesh`` (:mod:`ebm_ppl.sharding`) the samples are split over its devices
+    (``num_samples`` must be a multiple of its size); the draws equal the one-device ones.
 
     With ``return_levels=True`` also returns x_t for every level, shape
     (T, num_samples, *data_shape), ordered t = T-1, ..., 0. For the MH-corrected inner samplers
@@ -372,14 +376,18 @@ def sample(
         inner, num_inner_steps, step_scale,
         num_integration_steps=num_integration_steps, log_likelihood_fn=log_likelihood_fn, start=start,
     )
-    x_top = jax.random.normal(k_init, (num_samples,) + tuple(energy.data_shape))
+    from ebm_ppl import sharding
+
+    if mesh is not None:
+        sharding.check_divisible(num_samples, mesh, "number of samples (chains)")
+    x_top = sharding.maybe_shard_batch(jax.random.normal(k_init, (num_samples,) + tuple(energy.data_shape)), mesh)
 
     @jax.jit
     def run(x_top, k_run, steps):
-        states = jax.vmap(lambda x: init(x, energy))(x_top)
+        states = jax.vmap(lambda x: init(x, energy))(sharding.constrain_batch(x_top, mesh))
 
         def level_step(states, k):
-            keys = jax.random.split(k, num_samples)
+            keys = sharding.constrain_batch(jax.random.split(k, num_samples), mesh)
             states, info = jax.vmap(kernel, in_axes=(0, 0, None, None))(keys, states, energy, steps)
             return states, (states.position, info)
 

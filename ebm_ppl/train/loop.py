@@ -88,8 +88,20 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def make_train_step(module, config: dict, data_info: dict | None, seed: int) -> Callable:
-    """``step(state, data) -> (state, metrics)``, jitted; ``data`` is the full training array."""
+def make_train_step(module, config: dict, data_info: dict | None, seed: int, mesh=None) -> Callable:
+    """``step(state, data) -> (state, metrics)``, jitted; ``data`` is the full training array.
+
+    With a device ``mesh`` (:func:`ebm_ppl.sharding.device_mesh`), the gathered batch is
+    constrained to ``NamedSharding(mesh, P("batch"))`` (split over the devices) and the state is
+    kept replicated: the compiler partitions the per-example work and inserts the all-reduce of
+    the mean loss and its gradient. Keys and batch indices do not depend on the mesh, so the
+    result equals the one-device step up to float reduction order. ``batch_size`` must be a
+    multiple of the mesh size.
+    """
+    from ebm_ppl import sharding
+
+    if mesh is not None:
+        sharding.check_divisible(int(config["batch_size"]), mesh, "batch_size")
     schedule = from_name(config["schedule"])
     obj_cfg = dict(config["objective"])
     objective = get_objective(obj_cfg.pop("name"), schedule, **obj_cfg)
@@ -106,7 +118,7 @@ def make_train_step(module, config: dict, data_info: dict | None, seed: int) -> 
         key = jax.random.fold_in(seed_key, state["step"])
         k_idx, k_deq, k_obj, k_sn = jax.random.split(key, 4)
         idx = jax.random.randint(k_idx, (batch_size,), 0, data.shape[0])
-        x0 = data[idx]
+        x0 = sharding.constrain_batch(data[idx], mesh)
         if bin_width is not None:
             x0 = x0 + (jax.random.uniform(k_deq, x0.shape, x0.dtype) - 0.5) * bin_width
         batch_stats = state["batch_stats"]
@@ -131,7 +143,10 @@ def make_train_step(module, config: dict, data_info: dict | None, seed: int) -> 
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
         return new, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
 
-    return jax.jit(step_fn, donate_argnums=())
+    if mesh is None:
+        return jax.jit(step_fn, donate_argnums=())
+    rep = sharding.replicated_sharding(mesh)
+    return jax.jit(step_fn, donate_argnums=(), out_shardings=rep)
 
 
 def _check_compatible(saved: dict, config: dict, path: str):
@@ -186,6 +201,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     write_samples: bool = True,
+    mesh=None,
 ) -> dict:
     """Train on ``x`` (n, *data_shape), data space) with ``config``; checkpoint into ``out``.
 
@@ -200,6 +216,9 @@ def train(
       resume: continue from the checkpoint in ``out`` (its stored training config is used).
       progress: show a tqdm bar.
       write_samples: write sample-grid PNGs every ``sample_every`` steps and at the end.
+      mesh: a 1-D device mesh (:func:`ebm_ppl.sharding.device_mesh`) for data-parallel training:
+        each step's batch is split over its devices, the state replicated (None: one device).
+        The global batch, keys and checkpoints are those of the one-device run.
 
     Returns:
       a dict of figures: final_loss (mean over the last log interval), steps, steps_per_s,
@@ -235,8 +254,13 @@ def train(
         state = ckpt.load_train_state(out, state)
         state = jax.tree_util.tree_map(jnp.asarray, state)
     start = int(state["step"])
-    step_fn = make_train_step(module, config, info, seed)
+    step_fn = make_train_step(module, config, info, seed, mesh=mesh)
     data = jnp.asarray(x)
+    if mesh is not None:
+        from ebm_ppl import sharding
+
+        state = sharding.replicate(state, mesh)
+        data = sharding.replicate(data, mesh)
     os.makedirs(out, exist_ok=True)
     log_path = os.path.join(out, LOG_FILE)
     if not resume and os.path.exists(log_path):
@@ -251,6 +275,12 @@ def train(
         prior_wall = float(ckpt.read_config(out).get("wall_time_s", 0.0) or 0.0)
 
     def save(state, wall):
+        if mesh is not None:  # replicated over the mesh: numpy copies (gathered across hosts)
+            from ebm_ppl import sharding
+
+            state = sharding.to_host(state)
+        if jax.process_index() != 0:  # multi-host: one writer
+            return
         ckpt.save(
             out, network=config["network"], variables=ema_variables(state), schedule=config["schedule"], data=info,
             step=int(state["step"]), base_variance=base_variance, objective=config["objective"],
@@ -261,6 +291,12 @@ def train(
         )
 
     def write_grid(state, step):
+        if jax.process_index() != 0:
+            return
+        if mesh is not None:
+            from ebm_ppl import sharding
+
+            state = sharding.to_host(state)
         energy = NetworkEnergy(module, ema_variables(state), schedule, data_shape, base_variance)
         key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), 0)
         path = os.path.join(out, "samples", f"step_{step:07d}.png")
@@ -336,6 +372,7 @@ def train(
         "wall_time_s": time.perf_counter() - start_time,
         "preset": config.get("preset"),
         "diverged": False,
+        "devices": 1 if mesh is None else int(mesh.devices.size),
     }
 
 
