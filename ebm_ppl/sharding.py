@@ -76,14 +76,26 @@ def shard_batch(tree, mesh: Mesh):
                 f"cannot split a leading axis of {x.shape[0] if x.ndim else 'a scalar'} over {n_dev} devices; "
                 f"use a multiple of {n_dev}"
             )
-        return jax.device_put(x, batch_sharding(mesh))
+        return _put(x, batch_sharding(mesh))
 
     return jax.tree_util.tree_map(place, tree)
 
 
+def _put(x, sharding: NamedSharding):
+    """``device_put``; with several processes, build the global array from the full value every
+    process holds (same data, same keys on every host) with ``make_array_from_callback``."""
+    if jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
+        return jax.device_put(x, sharding)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def replicate(tree, mesh: Mesh):
     """Place every array of ``tree`` on every device of ``mesh``."""
-    return jax.device_put(tree, replicated_sharding(mesh))
+    sharding = replicated_sharding(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree_util.tree_map(lambda x: _put(x, sharding), tree)
 
 
 def pad_to_multiple(n: int, mesh: Mesh) -> int:
