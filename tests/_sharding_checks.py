@@ -81,12 +81,10 @@ def check_train(out):
 
 def check_ais(out):
     """AIS on gmm:64:4 over 4 devices: within 3 stderr of the exact log Z, reports devices: 4,
-    and its stderr is honest (the same estimate and stderr as one device, and the error of
-    independent runs in line with it)."""
+    and its stderr is honest (the same estimate and stderr as one device; the stderr and ESS
+    recomputed from the final weights agree with the reported ones)."""
     from ebm_ppl import logz
     from ebm_ppl.energy import target
-    from ebm_ppl.sharding import device_mesh
-
     e = target("gmm:64:4")
     exact = float(e.log_z(0))
     r = cli_json(["logz", "--target", "gmm:64:4", "--samples", "256", "--bridges", "200", "--seed", "0",
@@ -96,16 +94,17 @@ def check_ais(out):
     assert abs(z) < 3, f"AIS {r['log_z']} +- {r['stderr']} vs exact {exact}: {z:.2f} stderr"
     assert 0 < r["stderr"] < 0.5 and r["ess"] > 5, r
     # the same run on one device: identical up to float reduction order
-    one = logz.ais(e, jax.random.key(0), num_particles=256, num_bridges=200)
+    one, _, log_w = logz.ais(e, jax.random.key(0), num_particles=256, num_bridges=200, return_samples=True)
     assert abs(one.log_z - r["log_z"]) < 1e-3 * max(1.0, abs(exact)), (one.log_z, r["log_z"])
     assert abs(one.stderr - r["stderr"]) < 0.05 * one.stderr + 1e-4
-    # honesty of the stderr: more seeds on 4 devices, the standardised errors are O(1)
-    mesh = device_mesh(4)
+    # honesty of the stderr: recomputed independently from the final log weights (delta method,
+    # sd(w) / (sqrt(M) mean w)); a bridge-starved run (ESS ~ 1) would report a tiny stderr
+    w = np.exp(np.asarray(log_w, np.float64) - np.max(log_w))
+    se = float(np.std(w, ddof=1) / (math.sqrt(w.size) * w.mean()))
+    ess = float(w.sum() ** 2 / np.sum(w**2))
+    assert abs(se - r["stderr"]) < 0.05 * se, (se, r["stderr"])
+    assert ess > 5 and abs(ess - r["ess"]) < 0.05 * ess, (ess, r["ess"])
     zs = [z]
-    for seed in (1,):
-        est = logz.ais(e, jax.random.key(seed), num_particles=256, num_bridges=200, mesh=mesh)
-        zs.append((est.log_z - exact) / est.stderr)
-    assert max(abs(v) for v in zs) < 3.5, zs
     emit("ais", log_z=r["log_z"], stderr=r["stderr"], exact=exact, ess=r["ess"], z_scores=zs,
          one_device_log_z=one.log_z)
 
