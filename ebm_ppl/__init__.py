@@ -1,17 +1,34 @@
-"""ebm_ppl: learned energy-based models as first-class probability densities in NumPyro."""
+"""ebm_ppl: learned energy-based models as first-class probability densities in NumPyro.
+
+The public API:
+
+* energies: :func:`load` (a checkpoint), :func:`target` (a named analytic target),
+  :class:`GaussianOracle`, :class:`MixtureOracle`, :class:`NetworkEnergy`, :mod:`schedules`;
+* the NumPyro distribution :class:`EBMPrior` and :func:`bits_per_dim`;
+* submodules: ``ebm_ppl.logz`` (AIS, ladder, SMC), ``ebm_ppl.likelihood`` (bits/dim, ELBO, ODE),
+  ``ebm_ppl.sampling`` (progressive, HMC/NUTS, long-run, drifting), ``ebm_ppl.inverse``,
+  ``ebm_ppl.diagnostics``, ``ebm_ppl.data``, ``ebm_ppl.metrics``, ``ebm_ppl.train``,
+  ``ebm_ppl.sharding``.
+"""
 
 __version__ = "0.1.0"
 
 from ebm_ppl import schedules
+from ebm_ppl.checkpoint import CheckpointError, load, read_config
+from ebm_ppl.distribution import EBMPrior
 from ebm_ppl.energy import GaussianOracle, MixtureOracle, NetworkEnergy, target
+from ebm_ppl.likelihood import bits_per_dim
 
-__all__ = ["schedules", "GaussianOracle", "MixtureOracle", "NetworkEnergy", "target", "__version__"]
-
-from ebm_ppl.distribution import EBMPrior  # noqa: E402
-from ebm_ppl.likelihood import bits_per_dim  # noqa: E402
-
-__all__ += ["EBMPrior", "bits_per_dim"]
-
-from ebm_ppl.checkpoint import CheckpointError, load, read_config  # noqa: E402
-
-__all__ += ["load", "read_config", "CheckpointError"]
+__all__ = [
+    "__version__",
+    "schedules",
+    "load",
+    "read_config",
+    "CheckpointError",
+    "target",
+    "GaussianOracle",
+    "MixtureOracle",
+    "NetworkEnergy",
+    "EBMPrior",
+    "bits_per_dim",
+]

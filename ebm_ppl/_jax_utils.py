@@ -14,3 +14,34 @@ def inner_unroll(num_steps: int) -> int | bool:
     loops are unrolled fully; long ones stay rolled to keep compile time bounded.
     """
     return True if int(num_steps) <= MAX_FULL_UNROLL else 1
+
+
+def is_traced(*trees) -> bool:
+    """True when any leaf of ``trees`` is a JAX tracer (we are inside jit/vmap/grad)."""
+    import jax
+
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+
+
+def scan_or_loop(step, carry, xs):
+    """``lax.scan(step, carry, xs)``, run as a Python loop over a jitted ``step`` when nothing is traced.
+
+    Same results (same keys, same order). Outside a trace the loop avoids XLA:CPU's slow path for
+    convolutions inside while loops (see :func:`inner_unroll`); ``step`` is compiled once and
+    dispatched per element of ``xs``. Inside jit/vmap it is the plain scan, so callers stay
+    transformable.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    if is_traced(carry, xs):
+        return jax.lax.scan(step, carry, xs)
+    step_jit = jax.jit(step)
+    length = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    outputs = []
+    for i in range(length):
+        carry, y = step_jit(carry, jax.tree_util.tree_map(lambda a: a[i], xs))
+        outputs.append(y)
+    stacked = jax.tree_util.tree_map(lambda *ys: jnp.stack(ys), *outputs) if outputs else None
+    return carry, stacked
+

@@ -22,6 +22,7 @@ per bridge in float32 and summed on the host in float64.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from typing import Callable, NamedTuple
@@ -307,16 +308,10 @@ def _ghmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, 
     return _Cache(y, f, g, p), jnp.mean(accept.astype(jnp.float32))
 
 
-def _anneal_impl(energy, key, y0, start, t_hi, t_lo, beta, eps, num_steps, adapt, target_accept, adapt_gain,
-                 transition="mala", persistence=0.9):
-    """Run bridges j = 1..J from ``y0`` ~ the start density ``start = (t_hi, t_lo, beta)``; returns
-    (final positions, per-bridge increments (J, N), acceptance (J,), sd of f_lo - f_hi (J,), step
-    sizes used (J,))."""
+def _anneal_body(energy, num_steps, adapt, target_accept, adapt_gain, transition, persistence):
+    """The scan body of one bridge: reweight to the bridge, then ``num_steps`` MCMC moves."""
     evaluate = _pair_value_and_grad(energy)
     event_axes = tuple(range(1, 1 + len(energy.data_shape)))
-    hi0, lo0, b0 = start
-    f0, g0 = evaluate(y0, hi0, lo0)
-    start_cache = _Cache(y0, f0, g0, jax.random.normal(jax.random.fold_in(key, 1), y0.shape, y0.dtype))
 
     def body(carry, xs):
         cache, hi_prev, lo_prev, beta_prev, log_eps = carry
@@ -334,20 +329,64 @@ def _anneal_impl(energy, key, y0, start, t_hi, t_lo, beta, eps, num_steps, adapt
                 return _ghmc_step(k, c, b, step, evaluate, hi, lo, event_axes, persistence)
             return _mala_step(k, c, b, step, evaluate, hi, lo, event_axes)
 
-        cache, acc = jax.lax.scan(mcmc, cache, jax.random.split(key_j, num_steps))
+        cache, acc = jax.lax.scan(mcmc, cache, jax.random.split(key_j, num_steps), unroll=True)
         acc = jnp.mean(acc)
         if adapt:
             log_eps = log_eps + adapt_gain * (acc - target_accept)
         return (cache, hi, lo, b, log_eps), (increment, acc, spread, step)
 
+    return body
+
+
+@jax.jit
+def _anneal_start(energy, key, y0, start):
+    hi0, lo0, b0 = start
+    f0, g0 = _pair_value_and_grad(energy)(y0, hi0, lo0)
+    return _Cache(y0, f0, g0, jax.random.normal(jax.random.fold_in(key, 1), y0.shape, y0.dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("num_steps", "adapt", "transition", "persistence", "unroll"))
+def _anneal_chunk(energy, carry, xs, target_accept, adapt_gain, *, num_steps, adapt, transition, persistence, unroll):
+    """A run of bridges; the compilation is cached across calls (the energy is an argument)."""
+    body = _anneal_body(energy, num_steps, adapt, target_accept, adapt_gain, transition, persistence)
+    return jax.lax.scan(body, carry, xs, unroll=unroll)
+
+
+#: Bridges per jitted call of the annealing loop for network energies.
+ANNEAL_CHUNK = 8
+
+
+def _bridges_per_call(energy, num_bridges: int) -> int:
+    """Network energies run ``ANNEAL_CHUNK`` unrolled bridges per call: XLA:CPU runs convolutions
+    inside while loops on a slow path (see ``ebm_ppl._jax_utils.inner_unroll``). Analytic energies
+    run the whole path in one rolled scan (one compilation, no per-chunk dispatch)."""
+    from ebm_ppl.energy.network import NetworkEnergy
+
+    return ANNEAL_CHUNK if isinstance(energy, NetworkEnergy) else max(int(num_bridges), 1)
+
+
+def _anneal(energy, key, y0, start, t_hi, t_lo, beta, eps, num_steps, adapt, target_accept, adapt_gain,
+            transition="mala", persistence=0.9):
+    """Run bridges j = 1..J from ``y0`` ~ the start density ``start = (t_hi, t_lo, beta)``; returns
+    (final positions, per-bridge increments (J, N), acceptance (J,), sd of f_lo - f_hi (J,), step
+    sizes used (J,))."""
+    hi0, lo0, b0 = start
+    cache = _anneal_start(energy, key, y0, start)
     keys = jax.random.split(key, t_hi.shape[0])
-    log_eps0 = jnp.log(eps[0])
-    carry = (start_cache, hi0, lo0, jnp.asarray(b0, y0.dtype), log_eps0)
-    (cache, *_), (inc, acc, spread, steps) = jax.lax.scan(body, carry, (keys, t_hi, t_lo, beta, eps))
-    return cache.y, inc, acc, spread, steps
+    carry = (cache, hi0, lo0, jnp.asarray(b0, y0.dtype), jnp.log(eps[0]))
+    xs = (keys, t_hi, t_lo, beta, eps)
+    chunk = _bridges_per_call(energy, t_hi.shape[0])
+    outputs = []
+    for first in range(0, t_hi.shape[0], chunk):
+        piece = jax.tree_util.tree_map(lambda a: a[first : first + chunk], xs)
+        carry, out = _anneal_chunk(energy, carry, piece, target_accept, adapt_gain, num_steps=num_steps,
+                                   adapt=adapt, transition=transition, persistence=persistence,
+                                   unroll=chunk == ANNEAL_CHUNK)
+        outputs.append(out)
+    inc, acc, spread, steps = (jnp.concatenate(parts) for parts in zip(*outputs))
+    return carry[0].y, inc, acc, spread, steps
 
 
-_anneal = jax.jit(_anneal_impl, static_argnames=("num_steps", "adapt", "transition", "persistence"))
 TRANSITIONS = ("ghmc", "mala")
 
 

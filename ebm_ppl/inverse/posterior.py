@@ -46,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import scan_or_loop
+
 __all__ = [
     "PosteriorResult",
     "annealed_log_likelihood_fn",
@@ -177,6 +179,7 @@ def progressive_posterior(
     schedule's steps is the paper's sampler; ``"mala"`` (default) is MH-corrected with per-level
     steps tuned on a pilot run for the first problem and shared by all problems).
     """
+    from ebm_ppl import sharding
     from ebm_ppl.sampling import progressive
 
     obs = _check_observations(operator, observations)
@@ -194,24 +197,26 @@ def progressive_posterior(
     shape = tuple(energy.data_shape)
     T = energy.num_levels
 
-    @jax.jit
     def run(obs, keys):
-        def one_problem(o, k):
+        def init_problem(k):
+            x_top = jax.random.normal(jax.random.split(k)[0], (num_chains,) + shape)
+            return jax.vmap(lambda x: progressive.init(x, energy))(x_top)
+
+        def level_problem(states, k, o):
             lik = annealed_log_likelihood_fn(energy, operator, noise_std, o)
             kernel = progressive.build_kernel(inner, num_inner_steps, log_likelihood_fn=lik, start=start)
-            k_init, k_levels = jax.random.split(k)
-            x_top = jax.random.normal(k_init, (num_chains,) + shape)
-            states = jax.vmap(lambda x: progressive.init(x, energy))(x_top)
+            ks = jax.random.split(k, num_chains)
+            states, info = jax.vmap(kernel, in_axes=(0, 0, None, None))(ks, states, energy, steps)
+            return states, jnp.mean(info.acceptance_rate)
 
-            def level(states, kk):
-                ks = jax.random.split(kk, num_chains)
-                states, info = jax.vmap(kernel, in_axes=(0, 0, None, None))(ks, states, energy, steps)
-                return states, jnp.mean(info.acceptance_rate)
+        def level(states, kk):  # every problem one level down: states (P, C, ...)
+            return jax.vmap(level_problem)(states, jax.random.split(kk, obs.shape[0]), obs)
 
-            states, acc = jax.lax.scan(level, states, jax.random.split(k_levels, T))
-            return states.position, acc
-
-        return jax.vmap(one_problem)(obs, keys)
+        states = jax.vmap(init_problem)(keys)
+        k_levels = jax.random.fold_in(keys[0], 1)
+        # one jitted level per dispatch outside a trace (fast convolutions on CPU), lax.scan inside one
+        states, acc = scan_or_loop(level, states, jax.random.split(k_levels, T))
+        return states.position, acc.T
 
     from ebm_ppl import sharding
 

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import inner_unroll
+from ebm_ppl._jax_utils import inner_unroll, scan_or_loop
 
 __all__ = [
     "ProgressiveState",
@@ -382,7 +382,6 @@ def sample(
         sharding.check_divisible(num_samples, mesh, "number of samples (chains)")
     x_top = sharding.maybe_shard_batch(jax.random.normal(k_init, (num_samples,) + tuple(energy.data_shape)), mesh)
 
-    @jax.jit
     def run(x_top, k_run, steps):
         states = jax.vmap(lambda x: init(x, energy))(sharding.constrain_batch(x_top, mesh))
 
@@ -391,7 +390,8 @@ def sample(
             states, info = jax.vmap(kernel, in_axes=(0, 0, None, None))(keys, states, energy, steps)
             return states, (states.position, info)
 
-        return jax.lax.scan(level_step, states, jax.random.split(k_run, energy.num_levels))
+        # one jitted level per dispatch outside a trace (fast convolutions on CPU), lax.scan inside one
+        return scan_or_loop(level_step, states, jax.random.split(k_run, energy.num_levels))
 
     states, (trajectory, info) = run(x_top, k_run, steps)
     out = (states.position, trajectory) if return_levels else (states.position,)
