@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 ZOO = {
     "checkerboard-t6": {"data": "checkerboard", "preset": "t6-2d", "steps": 5000},
-    "digits-t6": {"data": "digits", "preset": "t6-digits", "steps": 4000},
+    "digits-t6": {"data": "digits", "preset": "t6-digits", "steps": 5000},
 }
 #: AIS budget for the shipped log Z (per model kind).
 AIS_BUDGET = {
