@@ -39,7 +39,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from typing import Callable, NamedTuple
 
 import flax.linen as nn
@@ -48,6 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import serialization
+
+from ebm_ppl.checkpoint import atomic_write_bytes
 
 __all__ = [
     "DriftingConfig",
@@ -422,21 +423,6 @@ def train(
 # --------------------------------------------------------------------------------------------
 # the trained sampler
 # --------------------------------------------------------------------------------------------
-def _atomic_write(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 class DriftingSampler:
     """A trained one-step sampler: ``sample(key, n)`` returns (n, *data_shape) in the space it was
     trained in (data space at the level, by default). ``meta`` records level, space, target."""
@@ -463,9 +449,9 @@ class DriftingSampler:
     def save(self, path: str) -> None:
         """Write ``path/sampler.json`` and ``path/params.msgpack`` atomically (temp file + rename)."""
         os.makedirs(path, exist_ok=True)
-        _atomic_write(os.path.join(path, "params.msgpack"), serialization.to_bytes(jax.device_get(self.params)))
+        atomic_write_bytes(os.path.join(path, "params.msgpack"), serialization.to_bytes(jax.device_get(self.params)))
         card = {"format": self.FORMAT, "config": self.config.to_dict(), "data_shape": list(self.data_shape), "meta": self.meta}
-        _atomic_write(os.path.join(path, "sampler.json"), json.dumps(card, indent=2).encode())
+        atomic_write_bytes(os.path.join(path, "sampler.json"), json.dumps(card, indent=2).encode())
 
     @classmethod
     def load(cls, path: str) -> "DriftingSampler":
