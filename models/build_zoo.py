@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ZOO = {
     "checkerboard-t6": {"data": "checkerboard", "preset": "t6-2d", "steps": 5000},
     "digits-t6": {"data": "digits", "preset": "t6-digits", "steps": 5000},
+    "digits-dsm": {"data": "digits", "preset": "dsm-denoiser-digits", "steps": 6000},
 }
 #: AIS budget for the shipped log Z (per model kind).
 AIS_BUDGET = {
@@ -89,11 +90,11 @@ def score_2d(energy, config, dest, data_name):
     return out
 
 
-def score_digits(energy, config, dest, prior):
+def score_digits(energy, config, dest, prior, name):
     opts = sampling_options(energy.schedule, config.get("sampling") or {})
     x = np.asarray(progressive.sample(energy, jax.random.key(0), 360, **opts))
     shown = np.clip(x, -1, 1)
-    save_image_grid(shown[:100], os.path.join(dest, "samples.png"), title="digits-t6: progressive samples")
+    save_image_grid(shown[:100], os.path.join(dest, "samples.png"), title=f"{name}: progressive samples")
     test = data.load("digits", "test")
     train_split = data.load("digits", "train")
     out = {
@@ -153,7 +154,7 @@ def build(name: str, runs: str) -> dict:
     if kind == "2d":
         figures = score_2d(energy, config, dest, spec["data"])
     else:
-        figures = score_digits(energy, config, dest, ebm_ppl.EBMPrior(dest))
+        figures = score_digits(energy, config, dest, ebm_ppl.EBMPrior(dest), name)
     figures["ais_weight_ess"] = float(est.ess)
     write_card(dest, name, spec, config, est, figures, time.time() - t0)
     with open(os.path.join(dest, "figures.json"), "w") as fh:

@@ -65,3 +65,23 @@ def test_network_energy_binds_network():
     expected = module.apply(variables, y, jnp.full((4,), 3)) / sched.energy_scales[3] - jnp.sum(y**2, -1) / 8.0
     np.testing.assert_allclose(np.asarray(energy.log_density(y, 3)), np.asarray(expected), rtol=1e-5)
     assert energy.score(y, 0).shape == (4, 2)
+
+
+def test_denoiser_energy_is_normalisable_by_construction():
+    """f = -|y - g|^2 / 2 with |g| <= bound: never positive, and below the Gaussian envelope
+    -(|y| - bound sqrt(D))^2 / 2 far from the data, whatever the weights."""
+    import jax
+    import jax.numpy as jnp
+
+    from ebm_ppl.energy import networks
+
+    module = networks.build({"name": "denoiser", "width": 16, "depth": 1, "temb_dim": 8})
+    variables = networks.init_variables(module, jax.random.PRNGKey(0), (8, 8, 1))
+    variables = jax.tree_util.tree_map(lambda p: 5.0 * p, variables)  # arbitrary, large weights
+    y = 10.0 * jax.random.normal(jax.random.PRNGKey(1), (32, 8, 8, 1))
+    out = module.apply(variables, y, jnp.zeros((32,), jnp.int32))
+    assert out.shape == (32,)
+    norms = jnp.sqrt(jnp.sum(y.reshape(32, -1) ** 2, -1))
+    envelope = -0.5 * jnp.maximum(norms - 1.05 * 8.0, 0.0) ** 2
+    assert bool(jnp.all(out <= 0.0)) and bool(jnp.all(out <= envelope + 1e-3))
+    assert networks.config_of(module)["name"] == "denoiser"

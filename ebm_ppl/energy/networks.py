@@ -204,11 +204,44 @@ class WideResNetEnergyNet(nn.Module):
         return jnp.sum(h * proj, axis=-1)
 
 
-NETWORKS = {"mlp": MLPEnergyNet, "wrn": WideResNetEnergyNet}
+class DenoiserEnergyNet(nn.Module):
+    """A normalisable energy by construction: net(y, t) = -|y - g(y, t)|^2 / 2 with a bounded
+    denoiser g = bound * tanh(residual MLP). Divided by the level's energy scale (the marginal
+    noise variance for the NCSN ladder) this is f(y, t) = -|y - g|^2 / (2 sigma_t^2) <= 0, which
+    falls off like a Gaussian of width sigma_t far from [-bound, bound]^D: every level is
+    normalisable whatever the weights (DESIGN.md section 7), unlike a free-form net / s_t^2.
+
+    Attributes:
+      width, depth, temb_dim, activation: the residual MLP (as :class:`MLPEnergyNet`).
+      bound: the denoiser's range (1.05: data lie in [-1, 1]).
+    """
+
+    width: int = 256
+    depth: int = 3
+    temb_dim: int = 32
+    activation: str = "swish"
+    bound: float = 1.05
+
+    @nn.compact
+    def __call__(self, y, t, update_stats: bool = False):
+        act = _activation(self.activation)
+        flat = y.reshape((y.shape[0], -1))
+        temb = _TimeEmbedding(self.temb_dim, False, self.activation)(t, update_stats)
+        h = _dense(self.width, False)(flat, update_stats)
+        for _ in range(self.depth):
+            r = _dense(self.width, False)(act(h), update_stats)
+            r = r + _dense(self.width, False)(act(temb), update_stats)
+            r = _dense(self.width, False, zero_init=True)(act(r), update_stats)
+            h = h + r
+        g = self.bound * jnp.tanh(_dense(flat.shape[-1], False)(act(h), update_stats))
+        return -0.5 * jnp.sum(jnp.square(flat - g), axis=-1)
+
+
+NETWORKS = {"mlp": MLPEnergyNet, "wrn": WideResNetEnergyNet, "denoiser": DenoiserEnergyNet}
 
 
 def build(config: dict) -> nn.Module:
-    """A module from a JSON config ``{"name": "mlp"|"wrn", **attributes}``."""
+    """A module from a JSON config ``{"name": "mlp"|"wrn"|"denoiser", **attributes}``."""
     config = dict(config)
     name = config.pop("name", None)
     if name not in NETWORKS:
