@@ -112,6 +112,18 @@ class _TimeEmbedding(nn.Module):
         return _dense(self.dim * 4, self.spectral_norm)(emb, update_stats)
 
 
+def _residual_trunk(x, temb, width, depth, act, sn, update_stats):
+    """Dense to ``width``, then ``depth`` residual blocks (act, Dense, + Dense(act(temb)), act,
+    zero-initialised Dense). Called inside a compact ``__call__``: its layers belong to the caller."""
+    h = _dense(width, sn)(x, update_stats)
+    for _ in range(depth):
+        r = _dense(width, sn)(act(h), update_stats)
+        r = r + _dense(width, sn)(act(temb), update_stats)
+        r = _dense(width, sn, zero_init=True)(act(r), update_stats)
+        h = h + r
+    return h
+
+
 class MLPEnergyNet(nn.Module):
     """Residual MLP energy for flat or 2-D data.
 
@@ -138,12 +150,7 @@ class MLPEnergyNet(nn.Module):
         sn = self.spectral_norm
         h = y.reshape((y.shape[0], -1))
         temb = _TimeEmbedding(self.temb_dim, sn, self.activation)(t, update_stats)
-        h = _dense(self.width, sn)(h, update_stats)
-        for _ in range(self.depth):
-            r = _dense(self.width, sn)(act(h), update_stats)
-            r = r + _dense(self.width, sn)(act(temb), update_stats)
-            r = _dense(self.width, sn, zero_init=True)(act(r), update_stats)
-            h = h + r
+        h = _residual_trunk(h, temb, self.width, self.depth, act, sn, update_stats)
         proj = _dense(self.width, sn, zero_init=self.zero_init_output)(act(temb), update_stats)
         return jnp.sum(act(h) * proj, axis=-1)
 
@@ -227,12 +234,7 @@ class DenoiserEnergyNet(nn.Module):
         act = _activation(self.activation)
         flat = y.reshape((y.shape[0], -1))
         temb = _TimeEmbedding(self.temb_dim, False, self.activation)(t, update_stats)
-        h = _dense(self.width, False)(flat, update_stats)
-        for _ in range(self.depth):
-            r = _dense(self.width, False)(act(h), update_stats)
-            r = r + _dense(self.width, False)(act(temb), update_stats)
-            r = _dense(self.width, False, zero_init=True)(act(r), update_stats)
-            h = h + r
+        h = _residual_trunk(flat, temb, self.width, self.depth, act, False, update_stats)
         g = self.bound * jnp.tanh(_dense(flat.shape[-1], False)(act(h), update_stats))
         return -0.5 * jnp.sum(jnp.square(flat - g), axis=-1)
 
