@@ -356,13 +356,13 @@ def _anneal_chunk(energy, carry, xs, target_accept, adapt_gain, *, num_steps, ad
 ANNEAL_CHUNK = 8
 
 
-def _bridges_per_call(energy, num_bridges: int) -> int:
+def _runs_on_network(energy) -> bool:
     """Network energies run ``ANNEAL_CHUNK`` unrolled bridges per call: XLA:CPU runs convolutions
     inside while loops on a slow path (see ``ebm_ppl._jax_utils.inner_unroll``). Analytic energies
     run the whole path in one rolled scan (one compilation, no per-chunk dispatch)."""
     from ebm_ppl.energy.network import NetworkEnergy
 
-    return ANNEAL_CHUNK if isinstance(energy, NetworkEnergy) else max(int(num_bridges), 1)
+    return isinstance(energy, NetworkEnergy)
 
 
 def _anneal(energy, key, y0, start, t_hi, t_lo, beta, eps, num_steps, adapt, target_accept, adapt_gain,
@@ -375,13 +375,14 @@ def _anneal(energy, key, y0, start, t_hi, t_lo, beta, eps, num_steps, adapt, tar
     keys = jax.random.split(key, t_hi.shape[0])
     carry = (cache, hi0, lo0, jnp.asarray(b0, y0.dtype), jnp.log(eps[0]))
     xs = (keys, t_hi, t_lo, beta, eps)
-    chunk = _bridges_per_call(energy, t_hi.shape[0])
+    unroll = _runs_on_network(energy)
+    chunk = ANNEAL_CHUNK if unroll else max(int(t_hi.shape[0]), 1)
     outputs = []
     for first in range(0, t_hi.shape[0], chunk):
         piece = jax.tree_util.tree_map(lambda a: a[first : first + chunk], xs)
         carry, out = _anneal_chunk(energy, carry, piece, target_accept, adapt_gain, num_steps=num_steps,
                                    adapt=adapt, transition=transition, persistence=persistence,
-                                   unroll=chunk == ANNEAL_CHUNK)
+                                   unroll=unroll)
         outputs.append(out)
     inc, acc, spread, steps = (jnp.concatenate(parts) for parts in zip(*outputs))
     return carry[0].y, inc, acc, spread, steps

@@ -120,7 +120,7 @@ def write_card(dest, name, spec, config, log_z, figures, seconds):
         f"- steps: {config.get('step')}, training wall time {config.get('wall_time_s', train_info.get('wall_time_s', 'n/a'))} s "
         f"(2 CPU cores, shared)",
         f"- log Z_0 (AIS): {log_z.log_z:.3f} +- {log_z.stderr:.3f}, weight ESS {log_z.ess:.1f} of "
-        f"{log_z.meta.get('num_particles', 'n/a') if hasattr(log_z, 'meta') and log_z.meta else 'n/a'}, "
+        f"{log_z.meta.get('num_particles', 'n/a')}, "
         f"{log_z.num_grad_evals:.3g} gradient evaluations",
         f"- card built in {seconds:.0f} s by `models/build_zoo.py`",
         "",
