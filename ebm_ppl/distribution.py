@@ -183,6 +183,7 @@ class EBMPrior(Distribution):
 
 def _progressive_to_level(energy, key, n, level, kwargs):
     """Progressive samples of x_level (the level's own variable), shape (n, *data_shape)."""
+    from ebm_ppl._jax_utils import scan_or_loop
     from ebm_ppl.sampling import progressive
 
     kernel = progressive.build_kernel(**kwargs)
@@ -195,5 +196,5 @@ def _progressive_to_level(energy, key, n, level, kwargs):
         states, _ = jax.vmap(kernel, in_axes=(0, 0, None))(keys, states, energy)
         return states, None
 
-    states, _ = jax.lax.scan(level_step, states, jax.random.split(k_run, energy.num_levels - level))
+    states, _ = scan_or_loop(level_step, states, jax.random.split(k_run, energy.num_levels - level))
     return states.position
