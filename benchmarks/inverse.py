@@ -31,7 +31,7 @@ ORACLE_OPERATORS = ["inpaint:half", "inpaint:box", "inpaint:random0.5", "denoise
 DIGITS_OPERATORS = ["inpaint:half", "inpaint:random0.5", "denoise:0.2"]
 KEYS = ["psnr", "baseline_psnr", "exact_psnr", "coverage50", "coverage90", "coverage95", "exact_coverage90",
         "baseline_coverage90", "mean_error", "mean_error_rel", "nuts_acceptance", "nuts_mean_integration_steps",
-        "nuts_divergences", "seconds"]
+        "nuts_divergences", "mc_error_rel", "replicate_mean_error_rel", "smc_iterations", "smc_acceptance", "seconds"]
 
 
 def main(argv=None):
@@ -41,6 +41,13 @@ def main(argv=None):
     p.add_argument("--ckpt", default="models/digits-t6")
     p.add_argument("--operators", default=None, help="comma-separated subset")
     p.add_argument("--problems", type=int, default=None, help="200 (oracle) / 100 (digits) by default")
+    p.add_argument("--method", default="smc", choices=["smc", "smc+nuts", "progressive"],
+                   help="posterior sampler (default smc: likelihood-tempered SMC at level 0)")
+    p.add_argument("--particles", type=int, default=256, help="SMC particles per problem (default 256)")
+    p.add_argument("--mcmc-steps", type=int, default=5, help="SMC: HMC moves per tempering step (default 5)")
+    p.add_argument("--final-steps", type=int, default=10, help="SMC: HMC moves after lam = 1 (default 10)")
+    p.add_argument("--replicate", action="store_true",
+                   help="oracle: run each posterior twice (independent prior particles) to estimate the Monte-Carlo error of the mean")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--samples", type=int, default=100)
@@ -84,13 +91,31 @@ def main(argv=None):
     results_path = args.results or os.path.join("benchmarks", "results", f"inverse_{args.part}.json")
     os.makedirs(os.path.dirname(results_path), exist_ok=True)
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
-    settings = dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples,
+    settings = dict(method=args.method, num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples,
                     num_inner_steps=args.inner_steps)
+    if args.method != "progressive":
+        from ebm_ppl.inverse.smc import prior_particles
+
+        # prior particles do not depend on the observation: one progressive draw serves every operator
+        t0 = time.time()
+        pool = prior_particles(energy, jax.random.fold_in(key, 3), n * args.particles, num_inner_steps=args.inner_steps)
+        pool = np.asarray(pool).reshape((n, args.particles) + tuple(energy.data_shape))
+        print(f"{n} x {args.particles} progressive prior particles in {time.time() - t0:.0f}s", flush=True)
+        settings.update(num_particles=args.particles, smc_mcmc_steps=args.mcmc_steps, smc_final_steps=args.final_steps)
     for i, name in enumerate(ops):
         op, noise = from_name(name, energy.data_shape, seed=args.seed)
         t0 = time.time()
+        kwargs = {k: v for k, v in settings.items() if not k.startswith("smc_")}
+        if args.method != "progressive":
+            kwargs["smc_kwargs"] = dict(initial_particles=pool, num_mcmc_steps=args.mcmc_steps,
+                                        num_final_steps=args.final_steps)
+        rep = None
+        if args.replicate and oracle is not None:
+            rep = dict(kwargs)
+            if args.method != "progressive":  # problem p gets problem p+1's prior particles: independent of run 1
+                rep["smc_kwargs"] = dict(kwargs["smc_kwargs"], initial_particles=np.roll(pool, 1, axis=0))
         m, _ = experiment.run(energy, op, noise, truths, jax.random.fold_in(key, 100 + i), baseline=baseline,
-                              oracle=oracle, sampler_kwargs=settings,
+                              oracle=oracle, sampler_kwargs=kwargs, replicate_sampler_kwargs=rep,
                               out_dir=os.path.join(args.out, args.part, name.replace(":", "_")),
                               title=f"{name} on {source}", progress=True)
         m.pop("calibration", None)
@@ -105,13 +130,15 @@ def main(argv=None):
 
 def table(results, part):
     if part == "oracle":
-        head = "| operator | noise | cov50 | cov90 | cov95 | exact cov90 | Gaussian cov90 | mean RMSE vs exact (/ post. std) | PSNR EBM / exact / Gaussian |"
-        lines = [head, "|" + "---|" * 9]
+        head = ("| operator | noise | cov50 | cov90 | cov95 | exact cov90 | Gaussian cov90 | mean RMSE vs exact (/ post. std) "
+                "| MC error (/ post. std) | PSNR EBM / exact / Gaussian |")
+        lines = [head, "|" + "---|" * 10]
         for name, r in results.items():
+            mc = f"{r['mc_error']:.4f} ({r['mc_error_rel']:.3f})" if "mc_error" in r else "-"
             lines.append(
                 f"| {name} | {r['noise_std']:g} | {r['coverage50']:.3f} | {r['coverage90']:.3f} | {r['coverage95']:.3f} | "
                 f"{r['exact_coverage90']:.3f} | {r['baseline_coverage90']:.3f} | {r['mean_error']:.4f} ({r['mean_error_rel']:.3f}) | "
-                f"{r['psnr']:.2f} / {r['exact_psnr']:.2f} / {r['baseline_psnr']:.2f} |")
+                f"{mc} | {r['psnr']:.2f} / {r['exact_psnr']:.2f} / {r['baseline_psnr']:.2f} |")
     else:
         head = "| operator | noise | PSNR EBM | PSNR Gaussian | gain (dB) | SSIM EBM / Gaussian | cov90 EBM | cov90 Gaussian |"
         lines = [head, "|" + "---|" * 8]

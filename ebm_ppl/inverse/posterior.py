@@ -56,7 +56,11 @@ __all__ = [
     "nuts_posterior",
     "sample_posterior",
     "pooled_covariance",
+    "POSTERIOR_METHODS",
 ]
+
+#: posterior samplers of :func:`sample_posterior`
+POSTERIOR_METHODS = ("smc", "smc+nuts", "progressive")
 
 
 class PosteriorResult(NamedTuple):
@@ -405,18 +409,55 @@ def sample_posterior(
     target_acceptance: float = 0.8,
     progress: bool = False,
     mesh=None,
+    method: str = "smc",
+    num_particles: int = 256,
+    smc_kwargs: dict | None = None,
 ) -> PosteriorResult:
-    """Posterior samples for every row of ``observations`` (P, M): annealed progressive warm
-    start (``num_chains`` per problem), then NUTS at level 0 (``num_warmup`` adaptation steps,
-    ``num_samples`` kept draws per chain). ``num_samples=0`` returns the warm starts alone."""
+    """Posterior samples for every row of ``observations`` (P, M).
+
+    ``method``:
+
+    * ``"smc"`` (default): likelihood-tempered SMC at level 0 (:mod:`ebm_ppl.inverse.smc`) from
+      ``num_particles`` progressive prior samples per problem; the final particles are the
+      samples (``warm_start`` holds the prior particles). Gets posterior mode weights right.
+    * ``"smc+nuts"``: the same SMC, then NUTS (``num_warmup``, ``num_samples``) from
+      ``num_chains`` of its particles per problem (``warm_start``).
+    * ``"progressive"``: annealed progressive warm start (``num_chains`` per problem), then NUTS
+      at level 0 (``num_warmup`` adaptation steps, ``num_samples`` kept draws per chain);
+      ``num_samples=0`` returns the warm starts alone. Cheaper, but NUTS never changes modes, so
+      the posterior mode weights are those of the approximate warm start.
+    """
     obs = _check_observations(operator, observations)
     if tuple(operator.data_shape) != tuple(energy.data_shape):
         raise ValueError(f"operator acts on {operator.data_shape} but the prior's data shape is {energy.data_shape}")
+    if method not in POSTERIOR_METHODS:
+        raise ValueError(f"unknown posterior method {method!r}; choose one of {POSTERIOR_METHODS}")
     k_prog, k_nuts = jax.random.split(key)
-    warm, info = progressive_posterior(
-        energy, operator, noise_std, obs, k_prog, num_chains=num_chains, inner=inner,
-        num_inner_steps=num_inner_steps, step_sizes=step_sizes, start=start, mesh=mesh,
-    )
+    if method in ("smc", "smc+nuts"):
+        from ebm_ppl.inverse.smc import smc_posterior
+
+        if mesh is not None:
+            raise ValueError("method='smc' runs on one device; use method='progressive' with a mesh")
+        particles, prior_x, info = smc_posterior(
+            energy, operator, noise_std, obs, k_prog, num_particles=num_particles,
+            num_inner_steps=num_inner_steps, progress=progress, **(smc_kwargs or {}),
+        )
+        info["method"] = method
+        if method == "smc":
+            return PosteriorResult(particles, prior_x, jnp.mean(particles, axis=1), jnp.std(particles, axis=1), info)
+        if num_chains > particles.shape[1]:
+            raise ValueError(f"num_chains {num_chains} exceeds the {particles.shape[1]} SMC particles")
+        pick = jax.vmap(lambda k: jax.random.choice(k, particles.shape[1], (num_chains,), replace=False))(
+            jax.random.split(jax.random.fold_in(k_nuts, 1), obs.shape[0]))
+        warm = jnp.take_along_axis(particles, pick.reshape(pick.shape + (1,) * (particles.ndim - 2)), axis=1)
+        if inverse_mass_matrix is None:
+            inverse_mass_matrix = pooled_covariance(particles)
+    else:
+        warm, info = progressive_posterior(
+            energy, operator, noise_std, obs, k_prog, num_chains=num_chains, inner=inner,
+            num_inner_steps=num_inner_steps, step_sizes=step_sizes, start=start, mesh=mesh,
+        )
+        info["method"] = method
     if num_samples > 0:
         samples, nuts_info = nuts_posterior(
             energy, operator, noise_std, obs, warm, k_nuts, num_warmup=num_warmup, num_samples=num_samples,
