@@ -61,6 +61,8 @@ __all__ = [
     "batch_mean_shift_score",
     "drift",
     "drift_loss",
+    "level_bandwidths",
+    "level_score_function",
     "TrainState",
     "init",
     "build_update",
@@ -69,7 +71,7 @@ __all__ = [
     "ESTIMATORS",
 ]
 
-ESTIMATORS = ("mean_shift", "curvature")
+ESTIMATORS = ("mean_shift", "curvature", "level")
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,7 +157,16 @@ class DriftingConfig:
     sigma decays geometrically from ``sigma_start`` to ``sigma`` over the first
     ``anneal_fraction`` of the updates, then stays at ``sigma``. A wide early kernel lets the drift
     compare mass *between* modes; the paper's fixed small sigma only sees each mode's local shape.
-    estimator: ``"mean_shift"`` (L = ``num_perturbations``) or ``"curvature"`` (``cg_iters``).
+    eta_scales_with_sigma: while annealing, use eta_t = eta * (sigma_t / sigma)^2, so the drift
+    eta (s_p - s_q) = eta / sigma^2 (m_p - m_q) (mean-shift form) keeps the same step in units of
+    the mean-shift displacement at every bandwidth (with a fixed eta a wide early kernel would
+    barely move the samples).
+    estimator: ``"mean_shift"`` (L = ``num_perturbations``), ``"curvature"`` (``cg_iters``) or
+    ``"level"`` (noise-conditional energies only, target level 0 in data space): the smoothed target
+    score at bandwidth rho_t is the energy's own score at level t (see
+    :func:`level_score_function`); sigma then follows the levels from ``level_start`` (default the
+    top learned level) down to ``level_end`` over the first ``anneal_fraction`` of the updates
+    (``sigma``, ``sigma_start`` ignored; ``eta`` is the step at ``level_end``).
     batch_size, learning_rate, num_steps: Adam on the stop-gradient loss.
     """
 
@@ -168,12 +179,15 @@ class DriftingConfig:
     eta: float = 0.22
     sigma_start: float | None = None
     anneal_fraction: float = 0.8
+    eta_scales_with_sigma: bool = False
     estimator: str = "mean_shift"
     num_perturbations: int = 256
     cg_iters: int = 20
     batch_size: int = 1024
     learning_rate: float = 1e-3
     num_steps: int = 10_000
+    level_start: int | None = None
+    level_end: int = 1
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -193,6 +207,12 @@ class DriftingConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def eta_at(self, sigma):
+        """The drift step at bandwidth ``sigma`` (traceable)."""
+        if not self.eta_scales_with_sigma:
+            return jnp.asarray(self.eta, jnp.float32)
+        return jnp.asarray(self.eta, jnp.float32) * (sigma / self.sigma) ** 2
 
     def sigma_at(self, step):
         """The bandwidth at update ``step`` (traceable)."""
@@ -239,6 +259,39 @@ def energy_function(energy, level: int = 0, space: str = "data") -> Callable:
         return -e.log_density(y, level) + const
 
     return fn
+
+
+def level_bandwidths(energy) -> np.ndarray:
+    """rho_t (t = 0..T-1): level t of a noise-conditional energy, divided by its signal scale, is the
+    level-0 data variable x_0 smoothed by N(0, rho_t^2 I) (``schedule.marginal``: y_t = a_t x_0 +
+    s_t e, rho_t = s_t / a_t). rho_0 = 0."""
+    T = energy.num_levels
+    return np.array([energy.schedule.marginal(t)[1] / energy.schedule.marginal(t)[0] for t in range(T)])
+
+
+def level_score_function(energy) -> Callable:
+    """``fn(energy, x_flat, t) -> (N, D)``: grad log (p_0 * phi_rho_t)(x) = a_t score(a_t x, t), the
+    exact smoothed score of the level-0 data density at bandwidth rho_t when the energy is
+    consistent across levels (oracles), the network's own estimate otherwise. ``t`` may be traced."""
+    T = energy.num_levels
+    scales = jnp.asarray([energy.schedule.marginal(t)[0] for t in range(T)], jnp.float32)
+    data_shape = tuple(energy.data_shape)
+
+    def fn(e, x_flat, t):
+        a = scales[t]
+        y = (a * x_flat).reshape(x_flat.shape[:-1] + data_shape)
+        return (a * e.score(y, t)).reshape(x_flat.shape)
+
+    return fn
+
+
+def level_at(config: "DriftingConfig", step, level_start: int):
+    """The level used at update ``step`` by the ``"level"`` estimator (traceable int32): equal
+    shares of the first ``anneal_fraction`` of the updates per level, level_start -> level_end."""
+    n_levels = level_start - config.level_end + 1
+    frac = jnp.clip(step / max(1.0, config.anneal_fraction * config.num_steps), 0.0, 1.0)
+    idx = jnp.minimum(jnp.floor(frac * n_levels).astype(jnp.int32), n_levels - 1)
+    return jnp.asarray(level_start, jnp.int32) - idx
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,12 +358,15 @@ def drift(E: Callable, key, x, config: DriftingConfig, sigma=None):
     """V(x) = eta (s_p(x) - s_q(x)) for the batch x (N, D); returns (V, s_p, s_q).
     ``sigma`` overrides ``config.sigma`` (bandwidth annealing)."""
     sigma = config.sigma if sigma is None else sigma
+    if config.estimator == "level":
+        raise ValueError("drift() has no 'level' estimator; use build_update(..., energy)")
     if config.estimator == "mean_shift":
         s_p = mean_shift_target_score(E, key, x, sigma, config.num_perturbations)
     else:
         s_p = curvature_target_score(E, x, sigma, config.cg_iters)
     s_q = batch_mean_shift_score(x, sigma)
-    return config.eta * (s_p - s_q), s_p, s_q
+    eta = config.eta if sigma is config.sigma else config.eta_at(sigma)
+    return eta * (s_p - s_q), s_p, s_q
 
 
 def drift_loss(params, module, E, key, config: DriftingConfig, sigma=None):
@@ -345,9 +401,44 @@ def init(key, config: DriftingConfig, data_shape) -> TrainState:
     return TrainState(params, _optimizer(config).init(params), jnp.asarray(0, jnp.int32))
 
 
-def build_update(module, E_fn: Callable, config: DriftingConfig) -> Callable:
-    """``update(energy, state, key) -> (state, metrics)``: one drifting update (pure)."""
+def _level_drift_loss(params, module, E, score_fn, energy, key, config: DriftingConfig, t, rho, eta):
+    """The stop-gradient loss with the ``"level"`` target score at level t (bandwidth rho)."""
+    z = jax.random.normal(key, (config.batch_size, config.latent_dim))
+    x_flat = module.apply(params, z).reshape(config.batch_size, -1)
+    xs = jax.lax.stop_gradient(x_flat)
+    V = eta * (score_fn(energy, xs, t) - batch_mean_shift_score(xs, rho))
+    target = jax.lax.stop_gradient(xs + V)
+    loss = jnp.mean(jnp.sum((x_flat - target) ** 2, -1))
+    return loss, {"drift_norm": jnp.mean(jnp.sqrt(jnp.sum(V**2, -1))), "mean_energy": jnp.mean(E(xs))}
+
+
+def build_update(module, E_fn: Callable, config: DriftingConfig, energy=None) -> Callable:
+    """``update(energy, state, key) -> (state, metrics)``: one drifting update (pure). The
+    ``"level"`` estimator needs ``energy`` here (its schedule fixes the bandwidths)."""
     opt = _optimizer(config)
+    if config.estimator == "level":
+        if energy is None or energy.num_levels < 2:
+            raise ValueError("the 'level' estimator needs a noise-conditional energy with >= 2 levels")
+        T = energy.num_levels
+        start = T - 1 if config.level_start is None else int(config.level_start)
+        if not 1 <= config.level_end <= start <= T - 1:
+            raise ValueError(f"need 1 <= level_end ({config.level_end}) <= level_start ({start}) <= {T - 1}")
+        rhos = jnp.asarray(level_bandwidths(energy), jnp.float32)
+        score_fn = level_score_function(energy)
+        rho_end = float(level_bandwidths(energy)[config.level_end])
+
+        def level_update(e, state: TrainState, key):
+            E = lambda x: E_fn(e, x)  # noqa: E731
+            t = level_at(config, state.step, start)
+            rho = rhos[t]
+            eta = config.eta * (rho / rho_end) ** 2 if config.eta_scales_with_sigma else jnp.asarray(config.eta, jnp.float32)
+            (loss, aux), grads = jax.value_and_grad(_level_drift_loss, has_aux=True)(
+                state.params, module, E, score_fn, e, key, config, t, rho, eta)
+            updates, opt_state = opt.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            return TrainState(params, opt_state, state.step + 1), {"loss": loss, **aux}
+
+        return level_update
 
     def update(energy, state: TrainState, key):
         E = lambda x: E_fn(energy, x)  # noqa: E731
@@ -385,7 +476,9 @@ def train(
     k_init, k_train = jax.random.split(key)
     if state is None:
         state = init(k_init, config, energy.data_shape)
-    update = build_update(module, E_fn, config)
+    if config.estimator == "level" and (int(level) != 0 or space != "data"):
+        raise ValueError("the 'level' estimator samples level 0 in data space only")
+    update = build_update(module, E_fn, config, energy)
 
     @jax.jit
     def run_chunk(energy, state, keys):
