@@ -169,3 +169,10 @@ def test_level_estimator_training_converges_to_gaussian(gauss):
     # KDE bias of the sampler side and incomplete training
     assert np.abs(x.mean(0) - MEAN).max() < 0.08, x.mean(0)
     assert np.abs(np.cov(x.T) - COV).max() < 0.08, np.cov(x.T)
+
+
+def test_cli_distill_level_estimator_rejects_plain_targets(tmp_path):
+    from ebm_ppl.cli import main
+
+    # a plain target has no levels to anneal over: one-line usage error, exit 2
+    assert main(["distill", "--target", "banana", "--out", str(tmp_path / "r"), "--estimator", "level"]) == 2

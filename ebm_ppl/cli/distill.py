@@ -24,7 +24,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=10_000, help="drifting updates (default 10000, the paper's)")
     parser.add_argument("--level", type=int, default=0, help="energy level t to sample (default 0)")
     parser.add_argument("--space", choices=("data", "model"), default="data", help="sample x_t = y_t / c_t (data) or y_t (model)")
-    parser.add_argument("--estimator", choices=("mean_shift", "curvature"), default="mean_shift")
+    parser.add_argument("--estimator", choices=("mean_shift", "curvature", "level"), default="mean_shift",
+                        help="target-side score: local importance-sampling mean shift, curvature-corrected gradient, or "
+                             "(noise-conditional energies, level 0) the energy's own level scores annealed over its levels")
+    parser.add_argument("--level-start", type=int, default=None, help="'level' estimator: first level (default top learned level)")
+    parser.add_argument("--level-end", type=int, default=1, help="'level' estimator: last level (default 1)")
+    parser.add_argument("--eta-scales-with-sigma", action="store_true",
+                        help="while annealing, eta_t = eta (sigma_t / sigma_end)^2 (constant step in mean-shift units)")
     parser.add_argument("--perturbations", type=int, default=256, help="L, mean-shift perturbations per sample")
     parser.add_argument("--cg-iters", type=int, default=20, help="CG iterations of the curvature estimator")
     parser.add_argument("--sigma", type=float, default=0.22, help="smoothing bandwidth")
@@ -58,7 +64,12 @@ def run(args) -> dict:
             latent_dim=args.latent, width=args.width, depth=args.depth, arch=args.arch, init_scale=args.init_scale,
             sigma=args.sigma, eta=args.eta, sigma_start=args.sigma_start, estimator=args.estimator, num_perturbations=args.perturbations,
             cg_iters=args.cg_iters, batch_size=args.batch_size, learning_rate=args.lr, num_steps=args.steps,
+            level_start=args.level_start, level_end=args.level_end, eta_scales_with_sigma=args.eta_scales_with_sigma,
         )
+        if config.estimator == "level":
+            if args.level != 0 or args.space != "data":
+                raise ValueError("--estimator level samples level 0 in data space only")
+            dr.build_update(dr.make_generator(config, energy.data_shape), None, config, energy)
         dr.make_generator(config, energy.data_shape)
         dr.energy_function(energy, args.level, args.space)
     except ValueError as err:
