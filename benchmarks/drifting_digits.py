@@ -49,6 +49,7 @@ def main(argv=None):
     ap.add_argument("--eta", type=float, default=None, help="drift step at level_end (default rho_end^2)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--tag", default="digits")
+    ap.add_argument("--leave-one-out", action="store_true", help="sampler-side mean shift without the point itself")
     args = ap.parse_args(argv)
 
     energy = checkpoint.load(args.ckpt)
@@ -57,7 +58,8 @@ def main(argv=None):
     width = 512 if args.arch == "mlp" else 64
     cfg = dr.DriftingConfig(latent_dim=64, width=width, depth=3, arch=args.arch, init_scale=0.6, estimator="level",
                             level_start=args.level_start, level_end=args.level_end, eta=eta, eta_scales_with_sigma=True,
-                            batch_size=args.batch_size, learning_rate=args.lr, num_steps=args.steps)
+                            batch_size=args.batch_size, learning_rate=args.lr, num_steps=args.steps,
+                            sampler_include_self=not args.leave_one_out)
     print(f"rho_t = {np.round(rhos, 4).tolist()}; eta at level {args.level_end} = {eta:.4g}", flush=True)
     sampler, hist, _ = dr.train(energy, jax.random.PRNGKey(0), cfg, chunk=50)
     tag = f"drifting_{args.tag}"
@@ -115,7 +117,7 @@ def main(argv=None):
     md = "\n".join([
         "| sampler | classifier FD vs test (360) | samples / s (CPU, 360 per call) | median distance to nearest train image | training |",
         "|---|---|---|---|---|",
-        f"| one-step drifting ({args.arch}, {args.steps} updates) | {fd_one:.2f} | {N / one_s:.0f} | {nn_one:.2f} | {hist['seconds']:.0f} s |",
+        f"| one-step drifting ({args.arch}, {args.steps} updates{', leave-one-out sampler side' if args.leave_one_out else ''}) | {fd_one:.2f} | {N / one_s:.0f} | {nn_one:.2f} | {hist['seconds']:.0f} s |",
         f"| progressive ({args.ckpt}, own options) | {fd_prog:.2f} | {N / prog_s:.1f} | {nn_prog:.2f} | - |",
         f"| train[:360] vs test (floor) | {fd_data:.2f} | - | {nn_test:.2f} (test) | - |",
     ])

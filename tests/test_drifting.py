@@ -176,3 +176,17 @@ def test_cli_distill_level_estimator_rejects_plain_targets(tmp_path):
 
     # a plain target has no levels to anneal over: one-line usage error, exit 2
     assert main(["distill", "--target", "banana", "--out", str(tmp_path / "r"), "--estimator", "level"]) == 2
+
+
+def test_sampler_side_leave_one_out_matches_loo_kde_score():
+    x = jax.random.normal(jax.random.PRNGKey(2), (50, 3))
+
+    def loo(i):
+        others = jnp.delete(x, i, axis=0)
+        return jax.grad(lambda v: jax.nn.logsumexp(-jnp.sum((v - others) ** 2, -1) / (2 * SIGMA**2)))(x[i])
+
+    want = np.stack([np.asarray(loo(i)) for i in range(5)])
+    got = np.asarray(dr.batch_mean_shift_score(x, SIGMA, include_self=False))[:5]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+    # with the point itself included and a bandwidth far below the spacing, the sampler side vanishes
+    assert np.abs(np.asarray(dr.batch_mean_shift_score(x, 0.01))).max() < 1e-6

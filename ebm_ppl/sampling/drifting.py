@@ -167,6 +167,8 @@ class DriftingConfig:
     :func:`level_score_function`); sigma then follows the levels from ``level_start`` (default the
     top learned level) down to ``level_end`` over the first ``anneal_fraction`` of the updates
     (``sigma``, ``sigma_start`` ignored; ``eta`` is the step at ``level_end``).
+    sampler_include_self: the sampler-side mean shift includes each batch point itself (default,
+    the paper's batch KDE) or leaves it out (see :func:`batch_mean_shift_score`).
     batch_size, learning_rate, num_steps: Adam on the stop-gradient loss.
     """
 
@@ -188,6 +190,7 @@ class DriftingConfig:
     num_steps: int = 10_000
     level_start: int | None = None
     level_end: int = 1
+    sampler_include_self: bool = True
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -346,11 +349,18 @@ def curvature_target_score(E: Callable, x, sigma: float, cg_iters: int = 20):
     return jax.vmap(one)(x)
 
 
-def batch_mean_shift_score(x, sigma: float):
-    """Sampler-side smoothed score by Gaussian mean shift over the batch x (N, D), self included."""
+def batch_mean_shift_score(x, sigma: float, include_self: bool = True):
+    """Sampler-side smoothed score by Gaussian mean shift over the batch x (N, D), self included
+    (the exact score of the batch's Gaussian KDE) or left out (``include_self=False``: the
+    leave-one-out KDE; both are consistent as N grows, but in high dimension with a bandwidth
+    below the nearest-neighbour distance the self term takes all the weight and the sampler side
+    vanishes, while the leave-one-out form keeps a repulsion from the nearest batch neighbours)."""
     sq = jnp.sum(x**2, -1)
     d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
-    w = jax.nn.softmax(-d2 / (2 * sigma**2), axis=-1)
+    logits = -d2 / (2 * sigma**2)
+    if not include_self:
+        logits = jnp.where(jnp.eye(x.shape[0], dtype=bool), -jnp.inf, logits)
+    w = jax.nn.softmax(logits, axis=-1)
     return (w @ x - x) / sigma**2
 
 
@@ -364,7 +374,7 @@ def drift(E: Callable, key, x, config: DriftingConfig, sigma=None):
         s_p = mean_shift_target_score(E, key, x, sigma, config.num_perturbations)
     else:
         s_p = curvature_target_score(E, x, sigma, config.cg_iters)
-    s_q = batch_mean_shift_score(x, sigma)
+    s_q = batch_mean_shift_score(x, sigma, config.sampler_include_self)
     eta = config.eta if sigma is config.sigma else config.eta_at(sigma)
     return eta * (s_p - s_q), s_p, s_q
 
@@ -406,7 +416,7 @@ def _level_drift_loss(params, module, E, score_fn, energy, key, config: Drifting
     z = jax.random.normal(key, (config.batch_size, config.latent_dim))
     x_flat = module.apply(params, z).reshape(config.batch_size, -1)
     xs = jax.lax.stop_gradient(x_flat)
-    V = eta * (score_fn(energy, xs, t) - batch_mean_shift_score(xs, rho))
+    V = eta * (score_fn(energy, xs, t) - batch_mean_shift_score(xs, rho, config.sampler_include_self))
     target = jax.lax.stop_gradient(xs + V)
     loss = jnp.mean(jnp.sum((x_flat - target) ** 2, -1))
     return loss, {"drift_norm": jnp.mean(jnp.sqrt(jnp.sum(V**2, -1))), "mean_energy": jnp.mean(E(xs))}
