@@ -54,13 +54,17 @@ def main():
     p.add_argument("--n", type=int, default=360, help="samples (360 = the test split size, as in the model cards)")
     p.add_argument("--steps", type=int, nargs="*", default=[1, 10, 100], help="steps per level S")
     p.add_argument("--sampler", default="hmc", choices=["hmc", "nuts"])
+    p.add_argument("--start", default="normal", choices=list(long_run.STARTS),
+                   help="first draw per level: normal approximation (the paper) or the model's Langevin short run")
+    p.add_argument("--start-steps", type=int, default=30, help="Langevin steps of --start langevin")
+    p.add_argument("--start-step-scale", type=float, default=1.0, help="multiplies the schedule's Langevin steps")
     p.add_argument("--pilot-chains", type=int, default=64)
     p.add_argument("--pilot-adapt", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for PNGs (default benchmarks/results/long_run_<model>)")
     a = p.parse_args()
     name = os.path.basename(os.path.normpath(a.ckpt))
-    tag = name if a.sampler == "hmc" else f"{name}_{a.sampler}"
+    tag = name + ("" if a.sampler == "hmc" else f"_{a.sampler}") + ("" if a.start == "normal" else f"_start-{a.start}")
     out_dir = a.out or os.path.join("benchmarks", "results", f"long_run_{tag}")
     os.makedirs(out_dir, exist_ok=True)
     energy = load(a.ckpt)
@@ -68,7 +72,9 @@ def main():
     k_tune, k_run = jax.random.split(jax.random.key(a.seed))
 
     t0 = time.time()
-    steps, pilot_acc = long_run.tune(energy, k_tune, num_chains=a.pilot_chains, num_adapt=a.pilot_adapt)
+    start_kw = dict(start=a.start, num_start_steps=a.start_steps, start_step_scale=a.start_step_scale)
+    steps, pilot_acc = long_run.tune(energy, k_tune, num_chains=a.pilot_chains, num_adapt=a.pilot_adapt,
+                                     sampler=a.sampler, **start_kw)
     steps = jax.block_until_ready(steps)
     tune_s = time.time() - t0
     print(f"tuned in {tune_s:.0f} s: step sizes {np.round(np.asarray(steps), 5).tolist()}, "
@@ -77,7 +83,8 @@ def main():
     runs, results = {}, []
     for s in tqdm(sorted(a.steps), desc="long runs"):
         t0 = time.time()
-        r = long_run.run(energy, k_run, a.n, steps_per_level=s, step_sizes=steps, sampler=a.sampler)
+        r = long_run.run(energy, k_run, a.n, steps_per_level=s, step_sizes=steps, sampler=a.sampler, progress=True,
+                         **start_kw)
         x = np.asarray(jax.block_until_ready(r.samples))
         sec = time.time() - t0
         fig = _figures(x, test)
@@ -104,6 +111,7 @@ def main():
         "ckpt": a.ckpt,
         "schedule": energy.schedule.name,
         "sampler": a.sampler,
+        "start": start_kw,
         "num_integration_steps": 2,
         "n": a.n,
         "reference": "digits test split (360), ebm_ppl.metrics.frechet_distance on samples clipped to [-1, 1]",
@@ -117,7 +125,9 @@ def main():
         "diagnostics": {k: report[k] for k in ("num_chains", "num_draws", "pixels", "energy", "layout") if k in report},
         "plots": [fig7] + report["plots"] + [os.path.join(out_dir, f"samples_S{s}.png") for s in runs],
         "command": f"benchmarks/long_run_digits.py --ckpt {a.ckpt} --n {a.n} --steps {' '.join(map(str, sorted(a.steps)))}"
-                   + (f" --sampler {a.sampler}" if a.sampler != "hmc" else ""),
+                   + (f" --sampler {a.sampler}" if a.sampler != "hmc" else "")
+                   + (f" --start {a.start} --start-steps {a.start_steps} --start-step-scale {a.start_step_scale}"
+                      if a.start != "normal" else ""),
     }
     print(json.dumps({k: out[k] for k in ("step_sizes", "pilot_acceptance", "ratio", "pass")}, indent=1))
     for s, v in runs.items():

@@ -58,31 +58,41 @@ def test_hmc_on_numpyro_model_with_ebm_prior_conjugate_posterior():
 
 def test_nuts_gmm64_many_chains_from_exact_draws_mean_cov_weights():
     # NUTS does not jump between the modes of gmm:64:4 (means ~6.5 apart, sd ~0.35): mode weights are
-    # carried by many chains started from exact draws; each chain must then stay a draw of its mode.
-    # Weights are measured as the mean responsibility (oracle.responsibilities) over all draws.
+    # carried by many chains started from exact draws (perturbed by N(0, 0.3^2 I), so that NUTS has
+    # to contract them back onto their mode; the first half of the draws is discarded). Weights are
+    # the mean responsibility (oracle.responsibilities) over all kept draws.
     import arviz as az
 
     e = target("gmm:64:4", schedule="drl:50:linear")
-    C, N = 128, 40
-    m, c = np.asarray(e.to_data(e.mean(0))), np.asarray(e.covariance(0) / e.data_scale**2)
-    x0 = e.sample_data(jax.random.key(7), C)
+    C, N = 128, 80
+    w_true = np.asarray(e.weights)
+    x0 = e.sample_data(jax.random.key(7), C) + 0.3 * jax.random.normal(jax.random.key(9), (C, 64))
     ch = hmc.run_chains(jax.random.key(8), hmc.level_log_density_fn(e, 0, "data"), x0, algorithm="nuts",
                         num_samples=N, step_size=0.25)
     assert int(ch.is_divergent.sum()) == 0 and float(ch.acceptance_rate.mean()) > 0.5
-    x = np.asarray(ch.position).reshape(-1, 64)
-    # Monte-Carlo error: the pooled draws are at best as good as C exact draws (the mode counts are
-    # those of the C starts); tolerance = mean + 4 sd of the errors of 20 sets of C exact draws.
-    ref = np.array([[np.linalg.norm(ex.mean(0) - m), np.linalg.norm(np.cov(ex.T) - c) / np.linalg.norm(c)]
-                    for ex in np.asarray(e.sample_data(jax.random.key(100), 20 * C)).reshape(20, C, 64)])
-    tol = ref.mean(0) + 4 * ref.std(0)
-    assert np.linalg.norm(x.mean(0) - m) < tol[0], (np.linalg.norm(x.mean(0) - m), tol)
-    assert np.linalg.norm(np.cov(x.T) - c) / np.linalg.norm(c) < tol[1]
-    resp = np.asarray(e.responsibilities(e.to_model(ch.position)))  # (C, N, K)
-    w, wt = resp.mean((0, 1)), np.asarray(e.weights)
-    assert np.all(np.abs(w - wt) < 4 * np.sqrt(wt * (1 - wt) / C)), (w, wt)
+    pos = np.asarray(ch.position)[:, N // 2:]
+    resp = np.asarray(e.responsibilities(e.to_model(jnp.asarray(pos))))  # (C, N/2, K)
+    mode = resp.argmax(-1)
+    assert np.all(mode == mode[:, :1])  # no chain changes mode
+    # weights: the C starts are C independent draws, so 4 binomial standard errors
+    w = resp.mean((0, 1))
+    assert np.all(np.abs(w - w_true) < 4 * np.sqrt(w_true * (1 - w_true) / C)), (w, w_true)
+    # moments against the exact mixture with the chains' own mode counts (what remains is NUTS's
+    # within-mode error): mean within 4 standard errors of C * N/2 / 10 effective draws (NUTS
+    # autocorrelation ~10 at step 0.25), total variance within 5 % (relative sd of the trace
+    # ~ sqrt(2 / (64 n_eff)) < 1 % here)
+    counts = np.bincount(mode[:, 0], minlength=4) / C
+    means, vecs, vals = np.asarray(e.means), np.asarray(e.eigvecs), np.asarray(e.eigvals)  # data space
+    covs = np.einsum("kij,kj,klj->kil", vecs, vals, vecs)
+    m_hat = counts @ means
+    c_hat = np.einsum("k,kij->ij", counts, covs) + np.einsum("k,ki,kj->ij", counts, means, means) - np.outer(m_hat, m_hat)
+    x = pos.reshape(-1, 64)
+    n_eff = x.shape[0] / 10
+    within = np.einsum("k,kij->ij", counts, covs)
+    assert np.linalg.norm(x.mean(0) - m_hat) < 4 * np.sqrt(np.trace(within) / n_eff)
+    assert abs(np.trace(np.cov(x.T)) / np.trace(c_hat) - 1) < 0.05, np.trace(np.cov(x.T)) / np.trace(c_hat)
+    assert np.linalg.norm(np.cov(x.T) - c_hat) / np.linalg.norm(c_hat) < 0.15
     # within each mode the chains agree on the energy (rank R-hat over that mode's chains); across
     # modes they cannot (the log-density level differs by mode), which is why many chains are needed
-    mode = resp.argmax(-1)
-    assert np.all(mode == mode[:, :1])
     for k in range(4):
-        assert float(az.rhat(np.asarray(ch.log_density)[mode[:, 0] == k])) < 1.2
+        assert float(az.rhat(np.asarray(ch.log_density)[:, N // 2:][mode[:, 0] == k])) < 1.2

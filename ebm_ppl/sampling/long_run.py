@@ -1,33 +1,49 @@
 """Long-run chains on the recovery conditionals (Gao et al. 2021, section 4.2 and App. C.2).
 
-At each level t = T-1..0, from x_{t+1}: one normal-approximation draw
-N(x_{t+1} + sigma^2 grad f(x_{t+1}), sigma^2) (counted as one sampling step), then S - 1 HMC
-transitions of 2 leapfrog steps on p(y_t | x_{t+1}), with a per-level step size adapted on a pilot
-run so that the acceptance rate lies in [0.6, 0.9] (target 0.75); NUTS with the same step sizes
-is the check of App. C.2. Total sampling steps: T * S (T = 1000, S = 100 gives the paper's 100k).
+At each level t = T-1..0, from x_{t+1}: a first draw (``start``), counted as one sampling step,
+then S - 1 MH-corrected HMC transitions of 2 leapfrog steps on p(y_t | x_{t+1}) with a per-level
+step size adapted on a pilot descent so that the acceptance rate lies in [0.6, 0.9] (target
+0.75); NUTS with the same step sizes is the check of App. C.2. Total sampling steps T * S
+(T = 1000, S = 100 gives the paper's 100k).
 
-This is the progressive kernel with ``inner="hmc"`` (or ``"nuts"``) and ``start="normal"``;
-the module adds the pilot tuning, the runs at growing S and the Fig. 7 / Fig. 8 style outputs.
+First draw per level (``start``):
+
+* ``"normal"`` (the paper, T1k): one draw of the normal approximation
+  N(x_{t+1} + sigma^2 grad f(x_{t+1}), sigma^2). Good when sigma_{t+1} is small (many levels); with
+  a few big steps it is poor: on ``drl:6`` digits (sigma_1 = 0.32 and f = net / s_t^2 very sharp)
+  the mean x + sigma^2 grad f overshoots by orders of magnitude (pixels ~1e7);
+* ``"langevin"``: ``num_start_steps`` unadjusted Langevin steps from y = x_{t+1} with the schedule's
+  steps delta_t^2 (times ``start_step_scale``): Algorithm 2, i.e. the T6 model's own sampler;
+* ``"x_next"``: y = x_{t+1}.
+
+The levels and the MCMC steps run as Python loops over one jitted batched step (XLA:CPU runs
+convolutions inside while loops on a slow path, see ``ebm_ppl._jax_utils.inner_unroll``), so a
+long run of a convolutional energy costs what its gradients cost.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import inner_unroll
 from ebm_ppl.sampling import progressive
 
-__all__ = ["LongRunResult", "tune", "run", "run_growing", "plot_step_sizes"]
+__all__ = ["LongRunResult", "STARTS", "tune", "run", "run_growing", "plot_step_sizes"]
 
 ACCEPTANCE_RANGE = (0.6, 0.9)
+STARTS = ("normal", "langevin", "x_next")
 
 
 class LongRunResult(NamedTuple):
-    """samples (n, *data_shape) in data space; step_sizes, acceptance_rate (T,) by level;
-    steps_per_level S; total_steps T * S; log_density (T, n) of the final y_t per level."""
+    """samples (n, *data_shape) in data space; step_sizes, acceptance_rate (T,) by level (mean
+    acceptance of the S - 1 MCMC steps; 1 when S = 1); steps_per_level S; total_steps T * S;
+    log_density (T, n) of the conditional log p(y_t | x_{t+1}) at the final y_t per level."""
 
     samples: jax.Array
     step_sizes: jax.Array
@@ -37,22 +53,123 @@ class LongRunResult(NamedTuple):
     log_density: jax.Array
 
 
+def _check(energy, sampler, start, num_start_steps):
+    if sampler not in ("hmc", "nuts"):
+        raise ValueError(f"sampler must be 'hmc' or 'nuts', got {sampler!r}")
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    if start == "langevin" and int(num_start_steps) < 1:
+        raise ValueError(f"num_start_steps must be >= 1 for start='langevin', got {num_start_steps}")
+
+
+@functools.partial(jax.jit, static_argnames=("start", "num_start_steps", "log_likelihood_fn"))
+def _first(energy, keys, x_next, t, start_step_scale, *, start, num_start_steps, log_likelihood_fn):
+    """The first draw of level t for a batch of chains (see ``start`` in the module docstring)."""
+
+    def one(key, x_next):
+        if start == "normal":
+            return progressive._normal_draw(key, energy, x_next, t, log_likelihood_fn)
+        if start == "x_next":
+            return x_next
+        grad = jax.grad(progressive.conditional_log_density_fn(energy, x_next, t, log_likelihood_fn))
+        h = (start_step_scale * jnp.asarray(energy.schedule.langevin_step_sizes, x_next.dtype)[t]).astype(x_next.dtype)
+
+        def body(y, k):
+            return y + 0.5 * h * grad(y) + jnp.sqrt(h) * jax.random.normal(k, y.shape, y.dtype), None
+
+        y, _ = jax.lax.scan(body, x_next, jax.random.split(key, num_start_steps), unroll=inner_unroll(num_start_steps))
+        return y
+
+    return jax.vmap(one)(keys, x_next)
+
+
+@functools.partial(jax.jit, static_argnames=("sampler", "num_integration_steps", "log_likelihood_fn"))
+def _move(energy, keys, y, x_next, t, step, *, sampler, num_integration_steps, log_likelihood_fn):
+    """One MCMC transition (HMC or NUTS) of every chain on its conditional p(y_t | x_{t+1})."""
+    one_move = progressive._one_move(sampler, num_integration_steps)
+
+    def one(key, y, x_next):
+        return one_move(key, y, progressive.conditional_log_density_fn(energy, x_next, t, log_likelihood_fn), step)
+
+    return jax.vmap(one)(keys, y, x_next)
+
+
+@functools.partial(jax.jit, static_argnames=("log_likelihood_fn",))
+def _logd(energy, y, x_next, t, *, log_likelihood_fn):
+    return jax.vmap(lambda y, x: progressive.conditional_log_density_fn(energy, x, t, log_likelihood_fn)(y))(y, x_next)
+
+
+def _level_fns(energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale, log_likelihood_fn):
+    """Batched ``first(keys, x_next, t)``, ``move(keys, y, x_next, t, step)``, ``logd(y, x_next, t)``
+    (module-level jitted functions: compiled once per energy structure and options)."""
+    scale = jnp.float32(start_step_scale)
+
+    def first(keys, x_next, t):
+        return _first(energy, keys, x_next, jnp.int32(t), scale, start=start, num_start_steps=int(num_start_steps),
+                      log_likelihood_fn=log_likelihood_fn)
+
+    def move(keys, y, x_next, t, step):
+        return _move(energy, keys, y, x_next, jnp.int32(t), jnp.asarray(step, jnp.float32), sampler=sampler,
+                     num_integration_steps=int(num_integration_steps), log_likelihood_fn=log_likelihood_fn)
+
+    def logd(y, x_next, t):
+        return _logd(energy, y, x_next, jnp.int32(t), log_likelihood_fn=log_likelihood_fn)
+
+    return first, move, logd
+
+
+def _scale(energy, t):
+    return float(energy.schedule.model_scales[t])
+
+
 def tune(
     energy,
     key: jax.Array,
     *,
     num_chains: int = 64,
     num_adapt: int = 60,
+    num_check: int = 10,
     num_integration_steps: int = 2,
     target_acceptance: float = 0.75,
     log_likelihood_fn: Callable | None = None,
+    start: str = "normal",
+    num_start_steps: int = 30,
+    start_step_scale: float = 1.0,
+    sampler: str = "hmc",
+    initial_step_sizes=None,
 ):
-    """Per-level HMC step sizes (T,) and the pilot acceptance (T,), tuned as in section 4.2."""
-    return progressive.tune_step_sizes(
-        energy, key, "hmc", num_chains=num_chains, num_adapt=num_adapt, num_inner_steps=10,
-        target_acceptance=target_acceptance, num_integration_steps=num_integration_steps,
-        log_likelihood_fn=log_likelihood_fn, start="normal",
-    )
+    """Per-level step sizes (T,) and the pilot acceptance (T,), tuned as in section 4.2.
+
+    A pilot descent of ``num_chains`` chains: at each level t = T-1..0 the first draw (``start``),
+    then ``num_adapt`` transitions adapting log eps by Robbins-Monro,
+    log eps <- log eps + 2 (acc - target) / (i + 1)^0.6 (acc: mean over the pilot chains), from the
+    schedule's sqrt(delta_t^2); then ``num_check`` transitions at the tuned step, whose mean
+    acceptance is returned, move the pilot on to level t - 1."""
+    _check(energy, sampler, start, num_start_steps)
+    first, move, _ = _level_fns(energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale,
+                                log_likelihood_fn)
+    init = progressive.default_step_sizes(energy, "hmc") if initial_step_sizes is None else initial_step_sizes
+    init = np.asarray(init, np.float64)
+    T = energy.num_levels
+    k_init, k_run = jax.random.split(key)
+    x = jax.random.normal(k_init, (num_chains,) + tuple(energy.data_shape))
+    steps, accs = np.zeros(T), np.zeros(T)
+    for t, k in zip(range(T - 1, -1, -1), jax.random.split(k_run, T)):
+        k_first, k_adapt, k_check = jax.random.split(k, 3)
+        y = first(jax.random.split(k_first, num_chains), x, t)
+        log_step = math.log(init[t])
+        for i, kk in enumerate(jax.random.split(k_adapt, num_adapt)):
+            y, acc = move(jax.random.split(kk, num_chains), y, x, t, jnp.float32(math.exp(log_step)))
+            a = float(jnp.nan_to_num(jnp.mean(acc)))
+            log_step += 2.0 * (a - target_acceptance) / (i + 1.0) ** 0.6
+        step = jnp.float32(math.exp(log_step))
+        check = []
+        for kk in jax.random.split(k_check, num_check):
+            y, acc = move(jax.random.split(kk, num_chains), y, x, t, step)
+            check.append(jnp.mean(acc))
+        steps[t], accs[t] = float(step), float(jnp.mean(jnp.stack(check))) if check else float("nan")
+        x = y / _scale(energy, t)
+    return jnp.asarray(steps, jnp.float32), jnp.asarray(accs, jnp.float32)
 
 
 def run(
@@ -66,32 +183,55 @@ def run(
     num_integration_steps: int = 2,
     log_likelihood_fn: Callable | None = None,
     tune_kwargs: dict | None = None,
+    start: str = "normal",
+    num_start_steps: int = 30,
+    start_step_scale: float = 1.0,
     mesh=None,
+    progress: bool = False,
 ) -> LongRunResult:
-    """One long run: per level one normal draw + ``steps_per_level - 1`` HMC (or NUTS) steps.
+    """One long run: per level the first draw (``start``) + ``steps_per_level - 1`` HMC (or NUTS)
+    steps at the per-level ``step_sizes`` (tuned by :func:`tune` with the same ``start`` when None).
 
     ``mesh``: split the ``num_samples`` chains over a device mesh (:mod:`ebm_ppl.sharding`)."""
+    from ebm_ppl import sharding
+
     if steps_per_level < 1:
         raise ValueError(f"steps_per_level must be >= 1, got {steps_per_level}")
-    if sampler not in ("hmc", "nuts"):
-        raise ValueError(f"sampler must be 'hmc' or 'nuts', got {sampler!r}")
-    k_tune, k_run = jax.random.split(key)
+    _check(energy, sampler, start, num_start_steps)
+    T = energy.num_levels
+    k_tune, k_init, k_run = jax.random.split(key, 3)
+    start_kw = dict(start=start, num_start_steps=num_start_steps, start_step_scale=start_step_scale)
     if step_sizes is None and steps_per_level > 1:
-        step_sizes, _ = tune(energy, k_tune, num_integration_steps=num_integration_steps,
-                             log_likelihood_fn=log_likelihood_fn, **(tune_kwargs or {}))
-    if steps_per_level == 1:
-        x, info = progressive.sample(energy, k_run, num_samples, inner="normal", num_inner_steps=0,
-                                     log_likelihood_fn=log_likelihood_fn, return_info=True, mesh=mesh)
-        steps = jnp.zeros(energy.num_levels) if step_sizes is None else jnp.asarray(step_sizes)
-    else:
-        x, info = progressive.sample(
-            energy, k_run, num_samples, inner=sampler, num_inner_steps=steps_per_level - 1,
-            step_sizes=step_sizes, num_integration_steps=num_integration_steps,
-            log_likelihood_fn=log_likelihood_fn, start="normal", return_info=True, mesh=mesh,
-        )
-        steps = info["step_sizes"]
-    return LongRunResult(x, steps, info["acceptance_rate"], int(steps_per_level),
-                         int(steps_per_level * energy.num_levels), info["log_density"])
+        step_sizes, _ = tune(energy, k_tune, num_integration_steps=num_integration_steps, sampler=sampler,
+                             log_likelihood_fn=log_likelihood_fn, **start_kw, **(tune_kwargs or {}))
+    steps = jnp.zeros(T, jnp.float32) if step_sizes is None else jnp.asarray(step_sizes, jnp.float32)
+    if steps.shape != (T,):
+        raise ValueError(f"step_sizes must have shape ({T},), got {steps.shape}")
+    if mesh is not None:
+        sharding.check_divisible(num_samples, mesh, "number of samples (chains)")
+    first, move, logd = _level_fns(energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale,
+                                   log_likelihood_fn)
+    x = sharding.maybe_shard_batch(jax.random.normal(k_init, (num_samples,) + tuple(energy.data_shape)), mesh)
+    accs, logds = np.ones(T), [None] * T
+    levels = range(T - 1, -1, -1)
+    if progress:
+        from tqdm import tqdm
+
+        levels = tqdm(levels, desc=f"long run S={steps_per_level}", leave=False)
+    level_keys = jax.random.split(k_run, T)
+    for t in levels:
+        k_first, k_move = jax.random.split(level_keys[T - 1 - t])
+        y = first(jax.random.split(k_first, num_samples), x, t)
+        acc_sum = 0.0
+        for kk in jax.random.split(k_move, steps_per_level - 1) if steps_per_level > 1 else []:
+            y, acc = move(jax.random.split(kk, num_samples), y, x, t, steps[t])
+            acc_sum = acc_sum + jnp.mean(acc)
+        if steps_per_level > 1:
+            accs[t] = float(acc_sum) / (steps_per_level - 1)
+        logds[t] = logd(y, x, t)
+        x = y / _scale(energy, t)
+    return LongRunResult(x, steps, jnp.asarray(accs, jnp.float32), int(steps_per_level), int(steps_per_level * T),
+                         jnp.stack(logds))
 
 
 def run_growing(
@@ -106,7 +246,8 @@ def run_growing(
     k_tune, k_run = jax.random.split(key)
     step_sizes = kwargs.pop("step_sizes", None)
     if step_sizes is None:
-        tk = {k: kwargs[k] for k in ("num_integration_steps", "log_likelihood_fn") if k in kwargs}
+        names = ("num_integration_steps", "log_likelihood_fn", "start", "num_start_steps", "start_step_scale", "sampler")
+        tk = {k: kwargs[k] for k in names if k in kwargs}
         step_sizes, _ = tune(energy, k_tune, **tk, **(kwargs.pop("tune_kwargs", None) or {}))
     return [run(energy, k_run, num_samples, steps_per_level=s, step_sizes=step_sizes, **kwargs) for s in steps_per_level]
 
