@@ -146,3 +146,25 @@ def test_numpyro_progressive_kernel_through_arviz():
 
     with pytest.raises(ValueError, match="only latent site"):
         MCMC(ProgressiveKernel(bad), num_warmup=0, num_samples=2, progress_bar=False).run(jax.random.key(0))
+
+
+def test_long_run_langevin_start_on_gaussian_and_errors():
+    # start="langevin" (the T6 first draw: K official Langevin steps from x_{t+1}) then MH-corrected
+    # HMC: the final samples must be those of the exact data law (gauss:8, drl:10:official).
+    e = target("gauss:8", schedule="drl:10:official")
+    n = 512
+    res = long_run.run(e, jax.random.key(5), n, steps_per_level=6, start="langevin", num_start_steps=5,
+                       tune_kwargs=dict(num_chains=16, num_adapt=30, num_check=3))
+    x = np.asarray(res.samples)
+    assert x.shape == (n, 8) and res.total_steps == 6 * e.num_levels and res.log_density.shape == (e.num_levels, n)
+    acc = np.asarray(res.acceptance_rate)
+    assert np.all((acc > 0.4) & (acc < 0.98)), acc
+    m = np.asarray(e.to_data(e.mean(0)))
+    c = np.asarray(e.covariance(0) / e.data_scale**2)
+    # mean: 4.5 standard errors of n independent draws; variances: 4.5 sd of a sample variance (sqrt(2/n))
+    assert np.all(np.abs(x.mean(0) - m) < 4.5 * np.sqrt(np.diag(c) / n)), (x.mean(0), m)
+    assert np.all(np.abs(x.var(0) / np.diag(c) - 1) < 4.5 * np.sqrt(2 / n)), x.var(0) / np.diag(c)
+    with pytest.raises(ValueError, match="start must be one of"):
+        long_run.run(e, jax.random.key(0), 4, steps_per_level=2, start="bogus", step_sizes=np.ones(e.num_levels))
+    with pytest.raises(ValueError, match="step_sizes must have shape"):
+        long_run.run(e, jax.random.key(0), 4, steps_per_level=2, step_sizes=np.ones(3))
