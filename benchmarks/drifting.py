@@ -34,9 +34,10 @@ PAPER = {
 }
 
 
-def run_target(name: str, steps: int, estimator: str, seed: int = 0, n_eval: int = 5000, sigma_start=None, suffix: str = "") -> dict:
+def run_target(name: str, steps: int, estimator: str, seed: int = 0, n_eval: int = 5000, sigma_start=None, suffix: str = "",
+               **overrides) -> dict:
     energy = target(name)
-    config = dr.DriftingConfig(num_steps=steps, estimator=estimator, sigma_start=sigma_start)
+    config = dr.DriftingConfig(num_steps=steps, estimator=estimator, sigma_start=sigma_start, **overrides)
     t0 = time.perf_counter()
     sampler, history, _ = dr.train(energy, jax.random.PRNGKey(seed), config, chunk=100)
     train_s = time.perf_counter() - t0
@@ -74,7 +75,9 @@ def table(rows: list[dict]) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     for r in rows:
         p = r.get("paper") or {}
-        name = r["target"] + (" (sigma annealed)" if r["config"].get("sigma_start") else "")
+        name = r["target"] + (" (sigma annealed from %g)" % r["config"]["sigma_start"] if r["config"].get("sigma_start") else "")
+        name += ", cosine lr" if r["config"].get("lr_schedule") == "cosine" else ""
+        name += f", batch {r['config']['batch_size']}" if r["config"].get("batch_size", 1024) != 1024 else ""
         modes = f"{r['modes_covered']}/{r['modes_in_reference']}" if "modes_covered" in r else "-"
         lines.append(
             f"| {name} | {r['steps']} | {fmt(r['mean_error'])} / {fmt(p.get('mean_error'))} | "
@@ -91,13 +94,17 @@ def main(argv=None):
     ap.add_argument("--estimator", default="mean_shift", choices=dr.ESTIMATORS)
     ap.add_argument("--tag", default="table")
     ap.add_argument("--sigma-start", type=float, default=None, help="anneal sigma from this value (our addition; default off = the paper)")
+    ap.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--suffix", default=None, help="file suffix of the per-target outputs (default '' or '_anneal')")
     args = ap.parse_args(argv)
     os.makedirs(RESULTS, exist_ok=True)
     rows = []
     for name in args.targets:
         print(f"== {name}", flush=True)
-        suffix = "" if args.sigma_start is None else "_anneal"
-        r = run_target(name, args.steps, args.estimator, sigma_start=args.sigma_start, suffix=suffix)
+        suffix = ("" if args.sigma_start is None else "_anneal") if args.suffix is None else args.suffix
+        r = run_target(name, args.steps, args.estimator, sigma_start=args.sigma_start, suffix=suffix,
+                       lr_schedule=args.lr_schedule, batch_size=args.batch_size)
         rows.append(r)
         print({k: r[k] for k in ("mean_error", "cov_error", "mmd", "mean_energy", "reference_energy", "train_seconds")}, flush=True)
     md = table(rows)
