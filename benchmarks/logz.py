@@ -1,12 +1,25 @@
 """log Z error against gradient evaluations for AIS, SMC and the paper's ladder on exact oracles.
 
-    .venv/bin/python benchmarks/logz.py [--dims 2 64 784] [--seeds 2] [--quick]
+    XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \\
+    .venv/bin/python benchmarks/logz.py [--dims 2 64 784] [--seeds 2] [--table-only]
 
-Targets: ``gauss:D`` and ``gmm:D:4`` (4 modes, component variances 0.08..0.15) on the drl:6
-schedule; exact log Z_0 = D/2 log 2 pi. Methods: ``ais`` (this package's default transitions, total
-bridges varied), ``smc`` (BlackJAX adaptive tempered SMC, particles varied), ``ladder`` (App. A.6
-with EXACT oracle samples of every level: its best case, since progressive samples of the oracles
-are biased). Writes benchmarks/results/logz.json and logz.png and prints a table.
+Targets: ``gauss:D`` and ``gmm:D:4`` (4 modes, weights 1:2:3:4, component covariance eigenvalues
+uniform in 0.08..0.15) as noise-conditional energies on the drl:6 schedule (the T6 schedule of the
+shipped models); exact log Z_0 = D/2 log 2 pi. All three methods get the same budget G of
+evaluations of the learned levels (pilot runs included):
+
+* ``ais``: ``logz.ais`` with its default transitions (2 MALA steps per bridge), 512 particles (128 at
+  D = 784), the number of bridges set so that the run spends G gradients;
+* ``smc``: BlackJAX adaptive tempered SMC (``logz.smc``), 512 particles (128 at D = 784); a probe run
+  (1 MALA move per tempering step, counted) gives the number of tempering steps n, then
+  ``num_mcmc_steps = G / (particles * n)``;
+* ``ladder``: the paper's App. A.6 estimator with EXACT oracle samples of every level (its best case:
+  progressive samples of the oracles would add bias), M = G / (2 T) samples per level, so it spends G
+  energy evaluations (it needs no gradients; an evaluation is ~1/2 to 1/3 the cost of a gradient).
+
+Runs append to benchmarks/results/logz.json (rows keyed by target, method, budget, seed) and
+rewrite logz.md (the table) and logz.png (|error| against evaluations) from all rows there, so the
+dimensions can run as separate processes.
 """
 
 from __future__ import annotations
@@ -24,58 +37,140 @@ from ebm_ppl import logz
 from ebm_ppl.energy import target
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SCHEDULE = "drl:6"
+METHODS = ("ais", "smc", "ladder")
+
+#: gradient budgets per dimension (D = 784: a reduced grid so that it finishes on 2 CPU cores)
+BUDGETS = {2: [1e5, 4e5, 2e6], 64: [2e5, 6e5, 2e6], 784: [2e5]}
 
 
-def budgets(dim, quick):
-    if dim >= 784:
-        return {"ais": [(128, 150)], "smc": [256], "ladder": [2000]}
-    if quick:
-        return {"ais": [(256, 100), (512, 900)], "smc": [512], "ladder": [4000]}
-    return {"ais": [(512, 100), (512, 300), (512, 900)], "smc": [256, 1024, 4096], "ladder": [1000, 10000, 100000]}
+def _particles(dim):
+    return 128 if dim >= 784 else 512
+
+
+def run_ais(e, key, budget):
+    n = _particles(e.dim)
+    T = e.num_levels
+    pilot = 64 * 32 * T * 4  # pilot_path: 64 particles, 32 bridges per level, 2 steps x 2 levels
+    bridges = max(4 * T, int((budget - pilot) / (4 * n)))
+    return logz.ais(e, key, num_particles=n, num_bridges=bridges, batch_size=64 if e.dim >= 784 else None), \
+        {"num_particles": n, "num_bridges": bridges}
+
+
+def run_smc(e, key, budget):
+    n = _particles(e.dim)
+    k_probe, k_run = jax.random.split(key)
+    probe = logz.smc(e, k_probe, num_particles=128, num_mcmc_steps=1)
+    n_temp = probe.meta["num_tempering_steps"]
+    spent = probe.num_grad_evals
+    steps = max(1, int(round((budget - spent) / (n * n_temp))))
+    est = logz.smc(e, k_run, num_particles=n, num_mcmc_steps=steps, step_size=probe.meta["step_size"])
+    grads = est.num_grad_evals + spent
+    return _replace_cost(est, grads, est.num_energy_evals + probe.num_energy_evals), \
+        {"num_particles": n, "num_mcmc_steps": steps, "probe_tempering_steps": n_temp,
+         "num_tempering_steps": est.meta["num_tempering_steps"]}
+
+
+def run_ladder(e, key, budget):
+    T = e.num_levels
+    m = int(budget / (2 * T))
+    samples = {t: e.sample(jax.random.fold_in(key, t), m, t) for t in range(1, T)}
+    return logz.ladder(e, key, samples=samples, num_samples=m, batch_size=256 if e.dim >= 784 else None), \
+        {"num_samples": m}
+
+
+def _replace_cost(est, grads, evals):
+    import dataclasses
+
+    return dataclasses.replace(est, num_grad_evals=int(grads), num_energy_evals=int(evals))
+
+
+RUNNERS = {"ais": run_ais, "smc": run_smc, "ladder": run_ladder}
 
 
 def run_one(name, method, budget, seed):
-    e = target(name)
-    key = jax.random.key(seed)
+    e = target(name, schedule=SCHEDULE)
     t0 = time.time()
-    if method == "ais":
-        n, b = budget
-        est = logz.ais(e, key, num_particles=n, num_bridges=b, batch_size=128 if e.dim >= 784 else None)
-    elif method == "smc":
-        est = logz.smc(e, key, num_particles=budget)
-    else:
-        samples = {t: e.sample(jax.random.fold_in(key, t), budget, t) for t in range(1, e.num_levels + 1)}
-        est = logz.ladder(e, key, samples=samples)
+    est, settings = RUNNERS[method](e, jax.random.key(seed), budget)
     exact = e.log_z(0)
-    return {"target": name, "method": method, "budget": budget, "seed": seed, "log_z": est.log_z,
-            "exact": exact, "error": est.log_z - exact, "stderr": est.stderr, "ess": est.ess,
-            "grad_evals": est.num_grad_evals, "energy_evals": est.num_energy_evals,
-            "seconds": time.time() - t0}
+    cost = max(est.num_grad_evals, est.num_energy_evals) if method == "ladder" else est.num_grad_evals
+    return {"target": name, "schedule": SCHEDULE, "dim": e.dim, "method": method, "budget": float(budget),
+            "seed": seed, "log_z": est.log_z, "exact": exact, "error": est.log_z - exact,
+            "stderr": est.stderr, "ess": est.ess, "cost": int(cost), "grad_evals": est.num_grad_evals,
+            "energy_evals": est.num_energy_evals, "settings": settings, "seconds": time.time() - t0}
+
+
+def _load(path):
+    if os.path.exists(path):
+        with open(path) as fh:
+            rows = json.load(fh)
+        return [r for r in rows if "cost" in r]
+    return []
+
+
+def _key(r):
+    return (r["target"], r["method"], float(r["budget"]), int(r["seed"]))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dims", type=int, nargs="+", default=[2, 64])
+    p.add_argument("--dims", type=int, nargs="+", default=[2, 64, 784])
     p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--targets", nargs="+", default=["gauss", "gmm"], choices=["gauss", "gmm"])
+    p.add_argument("--skip-done", action="store_true", help="skip rows already in logz.json")
+    p.add_argument("--table-only", action="store_true", help="only rewrite logz.md / logz.png from logz.json")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--merge", nargs="*", default=[], help="also read rows from these JSON files (parallel runs)")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    rows = []
-    print(f"{'target':>10} {'method':>6} {'budget':>10} {'grads':>9} {'log Z err':>10} {'stderr':>8} {'ESS':>7} {'s':>6}")
-    for d in args.dims:
-        for name in (f"gauss:{d}", f"gmm:{d}:4"):
-            for method, bs in budgets(d, args.quick).items():
-                for b in bs:
-                    for seed in range(args.seeds):
-                        r = run_one(name, method, b, seed)
-                        rows.append(r)
-                        print(f"{name:>10} {method:>6} {str(b):>10} {r['grad_evals']:>9.2e} {r['error']:>+10.4f} "
-                              f"{r['stderr']:>8.4f} {r['ess']:>7.1f} {r['seconds']:>6.1f}", flush=True)
-                        with open(os.path.join(args.out, "logz.json"), "w") as fh:
-                            json.dump(rows, fh, indent=1, default=float)
+    jpath = os.path.join(args.out, "logz.json")
+    if not args.table_only:
+        print(f"{'target':>10} {'method':>6} {'budget':>8} {'cost':>9} {'log Z err':>10} {'stderr':>8} {'ESS':>7} {'s':>6}")
+        for d in args.dims:
+            names = {"gauss": f"gauss:{d}", "gmm": f"gmm:{d}:4"}
+            for name in (names[t] for t in args.targets):
+                for budget in BUDGETS[d]:
+                    for method in args.methods:
+                        for seed in range(args.seeds):
+                            if args.skip_done and (name, method, float(budget), seed) in {_key(x) for x in _load(jpath)}:
+                                continue
+                            r = run_one(name, method, budget, seed)
+                            print(f"{name:>10} {method:>6} {budget:>8.0e} {r['cost']:>9.2e} {r['error']:>+10.4f} "
+                                  f"{r['stderr']:>8.4f} {r['ess']:>7.1f} {r['seconds']:>6.1f}", flush=True)
+                            rows = {_key(x): x for x in _load(jpath)}  # re-read: other processes append too
+                            rows[_key(r)] = r
+                            with open(jpath, "w") as fh:
+                                json.dump(sorted(rows.values(), key=_key), fh, indent=1, default=float)
+    rows = {_key(x): x for x in _load(jpath)}
+    for extra in args.merge:
+        rows.update({_key(x): x for x in _load(extra)})
+    rows = sorted(rows.values(), key=_key)
+    with open(jpath, "w") as fh:
+        json.dump(rows, fh, indent=1, default=float)
+    with open(os.path.join(args.out, "logz.md"), "w") as fh:
+        fh.write(table(rows))
     plot(rows, os.path.join(args.out, "logz.png"))
-    print(f"wrote {args.out}/logz.json and logz.png")
+    print(table(rows))
+    print(f"wrote {jpath}, logz.md and logz.png")
+
+
+def table(rows) -> str:
+    """Markdown: one line per (target, method, budget); errors over seeds."""
+    lines = [f"log Z_0 error on exact oracles ({SCHEDULE} schedule); cost = gradient evaluations of the learned "
+             "levels (ladder: energy evaluations), pilots included; |err| over seeds.", "",
+             "| target | method | budget | cost | seeds | mean err | max abs err | mean stderr | mean ESS | s/run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["dim"], r["target"], float(r["budget"]), METHODS.index(r["method"])), []).append(r)
+    for (_, name, budget, mi), sel in sorted(groups.items()):
+        err = np.array([r["error"] for r in sel])
+        se = [r["stderr"] for r in sel if r["stderr"] is not None and math.isfinite(r["stderr"])]
+        lines.append(f"| {name} | {METHODS[mi]} | {budget:.0e} | {np.mean([r['cost'] for r in sel]):.2e} | {len(sel)} | "
+                     f"{err.mean():+.4f} | {np.abs(err).max():.4f} | {np.mean(se) if se else float('nan'):.4f} | "
+                     f"{np.mean([r['ess'] for r in sel]):.0f} | {np.mean([r['seconds'] for r in sel]):.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(rows, path):
@@ -85,19 +180,24 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
 
     names = sorted({r["target"] for r in rows}, key=lambda s: (int(s.split(":")[1]), s))
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    if not names:
+        return
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        for i, method in enumerate(("ais", "smc", "ladder")):
+        for i, method in enumerate(METHODS):
             sel = [r for r in rows if r["target"] == name and r["method"] == method]
             if not sel:
                 continue
-            cost = [max(r["grad_evals"], r["energy_evals"]) for r in sel]
-            ax.loglog(cost, [abs(r["error"]) + 1e-4 for r in sel], "o", color=f"C{i}", label=method, alpha=0.8)
+            ax.loglog([r["cost"] for r in sel], [abs(r["error"]) + 1e-4 for r in sel], "o", color=f"C{i}",
+                      label=method, alpha=0.75, ms=4)
         ax.axhline(0.05, color="k", ls=":", lw=1)
+        ax.axvline(2e6, color="grey", ls=":", lw=0.8)
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("gradient (ladder: energy) evaluations", fontsize=8)
+        ax.set_xlabel("evaluations (grad; ladder: energy)", fontsize=7)
+        ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("|log Z error| (nats)")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"log Z on exact oracles, {SCHEDULE}; dotted: 0.05 nats, 2e6 evaluations", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -222,6 +222,7 @@ class AnnealingPath(NamedTuple):
     level_end: np.ndarray
     transition: str = "mala"
     persistence: float = 0.9
+    num_leapfrog: int = 1
 
 
 class _Cache(NamedTuple):
@@ -308,7 +309,42 @@ def _ghmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, 
     return _Cache(y, f, g, p), jnp.mean(accept.astype(jnp.float32))
 
 
-def _anneal_body(energy, num_steps, adapt, target_accept, adapt_gain, transition, persistence):
+def _hmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, num_leapfrog):
+    """One HMC step (Duane et al. 1987; the algorithm of blackjax.hmc): fresh momentum p ~ N(0, I),
+    ``num_leapfrog`` leapfrog steps of size eps, Metropolis test. It leaves pi(y) invariant; with a
+    fixed (eps, L) it is a fixed kernel, so the AIS weights stay unbiased. Its moves are ballistic
+    (distance ~ L eps), not diffusive (~ sqrt(L) eps) as L MALA steps, which is what reduces the lag
+    of the particles behind the moving bridge in D >> 1."""
+    k_mom, k_acc, k_jit = jax.random.split(key, 3)
+    y, f, g, p0 = cache
+    bshape = (-1,) + (1,) * len(event_axes)
+    gshape = (-1, 1) + (1,) * len(event_axes)
+    p = jax.random.normal(k_mom, y.shape, y.dtype)
+    # step size jittered per particle, uniform on [0.5, 1.5] eps: a fixed mixture of pi-invariant kernels
+    # (still unbiased) that breaks the resonance of fixed L eps on near-Gaussian targets (L eps near a
+    # half period maps y to its mirror image and leaves the radius, which the weights depend on, stuck)
+    eps = eps * jax.random.uniform(k_jit, (y.shape[0],) + (1,) * len(event_axes), y.dtype, 0.5, 1.5)
+    kin = lambda q: 0.5 * jnp.sum(jnp.square(q), axis=event_axes)  # noqa: E731
+
+    def leap(state, _):
+        q, mom, fq, gq = state
+        mom = mom + 0.5 * eps * _mix_grad(gq, beta)
+        q = q + eps * mom
+        fq, gq = evaluate(q, t_hi, t_lo)
+        mom = mom + 0.5 * eps * _mix_grad(gq, beta)
+        return (q, mom, fq, gq), None
+
+    (prop, p_new, f_new, g_new), _ = jax.lax.scan(leap, (y, p, f, g), None, length=num_leapfrog)
+    log_ratio = _mix(f_new, beta) - _mix(f, beta) - kin(p_new) + kin(p)
+    log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
+    accept = jnp.log(jax.random.uniform(k_acc, log_ratio.shape)) < log_ratio
+    y = jnp.where(accept.reshape(bshape), prop, y)
+    f = jnp.where(accept[:, None], f_new, f)
+    g = jnp.where(accept.reshape(gshape), g_new, g)
+    return _Cache(y, f, g, p0), jnp.mean(accept.astype(jnp.float32))
+
+
+def _anneal_body(energy, num_steps, adapt, target_accept, adapt_gain, transition, persistence, num_leapfrog=1):
     """The scan body of one bridge: reweight to the bridge, then ``num_steps`` MCMC moves."""
     evaluate = _pair_value_and_grad(energy)
     event_axes = tuple(range(1, 1 + len(energy.data_shape)))
@@ -327,6 +363,8 @@ def _anneal_body(energy, num_steps, adapt, target_accept, adapt_gain, transition
         def mcmc(c, k):
             if transition == "ghmc":
                 return _ghmc_step(k, c, b, step, evaluate, hi, lo, event_axes, persistence)
+            if transition == "hmc":
+                return _hmc_step(k, c, b, step, evaluate, hi, lo, event_axes, num_leapfrog)
             return _mala_step(k, c, b, step, evaluate, hi, lo, event_axes)
 
         cache, acc = jax.lax.scan(mcmc, cache, jax.random.split(key_j, num_steps), unroll=True)
@@ -345,10 +383,12 @@ def _anneal_start(energy, key, y0, start):
     return _Cache(y0, f0, g0, jax.random.normal(jax.random.fold_in(key, 1), y0.shape, y0.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("num_steps", "adapt", "transition", "persistence", "unroll"))
-def _anneal_chunk(energy, carry, xs, target_accept, adapt_gain, *, num_steps, adapt, transition, persistence, unroll):
+@functools.partial(jax.jit, static_argnames=("num_steps", "adapt", "transition", "persistence", "unroll",
+                                             "num_leapfrog"))
+def _anneal_chunk(energy, carry, xs, target_accept, adapt_gain, *, num_steps, adapt, transition, persistence, unroll,
+                  num_leapfrog=1):
     """A run of bridges; the compilation is cached across calls (the energy is an argument)."""
-    body = _anneal_body(energy, num_steps, adapt, target_accept, adapt_gain, transition, persistence)
+    body = _anneal_body(energy, num_steps, adapt, target_accept, adapt_gain, transition, persistence, num_leapfrog)
     return jax.lax.scan(body, carry, xs, unroll=unroll)
 
 
@@ -366,7 +406,7 @@ def _runs_on_network(energy) -> bool:
 
 
 def _anneal(energy, key, y0, start, t_hi, t_lo, beta, eps, num_steps, adapt, target_accept, adapt_gain,
-            transition="mala", persistence=0.9):
+            transition="mala", persistence=0.9, num_leapfrog=1):
     """Run bridges j = 1..J from ``y0`` ~ the start density ``start = (t_hi, t_lo, beta)``; returns
     (final positions, per-bridge increments (J, N), acceptance (J,), sd of f_lo - f_hi (J,), step
     sizes used (J,))."""
@@ -382,13 +422,13 @@ def _anneal(energy, key, y0, start, t_hi, t_lo, beta, eps, num_steps, adapt, tar
         piece = jax.tree_util.tree_map(lambda a: a[first : first + chunk], xs)
         carry, out = _anneal_chunk(energy, carry, piece, target_accept, adapt_gain, num_steps=num_steps,
                                    adapt=adapt, transition=transition, persistence=persistence,
-                                   unroll=unroll)
+                                   unroll=unroll, num_leapfrog=int(num_leapfrog))
         outputs.append(out)
     inc, acc, spread, steps = (jnp.concatenate(parts) for parts in zip(*outputs))
     return carry[0].y, inc, acc, spread, steps
 
 
-TRANSITIONS = ("ghmc", "mala")
+TRANSITIONS = ("ghmc", "hmc", "mala")
 
 
 def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, target_accept=0.65,
@@ -417,6 +457,7 @@ def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, t
             yb = sharding.shard_batch(yb, mesh)
         outs.append(_anneal(energy, k, yb, start, *args, num_steps=num_steps, adapt=adapt,
                             transition=path.transition, persistence=float(path.persistence),
+                            num_leapfrog=int(path.num_leapfrog),
                             target_accept=target_accept, adapt_gain=adapt_gain))
     y = jnp.concatenate([o[0] for o in outs])
     inc = np.concatenate([np.asarray(o[1]) for o in outs], axis=1)
@@ -426,7 +467,7 @@ def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, t
     return y, inc, acc, spread, steps
 
 
-def _uniform_path(energy, level, bridges_per_level, step_size, transition="mala", persistence=0.9):
+def _uniform_path(energy, level, bridges_per_level, step_size, transition="mala", persistence=0.9, num_leapfrog=1):
     T = energy.num_levels
     his, los, betas, ends = [], [], [], []
     for t in range(T - 1, level - 1, -1):
@@ -437,7 +478,7 @@ def _uniform_path(energy, level, bridges_per_level, step_size, transition="mala"
         ends += [False] * (bridges_per_level - 1) + [True]
     J = len(his)
     return AnnealingPath(np.array(his), np.array(los), np.array(betas), np.full(J, step_size), np.array(ends),
-                         transition, persistence)
+                         transition, persistence, int(num_leapfrog))
 
 
 def _grad_count(path: AnnealingPath, T: int, num_steps: int, num_particles: int) -> tuple[int, int]:
@@ -446,7 +487,7 @@ def _grad_count(path: AnnealingPath, T: int, num_steps: int, num_particles: int)
     prev_hi = np.concatenate([[path.t_hi[0]], path.t_hi[:-1]])
     prev_lo = np.concatenate([[path.t_lo[0]], path.t_lo[:-1]])
     refresh = (path.t_hi != prev_hi) | (path.t_lo != prev_lo)
-    per = learned * num_steps + refresh * learned
+    per = learned * num_steps * (int(path.num_leapfrog) if path.transition == "hmc" else 1) + refresh * learned
     start = learned[0] if len(learned) else 0  # the evaluation at the start density
     grads = int((per.sum() + start) * num_particles)
     return grads, grads
@@ -454,7 +495,7 @@ def _grad_count(path: AnnealingPath, T: int, num_steps: int, num_particles: int)
 
 def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_particles=64,
                pilot_bridges_per_level=32, target_accept=None, init_step_size=None, min_bridges_per_level=4,
-               spacing="adaptive", batch_size=None, transition="mala", persistence=0.9, mesh=None):
+               spacing="adaptive", batch_size=None, transition="mala", persistence=0.9, num_leapfrog=1, mesh=None):
     """Tune an :class:`AnnealingPath` by a pilot run (its samples are then discarded).
 
     The pilot runs ``pilot_bridges_per_level`` uniform bridges per level with the step size adapted
@@ -475,8 +516,8 @@ def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_par
     if transition not in TRANSITIONS:
         raise ValueError(f"transition must be one of {TRANSITIONS}, got {transition!r}")
     if target_accept is None:
-        target_accept = 0.8 if transition == "ghmc" else 0.6
-    pilot = _uniform_path(energy, level, P, init_step_size, transition, persistence)
+        target_accept = {"ghmc": 0.8, "hmc": 0.75}.get(transition, 0.6)
+    pilot = _uniform_path(energy, level, P, init_step_size, transition, persistence, num_leapfrog)
     k_init, k_run = jax.random.split(key)
     y0 = jax.random.normal(k_init, (pilot_particles,) + tuple(energy.data_shape))
     _, _, acc, spread, steps = _run_path(energy, k_run, y0, pilot, num_steps, adapt=True,
@@ -510,7 +551,7 @@ def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_par
         us += list(k + b)
     log_steps = np.interp(np.array(us), u_pilot, np.log(steps))
     path = AnnealingPath(np.array(his), np.array(los), np.array(betas), np.exp(log_steps), np.array(ends),
-                         transition, persistence)
+                         transition, persistence, int(num_leapfrog))
     return path, pilot_grads, {"pilot_acceptance": float(np.mean(acc)), "bridges_per_level": counts.tolist()}
 
 
@@ -526,7 +567,8 @@ def _default_bridges(num_segments):
 # AIS, reverse AIS, BDMC
 # --------------------------------------------------------------------------------------------
 def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: int | None = None,
-        num_steps: int = 2, transition: str = "mala", persistence: float = 0.9, path: AnnealingPath | None = None,
+        num_steps: int = 2, transition: str = "mala", persistence: float = 0.9, num_leapfrog: int = 1,
+        path: AnnealingPath | None = None,
         pilot_particles: int = 64, pilot_bridges_per_level: int = 32, target_accept: float | None = None,
         spacing: str = "adaptive", batch_size: int | None = None, data_shape=None, return_samples: bool = False,
         mesh=None):
@@ -571,7 +613,7 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
                                              pilot_bridges_per_level=pilot_bridges_per_level,
                                              target_accept=target_accept, spacing=spacing,
                                              batch_size=batch_size, transition=transition, persistence=persistence,
-                                             mesh=mesh)
+                                             num_leapfrog=num_leapfrog, mesh=mesh)
     y0 = jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape))
     y, inc, acc, _, _ = _run_path(energy, k_run, y0, path, num_steps, batch_size=batch_size, mesh=mesh)
     log_w = np.cumsum(inc.astype(np.float64), axis=0)  # (J, N), float64
@@ -587,7 +629,8 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
     lz += log_c[level]
     grads = _grad_count(path, T, num_steps, num_particles)[1] + pilot_grads
     meta.update({"num_particles": num_particles, "num_bridges": int(len(path.beta)), "num_steps": num_steps,
-                 "transition": path.transition, "persistence": float(path.persistence), "acceptance": float(np.mean(acc)),
+                 "transition": path.transition, "persistence": float(path.persistence),
+                 "num_leapfrog": int(path.num_leapfrog), "acceptance": float(np.mean(acc)),
                  "pilot_grad_evals": int(pilot_grads), "devices": 1 if mesh is None else int(mesh.devices.size)})
     est = LogZEstimate(log_z=top + lz, stderr=se, ess=ess, num_energy_evals=grads, num_grad_evals=grads,
                        curve=_curve(final, top + log_c[level]), method="ais", level=level, lower=top + lz, levels=levels,
@@ -599,7 +642,8 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
 
 def reverse_ais(energy, key, samples, *, level: int = 0, path: AnnealingPath | None = None,
                 num_bridges: int | None = None, num_steps: int = 2, transition: str = "mala",
-                persistence: float = 0.9, pilot_particles: int = 64, pilot_bridges_per_level: int = 32,
+                persistence: float = 0.9, num_leapfrog: int = 1, pilot_particles: int = 64,
+                pilot_bridges_per_level: int = 32,
                 target_accept: float | None = None, spacing: str = "adaptive", batch_size: int | None = None,
                 data_shape=None, mesh=None):
     """Reverse AIS from ``samples`` of level ``level`` (model space, shape (N, *data_shape)) up to N(0, I).
@@ -621,7 +665,7 @@ def reverse_ais(energy, key, samples, *, level: int = 0, path: AnnealingPath | N
                                              pilot_bridges_per_level=pilot_bridges_per_level,
                                              target_accept=target_accept, spacing=spacing,
                                              batch_size=batch_size, transition=transition, persistence=persistence,
-                                             mesh=mesh)
+                                             num_leapfrog=num_leapfrog, mesh=mesh)
     rev, rev_start = _reverse(path)
     _, inc, acc, _, _ = _run_path(energy, k_run, samples, rev, num_steps, batch_size=batch_size, start=rev_start,
                                   mesh=mesh)
@@ -648,7 +692,7 @@ def _reverse(path: AnnealingPath):
     start = (int(hi[-1]), int(lo[-1]), float(b[-1]))
     r = slice(len(hi) - 2, None, -1)
     return AnnealingPath(hi[r], lo[r], b[r], eps[r], np.zeros(len(hi) - 1, bool), path.transition,
-                         path.persistence), start
+                         path.persistence, path.num_leapfrog), start
 
 
 def bdmc(energy, key, samples=None, *, level: int = 0, num_particles: int = 512, num_bridges: int | None = None,
@@ -731,7 +775,9 @@ def ladder(energy, key, *, level: int = 0, num_samples: int = 1024, samples: dic
     curve_terms, n_min, ess_min = [], None, math.inf
     for t in range(T - 1, level - 1, -1):
         x = jnp.asarray(samples[t + 1], jnp.float32) / c[t + 1]
-        lr = np.asarray(log_ratio(energy, x, jnp.asarray(t, jnp.int32)), np.float64)
+        bs = 4096 if batch_size is None else int(batch_size)  # memory: oracles in high D build (n, D, D) terms
+        lr = np.concatenate([np.asarray(log_ratio(energy, x[i : i + bs], jnp.asarray(t, jnp.int32)), np.float64)
+                             for i in range(0, x.shape[0], bs)])
         lz, se, ess = _weight_stats(lr)
         total += lz
         var += se**2
@@ -756,7 +802,8 @@ def smc(energy, key, *, level: int = 0, num_particles: int = 1024, num_mcmc_step
         target_ess: float = 0.5, step_size: float | None = None, max_steps: int = 1000, data_shape=None,
         mesh=None):
     """Adaptive tempered SMC (BlackJAX) from the prior N(0, I) to exp f(., level), MALA moves with a
-    fixed step size (default: tuned by a short AIS pilot at the level). log Z = log Z_T + sum of
+    fixed step size ``step_size`` in BlackJAX's convention (proposal y + h grad + sqrt(2 h) xi; default:
+    h = eps^2 / 2 from a short AIS pilot at the level). log Z = log Z_T + sum of
     the log-likelihood increments (the prior is normalised, the likelihood is f - log N(0, I))."""
     import blackjax
     from blackjax.smc import resampling
@@ -771,7 +818,9 @@ def smc(energy, key, *, level: int = 0, num_particles: int = 1024, num_mcmc_step
     if step_size is None:
         path, pilot_grads, _ = pilot_path(energy, k_pilot, level=level, num_bridges=8 * (T - level),
                                           pilot_particles=32, pilot_bridges_per_level=8)
-        step_size = float(path.step_sizes[-1])
+        # the pilot's MALA step is the proposal noise std eps in the diffusion scale x; BlackJAX's MALA
+        # proposes y + h grad + sqrt(2 h) xi in model space y = c x, so h = (c eps)^2 / 2
+        step_size = 0.5 * float(_model_scales(energy)[level] * path.step_sizes[-1]) ** 2
     top = _log_z_top(energy)
 
     def logprior(y):
