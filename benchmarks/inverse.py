@@ -31,27 +31,29 @@ ORACLE_OPERATORS = ["inpaint:half", "inpaint:box", "inpaint:random0.5", "denoise
 DIGITS_OPERATORS = ["inpaint:half", "inpaint:random0.5", "denoise:0.2"]
 KEYS = ["psnr", "baseline_psnr", "exact_psnr", "coverage50", "coverage90", "coverage95", "exact_coverage90",
         "baseline_coverage90", "mean_error", "mean_error_rel", "nuts_acceptance", "nuts_mean_integration_steps",
-        "nuts_divergences", "mc_error_rel", "replicate_mean_error_rel", "smc_iterations", "smc_acceptance", "seconds"]
+        "nuts_divergences", "mc_error_rel", "mc_error_chains_rel", "replicate_mean_error_rel", "smc_iterations", "smc_acceptance", "seconds"]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=["oracle", "digits"], required=True)
     p.add_argument("--target", default="gmm:64:4")
-    p.add_argument("--ckpt", default="models/digits-t6")
+    p.add_argument("--ckpt", default="models/digits-dsm")
     p.add_argument("--operators", default=None, help="comma-separated subset")
     p.add_argument("--problems", type=int, default=None, help="200 (oracle) / 100 (digits) by default")
-    p.add_argument("--method", default="smc", choices=["smc", "smc+nuts", "progressive"],
-                   help="posterior sampler (default smc: likelihood-tempered SMC at level 0)")
-    p.add_argument("--particles", type=int, default=256, help="SMC particles per problem (default 256)")
+    p.add_argument("--method", default="smc+nuts", choices=["smc", "smc+nuts", "progressive"],
+                   help="posterior sampler (default smc+nuts: likelihood-tempered SMC at level 0, then NUTS from its particles)")
+    p.add_argument("--particles", type=int, default=64, help="SMC particles per problem (default 64)")
     p.add_argument("--mcmc-steps", type=int, default=5, help="SMC: HMC moves per tempering step (default 5)")
-    p.add_argument("--final-steps", type=int, default=10, help="SMC: HMC moves after lam = 1 (default 10)")
+    p.add_argument("--final-steps", type=int, default=0, help="SMC: HMC moves after lam = 1 (default 0; NUTS follows)")
+    p.add_argument("--prior-level", type=int, default=0, help="SMC: prior = the level-l density of the energy (default 0, the data law)")
     p.add_argument("--replicate", action="store_true",
                    help="oracle: run each posterior twice (independent prior particles) to estimate the Monte-Carlo error of the mean")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--chains", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--samples", type=int, default=50)
     p.add_argument("--inner-steps", type=int, default=20)
+    p.add_argument("--max-doublings", type=int, default=6, help="NUTS maximum tree doublings (default 6)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="out/bench_inverse")
     p.add_argument("--results", default=None)
@@ -92,23 +94,25 @@ def main(argv=None):
     os.makedirs(os.path.dirname(results_path), exist_ok=True)
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
     settings = dict(method=args.method, num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples,
-                    num_inner_steps=args.inner_steps)
+                    num_inner_steps=args.inner_steps, max_num_doublings=args.max_doublings)
     if args.method != "progressive":
         from ebm_ppl.inverse.smc import prior_particles
 
         # prior particles do not depend on the observation: one progressive draw serves every operator
         t0 = time.time()
-        pool = prior_particles(energy, jax.random.fold_in(key, 3), n * args.particles, num_inner_steps=args.inner_steps)
+        pool = prior_particles(energy, jax.random.fold_in(key, 3), n * args.particles, num_inner_steps=args.inner_steps,
+                               level=args.prior_level)
         pool = np.asarray(pool).reshape((n, args.particles) + tuple(energy.data_shape))
         print(f"{n} x {args.particles} progressive prior particles in {time.time() - t0:.0f}s", flush=True)
-        settings.update(num_particles=args.particles, smc_mcmc_steps=args.mcmc_steps, smc_final_steps=args.final_steps)
+        settings.update(num_particles=args.particles, smc_mcmc_steps=args.mcmc_steps, smc_final_steps=args.final_steps,
+                        smc_prior_level=args.prior_level)
     for i, name in enumerate(ops):
         op, noise = from_name(name, energy.data_shape, seed=args.seed)
         t0 = time.time()
         kwargs = {k: v for k, v in settings.items() if not k.startswith("smc_")}
         if args.method != "progressive":
             kwargs["smc_kwargs"] = dict(initial_particles=pool, num_mcmc_steps=args.mcmc_steps,
-                                        num_final_steps=args.final_steps)
+                                        num_final_steps=args.final_steps, prior_level=args.prior_level)
         rep = None
         if args.replicate and oracle is not None:
             rep = dict(kwargs)
@@ -134,7 +138,8 @@ def table(results, part):
                 "| MC error (/ post. std) | PSNR EBM / exact / Gaussian |")
         lines = [head, "|" + "---|" * 10]
         for name, r in results.items():
-            mc = f"{r['mc_error']:.4f} ({r['mc_error_rel']:.3f})" if "mc_error" in r else "-"
+            mc = (f"{r['mc_error']:.4f} ({r['mc_error_rel']:.3f})" if "mc_error" in r else
+                  f"{r['mc_error_chains']:.4f} ({r['mc_error_chains_rel']:.3f}) chains" if "mc_error_chains" in r else "-")
             lines.append(
                 f"| {name} | {r['noise_std']:g} | {r['coverage50']:.3f} | {r['coverage90']:.3f} | {r['coverage95']:.3f} | "
                 f"{r['exact_coverage90']:.3f} | {r['baseline_coverage90']:.3f} | {r['mean_error']:.4f} ({r['mean_error_rel']:.3f}) | "

@@ -102,6 +102,12 @@ def run(
             out["mc_error_rel"] = float(out["mc_error"] / np.sqrt(np.mean(np.asarray(ex.std) ** 2)))
             err2 = np.asarray(rep.mean) - np.asarray(ex.mean)
             out["replicate_mean_error_rel"] = float(np.sqrt(np.mean(err2**2)) / np.sqrt(np.mean(np.asarray(ex.std) ** 2)))
+        S = res.info.get("nuts_draws_per_chain")
+        if S and samples.shape[1] // S >= 2:  # chains as batches: MC error of the mean from between-chain spread
+            C = samples.shape[1] // S
+            chain_means = samples.reshape((samples.shape[0], C, S) + samples.shape[2:]).mean(axis=2)
+            out["mc_error_chains"] = float(np.sqrt(np.mean(chain_means.var(axis=1, ddof=1) / C)))
+            out["mc_error_chains_rel"] = float(out["mc_error_chains"] / np.sqrt(np.mean(np.asarray(ex.std) ** 2)))
         curves["exact posterior"] = M.calibration_curve(ex.interval, truths_np)
         arrays["exact_mean"] = np.asarray(ex.mean)
     out["calibration"] = {name: {"levels": lv.tolist(), "coverage": cov.round(4).tolist()} for name, (lv, cov) in curves.items()}

@@ -140,12 +140,23 @@ def annealed_log_likelihood_fn(energy, operator, noise_std: float, obs) -> Calla
     return log_likelihood
 
 
-def posterior_log_density_fn(energy, operator, noise_std: float, obs) -> Callable:
-    """x (data space, one example) -> f(a x, 0) - |obs - A x|^2 / (2 noise_std^2)."""
+def posterior_log_density_fn(energy, operator, noise_std: float, obs, prior_level: int = 0) -> Callable:
+    """x (data space, one example) -> f(a x, 0) - |obs - A x|^2 / (2 noise_std^2).
+
+    ``prior_level`` l > 0: the prior is the level-l density of x_0 + r_l e instead
+    (:func:`ebm_ppl.inverse.smc.prior_log_density_fn`)."""
     inv_var = 1.0 / float(noise_std) ** 2
+    if prior_level:
+        from ebm_ppl.inverse.smc import prior_log_density_fn
+
+        log_prior = prior_log_density_fn(energy, prior_level)
+    else:
+
+        def log_prior(x):
+            return energy.log_density(energy.to_model(x), 0)
 
     def logdensity(x):
-        prior = energy.log_density(energy.to_model(x), 0)
+        prior = log_prior(x)
         return prior - 0.5 * inv_var * jnp.sum(jnp.square(obs - operator(x)))
 
     return logdensity
@@ -273,6 +284,7 @@ def nuts_posterior(
     progress: bool = False,
     block: int = 25,
     mesh=None,
+    prior_level: int = 0,
 ):
     """Stage 2: NUTS at level 0 from ``initial_positions`` (P, C, *data_shape).
 
@@ -305,7 +317,7 @@ def nuts_posterior(
         flat_obs = sharding.shard_batch(flat_obs, mesh)
 
     def logdensity_for(o):
-        ld = posterior_log_density_fn(energy, operator, noise_std, o)
+        ld = posterior_log_density_fn(energy, operator, noise_std, o, prior_level)
         return lambda x: ld(x.reshape(shape))
 
     def init_state(x, o):
@@ -409,19 +421,21 @@ def sample_posterior(
     target_acceptance: float = 0.8,
     progress: bool = False,
     mesh=None,
-    method: str = "smc",
-    num_particles: int = 256,
+    method: str = "smc+nuts",
+    num_particles: int = 64,
     smc_kwargs: dict | None = None,
 ) -> PosteriorResult:
     """Posterior samples for every row of ``observations`` (P, M).
 
     ``method``:
 
-    * ``"smc"`` (default): likelihood-tempered SMC at level 0 (:mod:`ebm_ppl.inverse.smc`) from
-      ``num_particles`` progressive prior samples per problem; the final particles are the
-      samples (``warm_start`` holds the prior particles). Gets posterior mode weights right.
-    * ``"smc+nuts"``: the same SMC, then NUTS (``num_warmup``, ``num_samples``) from
-      ``num_chains`` of its particles per problem (``warm_start``).
+    * ``"smc+nuts"`` (default): likelihood-tempered SMC at level 0 (:mod:`ebm_ppl.inverse.smc`)
+      from ``num_particles`` progressive prior samples per problem (it gets the posterior mode
+      weights right), then NUTS (``num_warmup``, ``num_samples``) from ``num_chains`` of its
+      particles per problem (``warm_start``; inverse mass matrix: the pooled particle covariance),
+      which fixes the within-mode spread that resampling degeneracy shrinks.
+    * ``"smc"``: the SMC particles themselves are the samples (``warm_start`` holds the prior
+      particles); pass ``smc_kwargs={"num_final_steps": ...}`` to decorrelate them.
     * ``"progressive"``: annealed progressive warm start (``num_chains`` per problem), then NUTS
       at level 0 (``num_warmup`` adaptation steps, ``num_samples`` kept draws per chain);
       ``num_samples=0`` returns the warm starts alone. Cheaper, but NUTS never changes modes, so
@@ -430,6 +444,9 @@ def sample_posterior(
     obs = _check_observations(operator, observations)
     if tuple(operator.data_shape) != tuple(energy.data_shape):
         raise ValueError(f"operator acts on {operator.data_shape} but the prior's data shape is {energy.data_shape}")
+    prior_level = int((smc_kwargs or {}).get("prior_level", 0))
+    if prior_level and method == "progressive":
+        raise ValueError("a prior level > 0 needs method='smc' or 'smc+nuts' (smc_kwargs={'prior_level': l})")
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"unknown posterior method {method!r}; choose one of {POSTERIOR_METHODS}")
     k_prog, k_nuts = jax.random.split(key)
@@ -462,7 +479,7 @@ def sample_posterior(
         samples, nuts_info = nuts_posterior(
             energy, operator, noise_std, obs, warm, k_nuts, num_warmup=num_warmup, num_samples=num_samples,
             inverse_mass_matrix=inverse_mass_matrix, max_num_doublings=max_num_doublings,
-            target_acceptance=target_acceptance, progress=progress, mesh=mesh,
+            target_acceptance=target_acceptance, progress=progress, mesh=mesh, prior_level=prior_level,
         )
         info.update(nuts_info)
     else:

@@ -42,7 +42,7 @@ import numpy as np
 #: operators with M * D up to this many entries are applied as a dense matrix inside SMC
 DENSE_LIMIT = 1 << 22
 
-__all__ = ["SMCState", "smc_posterior", "prior_particles", "systematic_resample", "next_exponent"]
+__all__ = ["SMCState", "smc_posterior", "prior_particles", "prior_log_density_fn", "prior_scale", "systematic_resample", "next_exponent"]
 
 
 class SMCState(NamedTuple):
@@ -101,12 +101,42 @@ def _shrunk_covariance(x, floor: float = 1e-6):
     return cov + floor * jnp.eye(d)
 
 
-def prior_particles(energy, key, num: int, *, num_inner_steps: int = 20, inner: str = "mala"):
-    """``num`` prior samples (num, *data_shape) by the progressive sampler (MH-corrected inner
-    chains with tuned steps); exact draws for a mixture oracle would be ``oracle.sample_data``."""
+def prior_scale(energy, level: int = 0) -> float:
+    """s_l with y_l = s_l u for the data-unit variable u = x_l / abar_l = x_0 + r_l e of level l
+    (s_l = c_l abar_l; the data scale a at level 0)."""
+    sched = energy.schedule
+    if not 0 <= int(level) < energy.num_levels:
+        raise ValueError(f"prior level must be in 0..{energy.num_levels - 1}, got {level}")
+    return float(sched.model_scales[level] * sched.signal_scales[level])
+
+
+def prior_log_density_fn(energy, level: int = 0):
+    """u (data units, one example) -> log g_l(u) = f(s_l u, l) + D log s_l, the level-l density of
+    u = x_0 + r_l e (r_l = sbar_l / abar_l): the data law smoothed by N(0, r_l^2 I); level 0 is
+    the data law f(a x, 0) + D log a."""
+    s = prior_scale(energy, level)
+    shape = tuple(energy.data_shape)
+    d_log_s = math.prod(shape) * math.log(s)
+
+    def log_prior(u):
+        return energy.log_density(s * u.reshape(shape), level) + d_log_s
+
+    return log_prior
+
+
+def prior_particles(energy, key, num: int, *, num_inner_steps: int = 20, inner: str = "mala", level: int = 0):
+    """``num`` prior samples (num, *data_shape) of the data-unit variable of ``level`` (see
+    :func:`prior_log_density_fn`) by the progressive sampler (MH-corrected inner chains with
+    tuned steps) stopped at that level; exact draws for a mixture oracle would be
+    ``oracle.sample_data``."""
     from ebm_ppl.sampling import progressive
 
-    return progressive.sample(energy, key, num, inner=inner, num_inner_steps=num_inner_steps)
+    prior_scale(energy, level)  # validates the level
+    if level == 0:
+        return progressive.sample(energy, key, num, inner=inner, num_inner_steps=num_inner_steps)
+    _, levels = progressive.sample(energy, key, num, inner=inner, num_inner_steps=num_inner_steps, return_levels=True)
+    T = energy.num_levels
+    return levels[T - 1 - level] / float(energy.schedule.signal_scales[level])
 
 
 def smc_posterior(
@@ -126,12 +156,17 @@ def smc_posterior(
     target_acceptance: float = 0.7,
     num_inner_steps: int = 20,
     max_iterations: int = 500,
+    prior_level: int = 0,
     progress: bool = False,
 ):
     """Posterior particles (P, N, *data_shape) and info for every row of ``observations`` (P, M).
 
     ``initial_particles``: prior samples, (N, *shape) shared by all problems or (P, N, *shape);
-    by default P x N progressive prior samples (:func:`prior_particles`)."""
+    by default P x N progressive prior samples (:func:`prior_particles`).
+
+    ``prior_level``: the prior is the level-l density of u = x_0 + r_l e (:func:`prior_log_density_fn`;
+    0 = the data law). A learned energy can be a better density at a small l > 0 than at 0 (chosen on
+    validation bits/dim); the posterior is then over the slightly smoothed u."""
     from ebm_ppl.inverse.posterior import _check_observations
 
     import blackjax.mcmc.hmc as bj_hmc
@@ -146,7 +181,7 @@ def smc_posterior(
         raise ValueError(f"num_particles must be at least 4, got {num_particles}")
     k_prior, k_run = jax.random.split(key)
     if initial_particles is None:
-        x0 = prior_particles(energy, k_prior, P * num_particles, num_inner_steps=num_inner_steps)
+        x0 = prior_particles(energy, k_prior, P * num_particles, num_inner_steps=num_inner_steps, level=prior_level)
         x0 = jnp.reshape(x0, (P, num_particles, D))
     else:
         x0 = jnp.asarray(initial_particles, jnp.float32)
@@ -172,8 +207,7 @@ def smc_posterior(
     def loglik(x, o):
         return -0.5 * inv_var * jnp.sum(jnp.square(o - forward(x)))
 
-    def log_prior(x):
-        return energy.log_density(energy.to_model(x.reshape(shape)), 0)
+    log_prior = prior_log_density_fn(energy, prior_level)
 
     def move_problem(key, x, o, lam, eps, num_steps):
         """num_steps HMC transitions of all N particles of one problem on pi_lam."""
@@ -248,6 +282,7 @@ def smc_posterior(
         "smc_final_acceptance": None if final_acc is None else float(jnp.mean(final_acc)),
         "smc_step_size": state.step_size,
         "log_evidence": state.log_evidence,
+        "prior_level": int(prior_level),
     }
     return state.particles.reshape((P, N) + shape), x0.reshape((P, N) + shape), info
 
