@@ -20,6 +20,12 @@ def add_arguments(parser):
     parser.add_argument("--split", default="test", help="split the truths come from (default test)")
     parser.add_argument("--n-images", type=int, default=16, help="number of problems (default 16)")
     parser.add_argument("--out", default="out/solve", help="output folder (panel.png, calibration.png, metrics.json)")
+    parser.add_argument("--method", default="smc+nuts", choices=["smc+nuts", "smc", "progressive"],
+                        help="posterior sampler: smc+nuts (default: likelihood-tempered SMC at level 0, then NUTS from its "
+                             "particles), smc (the SMC particles) or progressive (annealed progressive warm start, then NUTS)")
+    parser.add_argument("--particles", type=int, default=64, help="SMC particles per problem (default 64)")
+    parser.add_argument("--prior-level", type=int, default=0,
+                        help="SMC methods: use the energy's level-l density as the prior (default 0, the data law)")
     parser.add_argument("--chains", type=int, default=8, help="chains per problem (default 8)")
     parser.add_argument("--warmup", type=int, default=100, help="NUTS adaptation steps (default 100)")
     parser.add_argument("--samples", type=int, default=100, help="NUTS draws kept per chain (default 100; 0 = progressive only)")
@@ -43,6 +49,10 @@ def run(args):
         raise UsageError(f"--chains must be at least 2, got {args.chains}")
     if args.warmup < 0 or args.samples < 0:
         raise UsageError("--warmup and --samples must be non-negative")
+    if args.method != "progressive" and args.particles < max(4, args.chains):
+        raise UsageError(f"--particles must be at least 4 and at least --chains, got {args.particles}")
+    if args.prior_level and args.method == "progressive":
+        raise UsageError("--prior-level needs --method smc or smc+nuts")
     energy = resolve_energy(args)
     mesh, n_dev = resolve_mesh(args)
     if args.n_images % n_dev:
@@ -78,7 +88,11 @@ def run(args):
         source = f"{args.data}:{args.split}"
     sampler_kwargs = dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples,
                           inner=args.inner, num_inner_steps=args.inner_steps, max_num_doublings=args.max_doublings,
-                          mesh=mesh)
+                          mesh=mesh, method=args.method)
+    if args.method != "progressive":
+        if mesh is not None and n_dev > 1:
+            raise UsageError("--method smc/smc+nuts runs on one device; use --method progressive with --devices")
+        sampler_kwargs.update(mesh=None, num_particles=args.particles, smc_kwargs={"prior_level": args.prior_level})
     title = f"{args.operator} (noise {noise_std:g}) on {source}"
     print(f"solving {args.n_images} problems: {title}", flush=True)
     try:

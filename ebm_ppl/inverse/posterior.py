@@ -3,7 +3,10 @@
 Model (data space): x ~ p_0 (the energy's level-0 density mapped to data, g(x) = a^D p(a x)),
 obs = A x + n, n ~ N(0, noise_std^2 I).
 
-Two stages, many chains per problem, many problems at once (everything is ``vmap``-ed):
+Default (``method="smc+nuts"``): likelihood-tempered SMC at level 0 (:mod:`ebm_ppl.inverse.smc`),
+which gets the posterior mode weights right, then NUTS (stage 2 below) from its particles. The
+original path (``method="progressive"``), two stages, many chains per problem, many problems at
+once (everything is ``vmap``-ed):
 
 1. **Annealed progressive descent** (warm start). The progressive kernel of
    :mod:`ebm_ppl.sampling.progressive` runs from N(0, I) down to level 0; at level t its
@@ -421,15 +424,16 @@ def sample_posterior(
     target_acceptance: float = 0.8,
     progress: bool = False,
     mesh=None,
-    method: str = "smc+nuts",
+    method: str | None = None,
     num_particles: int = 64,
     smc_kwargs: dict | None = None,
 ) -> PosteriorResult:
     """Posterior samples for every row of ``observations`` (P, M).
 
-    ``method``:
+    ``method`` (None: ``"smc+nuts"`` on one device, ``"progressive"`` with a device ``mesh``, since
+    the SMC path is not sharded):
 
-    * ``"smc+nuts"`` (default): likelihood-tempered SMC at level 0 (:mod:`ebm_ppl.inverse.smc`)
+    * ``"smc+nuts"``: likelihood-tempered SMC at level 0 (:mod:`ebm_ppl.inverse.smc`)
       from ``num_particles`` progressive prior samples per problem (it gets the posterior mode
       weights right), then NUTS (``num_warmup``, ``num_samples``) from ``num_chains`` of its
       particles per problem (``warm_start``; inverse mass matrix: the pooled particle covariance),
@@ -444,6 +448,8 @@ def sample_posterior(
     obs = _check_observations(operator, observations)
     if tuple(operator.data_shape) != tuple(energy.data_shape):
         raise ValueError(f"operator acts on {operator.data_shape} but the prior's data shape is {energy.data_shape}")
+    if method is None:
+        method = "progressive" if mesh is not None else "smc+nuts"
     prior_level = int((smc_kwargs or {}).get("prior_level", 0))
     if prior_level and method == "progressive":
         raise ValueError("a prior level > 0 needs method='smc' or 'smc+nuts' (smc_kwargs={'prior_level': l})")
