@@ -74,9 +74,17 @@ def run_smc(e, key, budget):
 def run_ladder(e, key, budget):
     T = e.num_levels
     m = int(budget / (2 * T))
-    samples = {t: e.sample(jax.random.fold_in(key, t), m, t) for t in range(1, T)}
+    samples = {t: _sample(e, jax.random.fold_in(key, t), m, t) for t in range(1, T)}
     return logz.ladder(e, key, samples=samples, num_samples=m, batch_size=256 if e.dim >= 784 else None), \
         {"num_samples": m}
+
+
+def _sample(e, key, m, t, chunk=256):
+    """Oracle samples in chunks: MixtureOracle.sample gathers one (D, D) eigenbasis per sample."""
+    if e.dim < 784:
+        return e.sample(key, m, t)
+    return np.concatenate([np.asarray(e.sample(jax.random.fold_in(key, i), min(chunk, m - i), t))
+                           for i in range(0, m, chunk)])
 
 
 def _replace_cost(est, grads, evals):
@@ -168,7 +176,7 @@ def table(rows) -> str:
         err = np.array([r["error"] for r in sel])
         se = [r["stderr"] for r in sel if r["stderr"] is not None and math.isfinite(r["stderr"])]
         lines.append(f"| {name} | {METHODS[mi]} | {budget:.0e} | {np.mean([r['cost'] for r in sel]):.2e} | {len(sel)} | "
-                     f"{err.mean():+.4f} | {np.abs(err).max():.4f} | {np.mean(se) if se else float('nan'):.4f} | "
+                     f"{err.mean():+.4f} | {np.abs(err).max():.4f} | {f'{np.mean(se):.4f}' if se else '-'} | "
                      f"{np.mean([r['ess'] for r in sel]):.0f} | {np.mean([r['seconds'] for r in sel]):.0f} |")
     return "\n".join(lines) + "\n"
 
