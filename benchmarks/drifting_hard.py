@@ -148,8 +148,8 @@ def run_drifting(name, energy, steps, seed=0):
 
 def run_nuts(name, energy, budget, seed=1, num_warmup=200):
     """N_EVAL chains; pilot a few chains to learn the gradients per step, then size the run."""
-    # plain energies: model space is data space, but their one-step schedule has model_scales[0] = 0
-    # (sigma_1 = 1), which level_log_density_fn(space="data") would multiply x by
+    # plain energies: model space is data space (before PLAIN_SCHEDULE was marked top-level-marginal,
+    # level_log_density_fn(space="data") multiplied x by model_scales[0] = 0 for them)
     plain = isinstance(energy, PlainEnergy)
     logp = hmc.level_log_density_fn(energy, 0, "model" if plain else "data")
     s = BROAD_INIT[name]

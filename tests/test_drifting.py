@@ -190,3 +190,12 @@ def test_sampler_side_leave_one_out_matches_loo_kde_score():
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
     # with the point itself included and a bandwidth far below the spacing, the sampler side vanishes
     assert np.abs(np.asarray(dr.batch_mean_shift_score(x, 0.01))).max() < 1e-6
+
+
+def test_plain_energies_map_level_0_to_data_space_by_the_identity():
+    from ebm_ppl.sampling import hmc
+
+    e = ManyWell(4)
+    assert list(e.schedule.model_scales) == [1.0, 1.0] and e.data_scale == 1.0
+    x = jnp.array([1.7, 0.2, -1.6, -0.3])
+    assert float(hmc.level_log_density_fn(e, 0, "data")(x)) == pytest.approx(float(e.log_density(x, 0)), rel=1e-6)

@@ -8,6 +8,10 @@ A plain energy is an :class:`~ebm_ppl.energy.base.Energy` with a trivial **one-l
 * level 0 is the target, ``log_density(y)`` = ``log_density(y, 0)`` = -E(y) (unnormalised);
 * level 1 (= T) is N(0, I) exactly, as for every energy; the single diffusion step has sigma 1,
   i.e. it destroys all signal, which is the honest statement that no intermediate levels exist;
+  the schedule says so (``top_level_marginal=True``), so ``schedule.model_scales`` is [1, 1] and
+  code that maps level 0 to data space through it (``hmc.level_log_density_fn(space="data")``,
+  AIS's log Z in data space) uses the identity, as it should (with the flag off c_0 would be
+  sqrt(1 - 1) = 0);
 * model space is data space: ``data_scale`` is 1, ``to_model`` and ``to_data`` are the identity;
 * ``log_z(0)`` is exact (closed form or float64 quadrature of a 1-D factor) where stated below,
   ``sample(key, n)`` draws exact reference samples (for 1-D non-Gaussian factors by inverse-CDF
@@ -59,7 +63,8 @@ __all__ = [
 ]
 
 #: The trivial one-level schedule of every plain energy (see the module docstring).
-PLAIN_SCHEDULE = Schedule("plain", sigmas=np.ones(2), langevin_step_sizes=np.ones(1), energy_scales=np.ones(1))
+PLAIN_SCHEDULE = Schedule("plain", sigmas=np.ones(2), langevin_step_sizes=np.ones(1), energy_scales=np.ones(1),
+                          top_level_marginal=True)
 
 _GRID_SIZE = 1 << 16
 
