@@ -8,8 +8,8 @@ For each target (the harder benchmarks the drifting paper does not report):
 * **drifting**: train the one-step sampler (mean-shift estimator) and count its energy
   evaluations, batch x L per update (forward passes only, no gradients);
 * **NUTS** (BlackJAX, window adaptation): C chains from the same broad initial distribution as
-  the generator's initial output, N(0, s^2 I), run until the gradient count matches; one draw per
-  chain (the last), so the 5,000 samples are independent chains;
+  the generator's initial output, N(0, s^2 I), run until the gradient count matches; gmm40: 5,000
+  chains, one draw each (the last); manywell32: 500 chains, the last 10 draws each (NUTS_KEEP);
 * **tempering from N(0, I)**: for gmm40 (an exact noise-conditional oracle) the progressive sampler
   with MALA inner steps on the schedule ``ncsn:10:60:0.01`` (level 9 is x + 60 e, so N(0, I) at the
   top is right for a +-40 box); for manywell32 (a plain energy, no levels) annealed importance
