@@ -186,6 +186,7 @@ def plot(rows, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     names = sorted({r["target"] for r in rows}, key=lambda s: (int(s.split(":")[1]), s))
     if not names:
@@ -203,6 +204,7 @@ def plot(rows, path):
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("evaluations (grad; ladder: energy)", fontsize=7)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0][0].set_ylabel("|log Z error| (nats)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"log Z on exact oracles, {SCHEDULE}; dotted: 0.05 nats, 2e6 evaluations", fontsize=9)
