@@ -58,6 +58,8 @@ def main():
                    help="first draw per level: normal approximation (the paper) or the model's Langevin short run")
     p.add_argument("--start-steps", type=int, default=30, help="Langevin steps of --start langevin")
     p.add_argument("--start-step-scale", type=float, default=1.0, help="multiplies the schedule's Langevin steps")
+    p.add_argument("--step-sizes", type=float, nargs="*", default=None,
+                   help="per-level HMC steps (t = 0..T-1) from an earlier run's JSON; skips the pilot tuning")
     p.add_argument("--pilot-chains", type=int, default=64)
     p.add_argument("--pilot-adapt", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
@@ -127,7 +129,8 @@ def main():
         "command": f"benchmarks/long_run_digits.py --ckpt {a.ckpt} --n {a.n} --steps {' '.join(map(str, sorted(a.steps)))}"
                    + (f" --sampler {a.sampler}" if a.sampler != "hmc" else "")
                    + (f" --start {a.start} --start-steps {a.start_steps} --start-step-scale {a.start_step_scale}"
-                      if a.start != "normal" else ""),
+                      if a.start != "normal" else "")
+                   + (" --step-sizes " + " ".join(f"{v:.6g}" for v in a.step_sizes) if a.step_sizes else ""),
     }
     print(json.dumps({k: out[k] for k in ("step_sizes", "pilot_acceptance", "ratio", "pass")}, indent=1))
     for s, v in runs.items():

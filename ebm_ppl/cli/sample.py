@@ -35,6 +35,9 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps for nuts/hmc (default: --steps)")
     parser.add_argument("--n", type=int, default=64, help="number of samples written")
     parser.add_argument("--level", type=int, default=0, help="level t sampled by nuts/hmc (0 = the data)")
+    parser.add_argument("--start", default="normal", choices=["normal", "langevin", "x_next"],
+                        help="long-run: first draw per level (normal approximation, or the schedule's Langevin "
+                             "short run of 30 steps for models with few levels such as drl:6)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="FILE.npz or FILE.png")
     add_devices_arguments(parser)
@@ -46,7 +49,7 @@ def _positive(name, value):
 
 
 def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner: str = "langevin",
-         warmup: int | None = None, level: int = 0, seed: int = 0, mesh=None) -> dict:
+         warmup: int | None = None, level: int = 0, seed: int = 0, mesh=None, start: str = "normal") -> dict:
     """The work of the command, as a library call: returns a dict of numpy arrays and figures.
 
     ``mesh``: split the samples / chains over a device mesh (:mod:`ebm_ppl.sharding`)."""
@@ -65,7 +68,7 @@ def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner:
         out.update(samples=np.asarray(x), step_sizes=info["step_sizes"], level_acceptance=info["acceptance_rate"],
                    final_log_density=np.asarray(info["log_density"][0]))
     elif sampler == "long-run":
-        res = long_run.run(energy, key, n, steps_per_level=steps or 100, mesh=mesh)
+        res = long_run.run(energy, key, n, steps_per_level=steps or 100, mesh=mesh, start=start)
         out.update(samples=np.asarray(res.samples), step_sizes=np.asarray(res.step_sizes),
                    level_acceptance=np.asarray(res.acceptance_rate), total_steps=res.total_steps,
                    final_log_density=np.asarray(res.log_density[0]))
@@ -105,7 +108,7 @@ def run(args) -> dict:
 
     t0 = time.time()
     out = draw(energy, args.sampler, n=args.n, chains=args.chains, steps=args.steps, inner=args.inner,
-               warmup=args.warmup, level=args.level, seed=args.seed, mesh=mesh)
+               warmup=args.warmup, level=args.level, seed=args.seed, mesh=mesh, start=getattr(args, "start", "normal"))
     seconds = time.time() - t0
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if ext == ".npz":
