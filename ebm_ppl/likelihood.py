@@ -127,4 +127,4 @@ def bits_per_dim(prior, data, key=None, *, levels: int | None | str = "auto", bi
         log_z_stderr = getattr(prior, "log_z_stderr", None) or 0.0
     se_z = float(log_z_stderr) / (dim * math.log(2.0))
     return BitsPerDim(bpd, float(math.hypot(se_data, se_z)), se_data, se_z, per_example, levels, bin_width)
-from ebm_ppl.likelihood_bounds import LikelihoodEstimate, bits_per_dim_without_log_z, elbo, ode_log_prob  # noqa: E402,F401  (log Z-free likelihoods, docs/likelihood.md)
+from ebm_ppl.likelihood_bounds import LikelihoodEstimate, bits_per_dim_without_log_z, elbo, gaussian_reference, ode_log_prob  # noqa: E402,F401  (log Z-free likelihoods, docs/likelihood.md)

@@ -21,6 +21,9 @@ def add_arguments(parser):
     parser.add_argument("--samples", type=int, default=256, help="elbo: Monte Carlo draws per example")
     parser.add_argument("--probes", type=int, default=4, help="ode: Hutchinson probes per example")
     parser.add_argument("--rtol", type=float, default=1e-5, help="ode: solver tolerance (rtol = atol)")
+    parser.add_argument("--reference", choices=("train", "standard"), default="train",
+                        help="elbo / ode with a network: Gaussian reference of the score interpolated between "
+                             "levels: the training split's moments (default) or N(0, I) (docs/likelihood.md)")
     add_devices_arguments(parser)
 
 
@@ -75,6 +78,13 @@ def _run_without_log_z(args, energy, x, name, facts):
         raise UsageError("--samples and --probes must be >= 2 and --rtol positive")
     budget = ({"num_samples": args.samples} if args.method == "elbo"
               else {"num_probes": args.probes, "rtol": args.rtol, "atol": args.rtol})
+    if args.reference == "train" and not args.target:
+        from ebm_ppl import data as data_mod
+        from ebm_ppl.likelihood_bounds import gaussian_reference
+
+        bin_width = facts.get("bin_width")  # the moments of the dequantised training data
+        budget["reference"] = gaussian_reference(data_mod.load(name, "train"),
+                                                 noise_var=bin_width**2 / 12 if bin_width else 0.0)
     r = bits_per_dim_without_log_z(energy, x, jax.random.key(args.seed), method=args.method,
                                    levels=facts.get("levels"), bin_width=facts.get("bin_width"), **budget)
     print(f"{name}/{args.split}: {r['bpd']:.4f} ± {r['stderr']:.4f} bits/dim by {r['method']} "

@@ -17,7 +17,7 @@ METHODS = ("elbo", "ode")
 
 
 def bits_per_dim_without_log_z(energy, data, key, *, method: str = "elbo", levels: int | None = None,
-                               bin_width: float | None = None, **budget) -> dict:
+                               bin_width: float | None = None, elbo_method: str = "auto", **budget) -> dict:
     """Bits/dim of ``data`` (N, *data_shape), dequantised uniformly within bins of width
     ``bin_width`` (default 2/levels; none for continuous data), by ``method`` = ``"elbo"`` (an upper
     bound on bits/dim in expectation) or ``"ode"`` (an estimate). ``budget`` goes to the estimator.
@@ -33,8 +33,10 @@ def bits_per_dim_without_log_z(energy, data, key, *, method: str = "elbo", level
     k_deq, k_est = jax.random.split(key)
     if bin_width is not None:
         x = x + (np.asarray(jax.random.uniform(k_deq, x.shape), np.float32) - 0.5) * bin_width
-    fn = elbo if method == "elbo" else ode_log_prob
-    est = fn(energy, k_est, x, **budget)
+    if method == "elbo":
+        est = elbo(energy, k_est, x, method=elbo_method, **budget)
+    else:
+        est = ode_log_prob(energy, k_est, x, **budget)
     dim = int(math.prod(x.shape[1:]))
     vol = 0.0 if bin_width is None else dim * math.log(bin_width)
     scale = 1.0 / (dim * math.log(2.0))

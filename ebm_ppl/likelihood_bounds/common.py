@@ -18,16 +18,27 @@ Score at any ``u``
 ------------------
 * Oracles (:class:`~ebm_ppl.energy.oracles.MixtureOracle`): exact. ``x(u)`` is the mixture with
   means ``abar m_k`` and covariances ``abar^2 C_k + sbar^2 I``.
-* Any other energy (a network with discrete levels): for ``u_k <= u <= u_{k+1}`` with weight
-  ``w = (u - u_k) / (u_{k+1} - u_k)``,
+* Any other energy (a network with discrete levels): the score is interpolated between the two
+  neighbouring levels as a *residual from a Gaussian reference* ``N(m, C)`` in data space, whose
+  score at every ``u`` is exact and cheap: ``g(x, u) = -(abar^2 C + sbar^2 I)^{-1} (x - abar m)``.
+  For ``u_k <= u <= u_{k+1}``,
 
-      s(x, u) = (1 - w) s_k(x / r_k) / r_k + w s_{k+1}(x / r_{k+1}) / r_{k+1},    r_j = abar(u) / abar_j,
+      s(x, u) = g(x, u) + (1 - w) d_k(x / r_k) / r_k + w d_{k+1}(x / r_{k+1}) / r_{k+1},
+      d_j(z) = s_j(z) - g(z, u_j),     r_j = abar(u) / abar_j,
+      w = (sbar^2(u) - sbar_k^2) / (sbar_{k+1}^2 - sbar_k^2),
 
   where ``s_j(x) = c_j grad f(c_j x, j)`` is level ``j``'s score in the diffusion's own scale
-  (``y_j = c_j x_j``; ``s_T(x) = -x``). Each level's score is evaluated at ``x`` rescaled to that
-  level's signal scale, and the two are mixed linearly in ``u``; the result is exact at every level
-  and costs two score evaluations. It is an approximation between levels (fine for T1k, where a
-  step changes ``sbar^2`` by a fraction 1/t; coarse for T6).
+  (``y_j = c_j x_j``; ``s_T(x) = -x``). Each level's residual is evaluated at ``x`` rescaled to that
+  level's signal scale, and the two are mixed linearly in the noise variance ``sbar^2`` (linear in
+  ``u`` the lower level's ``1/r_k^2`` blows up across a wide top step). Exact at every level, exact
+  everywhere when the data are Gaussian with the reference's moments, two score evaluations per call.
+  The default reference is ``N(0, I)``, for which ``g = -x`` and the residual form reduces to mixing
+  the rescaled level scores themselves; the moments of the training data are the better reference
+  (:func:`gaussian_reference`). Measured on mixture oracles (``gmm:16:3``, ``gmm:64:4``) as
+  ``1/2 int E|s - s_exact|^2 du`` per dimension (the continuous ELBO's gap): ``drl:6`` 0.030 (N(0, I)
+  reference) and 0.005 (data moments); ``ncsn:10:1.5:0.05`` 0.35 and 0.06-0.07, almost all of it in
+  the top interval from the largest learned noise to N(0, I), which the model never saw. Between
+  T1k's levels the interpolation error is negligible.
 """
 
 from __future__ import annotations
@@ -45,6 +56,9 @@ __all__ = [
     "check_data",
     "flat_dim",
     "score_function",
+    "GaussianReference",
+    "gaussian_reference",
+    "check_reference",
     "SCORE_MODES",
 ]
 
@@ -151,27 +165,76 @@ def _exact_oracle_score(energy, x, u):
     return jax.grad(log_p)(xf).reshape(shape)
 
 
-def _interpolated_score(energy, clock: ContinuousTime, x, u):
-    """Score of x(u) from the two neighbouring levels (module docstring); x of data_shape."""
+class GaussianReference(NamedTuple):
+    """A Gaussian N(mean, eigvecs diag(eigvals) eigvecs^T) in flattened data space (a pytree)."""
+
+    mean: jax.Array  # (D,)
+    eigvals: jax.Array  # (D,)
+    eigvecs: jax.Array  # (D, D)
+
+    def score(self, x, u):
+        """Exact score of the reference pushed to clock time ``u``; x of any shape with D entries."""
+        a, s2 = jnp.exp(-0.5 * u), -jnp.expm1(-u)
+        flat = x.reshape(-1)
+        proj = self.eigvecs.T @ (flat - a * self.mean)
+        return -(self.eigvecs @ (proj / (a * a * self.eigvals + s2))).reshape(x.shape)
+
+
+def gaussian_reference(x=None, *, mean=None, cov=None, dim: int | None = None, noise_var: float = 0.0,
+                       min_eigval: float = 1e-4) -> GaussianReference:
+    """The Gaussian reference of the interpolated score (module docstring).
+
+    ``gaussian_reference(x)``: moments of data ``x`` (n, *data_shape) (e.g. the training split);
+    ``gaussian_reference(mean=m, cov=C)``: given moments; ``gaussian_reference(dim=D)``: N(0, I).
+    ``noise_var`` is added to the covariance: for quantised data scored after uniform
+    dequantisation, ``bin_width**2 / 12`` gives the moments of the dequantised data (without it the
+    near-constant pixels of digits get precisions ~1e4 and the interpolation near u = 0 is poor).
+    Eigenvalues are floored at ``min_eigval``."""
+    if x is not None:
+        arr = np.asarray(x, np.float64)
+        if arr.ndim < 2 or arr.shape[0] < 2:
+            raise ValueError(f"gaussian_reference: x must be (n >= 2, *data_shape), got shape {arr.shape}")
+        flat = arr.reshape(arr.shape[0], -1)
+        mean, cov = flat.mean(0), np.cov(flat, rowvar=False)
+    elif mean is None and cov is None:
+        if dim is None:
+            raise ValueError("gaussian_reference: give data x, or mean and cov, or dim (standard normal)")
+        mean, cov = np.zeros(dim), np.eye(dim)
+    mean = np.asarray(mean, np.float64).reshape(-1)
+    cov = np.asarray(cov, np.float64)
+    if cov.shape != (mean.size, mean.size):
+        raise ValueError(f"gaussian_reference: cov must be ({mean.size}, {mean.size}), got {cov.shape}")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        raise ValueError("gaussian_reference: mean and cov must be finite")
+    if not noise_var >= 0:
+        raise ValueError(f"gaussian_reference: noise_var must be >= 0, got {noise_var!r}")
+    vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T) + float(noise_var) * np.eye(mean.size))
+    return GaussianReference(jnp.asarray(mean), jnp.asarray(np.maximum(vals, min_eigval)), jnp.asarray(vecs))
+
+
+def _interpolated_score(energy, clock: ContinuousTime, reference, x, u):
+    """Score of x(u) from the two neighbouring levels (module docstring); x of data_shape.
+    ``reference`` None means N(0, I), whose score is -x at every u."""
     T = clock.num_levels
     knots = jnp.asarray(clock.knots, x.dtype)
     c = jnp.asarray(energy.schedule.model_scales, x.dtype)
-    log_abar = jnp.asarray(-0.5 * clock.knots, x.dtype)
     k = jnp.clip(jnp.searchsorted(knots, u, side="right") - 1, 0, T - 1)
-    w = jnp.clip((u - knots[k]) / (knots[k + 1] - knots[k]), 0.0, 1.0)
+    w = jnp.clip(jnp.expm1(-(u - knots[k])) / jnp.expm1(-(knots[k + 1] - knots[k])), 0.0, 1.0)
+    ref_score = (lambda z, v: -z) if reference is None else reference.score
 
-    def level_score(j):
-        r = jnp.exp(-0.5 * u - log_abar[j])
-        z = c[j] * x / r
-        return c[j] * energy.score(z, j) / r
+    def residual(j):
+        r = jnp.exp(-0.5 * (u - knots[j]))
+        z = x / r
+        return (c[j] * energy.score(c[j] * z, j) - ref_score(z, knots[j])) / r
 
-    return (1.0 - w) * level_score(k) + w * level_score(k + 1)
+    return ref_score(x, u) + (1.0 - w) * residual(k) + w * residual(k + 1)
 
 
-def score_function(energy, clock: ContinuousTime, mode: str = "auto"):
-    """``(score(x, u), evals_per_call)``: the x-space score of x(u) for one example x
+def score_function(energy, clock: ContinuousTime, mode: str = "auto", reference: GaussianReference | None = None):
+    """``(score(x, u), evals_per_call, mode)``: the x-space score of x(u) for one example x
     (shape data_shape) and scalar u. ``mode``: ``"exact"`` (oracles only), ``"interpolate"``
-    (any energy) or ``"auto"`` (exact for oracles)."""
+    (any energy; ``reference`` is its Gaussian reference, None for N(0, I)) or ``"auto"`` (exact for
+    oracles)."""
     if mode not in SCORE_MODES:
         raise ValueError(f"score must be one of {SCORE_MODES}, got {mode!r}")
     if mode == "auto":
@@ -180,4 +243,16 @@ def score_function(energy, clock: ContinuousTime, mode: str = "auto"):
         if not _is_oracle(energy):
             raise ValueError("score='exact' needs an analytic oracle (MixtureOracle/GaussianOracle); use 'interpolate'")
         return (lambda x, u: _exact_oracle_score(energy, x, u)), 1, mode
-    return (lambda x, u: _interpolated_score(energy, clock, x, u)), 2, mode
+    return (lambda x, u: _interpolated_score(energy, clock, reference, x, u)), 2, mode
+
+
+def check_reference(reference, energy, dtype) -> GaussianReference | None:
+    """Validate a user's ``reference`` (None, a GaussianReference or data (n, *data_shape)) and cast it."""
+    if reference is None:
+        return None
+    if not isinstance(reference, GaussianReference):
+        reference = gaussian_reference(reference)
+    D = flat_dim(energy)
+    if reference.mean.shape != (D,):
+        raise ValueError(f"reference has dimension {reference.mean.shape[0]}, the energy {D}")
+    return GaussianReference(*(jnp.asarray(a, dtype) for a in reference))

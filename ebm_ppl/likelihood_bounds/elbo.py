@@ -50,6 +50,7 @@ from ebm_ppl.likelihood_bounds.common import (
     ContinuousTime,
     LikelihoodEstimate,
     check_data,
+    check_reference,
     flat_dim,
     score_function,
 )
@@ -296,10 +297,10 @@ def _time_bins(clock: ContinuousTime, u_min: float, data_variance: float, unifor
 
 
 @functools.partial(jax.jit, static_argnames=("num", "mode", "clock", "decoder"))
-def _continuous_chunk(energy, key, x0, lo, width, mass, u_min, num, mode, clock, decoder):
+def _continuous_chunk(energy, reference, key, x0, lo, width, mass, u_min, num, mode, clock, decoder):
     """Per example and draw: u, 1/pi(u) and h = |s|^2/2 + v.(ds/dx)v at x(u); and the decoder's
     random part (|e'|^2 - |e' + sbar s|^2)/2 at u_min."""
-    score_fn, _, _ = score_function(energy, clock, mode)
+    score_fn, _, _ = score_function(energy, clock, mode, reference)
     n = x0.shape[0]
     k_b, k_u, k_e, k_v, k_d = jax.random.split(key, 5)
     b = jax.random.choice(k_b, mass.shape[0], (n, num), p=mass)
@@ -330,7 +331,7 @@ def _continuous_chunk(energy, key, x0, lo, width, mass, u_min, num, mode, clock,
 
 
 def continuous_elbo(energy, key, x, *, num_samples: int = 256, chunk: int = 64, t_min: float = 0.0,
-                    score: str = "auto", data_variance: float | None = None, uniform_mix: float = 0.1,
+                    score: str = "auto", reference=None, data_variance: float | None = None, uniform_mix: float = 0.1,
                     _drop_prior: bool = False) -> LikelihoodEstimate:
     """Continuous-time ELBO of Huang, Lim & Courville (2021) for the plug-in reverse VP SDE.
 
@@ -341,6 +342,8 @@ def continuous_elbo(energy, key, x, *, num_samples: int = 256, chunk: int = 64, 
         below it a Gaussian decoder is used (module docstring).
       score: ``"auto"`` | ``"exact"`` (oracles) | ``"interpolate"`` (between discrete levels,
         see :mod:`ebm_ppl.likelihood_bounds.common`).
+      reference: Gaussian reference of the interpolated score (``gaussian_reference`` or data
+        (m, *data_shape), e.g. the training split); None: N(0, I).
       data_variance, uniform_mix: shape the time proposal only (any value is unbiased).
     """
     start = time.perf_counter()
@@ -364,12 +367,13 @@ def continuous_elbo(energy, key, x, *, num_samples: int = 256, chunk: int = 64, 
 
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     xj = jnp.asarray(x, jnp.float32)
+    reference32 = check_reference(reference, energy, jnp.float32)
     samples = []
     remaining = int(num_samples)
     while remaining > 0:
         num = min(int(chunk), remaining)
         key, sub = jax.random.split(key)
-        inv_pi, h, d = _continuous_chunk(energy, sub, xj, f32(lo), f32(width), f32(mass), jnp.float32(u_min),
+        inv_pi, h, d = _continuous_chunk(energy, reference32, sub, xj, f32(lo), f32(width), f32(mass), jnp.float32(u_min),
                                          num, mode, clock, u_min > 0)
         inv_pi, h, d = (np.asarray(a, np.float64) for a in (inv_pi, h, d))
         samples.append(const[:, None] - inv_pi * h + d)
@@ -379,6 +383,7 @@ def continuous_elbo(energy, key, x, *, num_samples: int = 256, chunk: int = 64, 
     # one score + one JVP per draw (+ one score for the decoder); interpolation doubles each
     per_draw = evals_per_score * (2 + (1 if u_min > 0 else 0))
     info = {"num_samples": int(num_samples), "t_min": float(t_min), "u_min": u_min, "score": mode,
+            "reference": "N(0, I)" if reference is None else "gaussian",
             "data_variance": v}
     return LikelihoodEstimate(mean, stderr, int(x.shape[0] * num_samples * per_draw), time.perf_counter() - start,
                               "elbo-continuous", info)
