@@ -401,13 +401,17 @@ def elbo(energy, key, x, *, method: str = "auto", **budget) -> LikelihoodEstimat
     ``method="discrete"``: the normal-approximation chain's discrete-time bound (:func:`discrete_elbo`);
     ``"continuous"``: Huang et al. (2021)'s bound for the plug-in reverse SDE (:func:`continuous_elbo`);
     ``"auto"``: continuous for NCSN (DSM, continuum of levels) schedules, discrete otherwise.
-    ``budget`` goes to the chosen function (``num_samples``, ``chunk``, ``t_min``, ``score``, ...).
+    ``budget`` goes to the chosen function (``num_samples``, ``chunk``, ``t_min``, ``score``, ...);
+    ``reference`` (the interpolated score's Gaussian reference) is dropped for the discrete bound,
+    which evaluates the levels only.
     """
     if method not in ELBO_METHODS:
         raise ValueError(f"method must be one of {ELBO_METHODS}, got {method!r}")
     if method == "auto":
         method = _default_method(energy)
     fn = discrete_elbo if method == "discrete" else continuous_elbo
+    if method == "discrete":
+        budget.pop("reference", None)
     try:
         return fn(energy, key, x, **budget)
     except TypeError as err:
