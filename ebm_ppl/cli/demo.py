@@ -124,7 +124,7 @@ def run(args):
             energy, operator, noise_std, test[: args.n_inpaint], k_inpaint, baseline=fit_gaussian(train),
             # the paper's inpainting: the annealed progressive sampler with the checkpoint's Langevin
             # steps, 32 chains per digit (NUTS refinement is `ebm-ppl solve`'s job)
-            sampler_kwargs=dict(num_chains=32, num_samples=0, inner=options["inner"],
+            sampler_kwargs=dict(method="progressive", num_chains=32, num_samples=0, inner=options["inner"],
                                 num_inner_steps=options["num_inner_steps"]),
             out_dir=os.path.join(args.out, "inpainting"), title="half-image inpainting, test digits",
         )
