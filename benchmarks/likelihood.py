@@ -51,7 +51,7 @@ def _bound_rows(energy, x, key, levels, args, reference=None):
     jobs.append(("ode", "ode", keys[-1], {"num_probes": args.probes, "rtol": args.rtol, "atol": args.rtol,
                                           "max_steps": args.ode_max_steps}))
     for name, method, k, budget in jobs:
-        if reference is not None and budget.get("elbo_method") != "discrete":  # the discrete bound has no interpolation
+        if reference is not None:  # elbo() drops it for the discrete bound, which has no interpolation
             budget["reference"] = reference
         try:
             r = bits_per_dim_without_log_z(energy, x, k, method=method, levels=levels, **budget)
@@ -65,25 +65,14 @@ def _bound_rows(energy, x, key, levels, args, reference=None):
     return rows
 
 
-def _evaluation_level(path) -> int:
-    """The level a model card chose on validation for its AIS density (figures.json), else 0."""
-    figures = os.path.join(path, "figures.json")
-    if not os.path.exists(figures):
-        return 0
-    with open(figures) as fh:
-        return int(json.load(fh).get("evaluation_level", 0))
-
-
 def run_models(paths, args):
     from ebm_ppl import checkpoint, data
     from ebm_ppl.distribution import EBMPrior, MissingLogZError
-
-    from ebm_ppl.likelihood_bounds import gaussian_reference
+    from ebm_ppl.likelihood_bounds import training_reference
 
     x = data.load("digits", "test")[: args.n]
     levels = data.info("digits")["levels"]
-    bin_width = data.info("digits")["bin_width"]  # reference of the interpolated score: dequantised train moments
-    reference = gaussian_reference(data.load("digits", "train"), noise_var=bin_width**2 / 12)
+    reference = training_reference("digits")  # of the interpolated score
     results = {}
     for path in paths:
         print(path, flush=True)
@@ -91,7 +80,7 @@ def run_models(paths, args):
         key = jax.random.key(args.seed)
         row = {}
         try:
-            level = _evaluation_level(path)
+            level = checkpoint.evaluation_level(path)
             row["ais"] = _ais_row(EBMPrior(path, noise_level=level), x, key, levels)
             row["ais"]["level"] = level
             print(f"  ais   {row['ais']['bpd']:.4f} ± {row['ais']['stderr']:.4f}", flush=True)

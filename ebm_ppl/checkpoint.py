@@ -336,3 +336,19 @@ def load_logz(path, level: int) -> dict | None:
     if isinstance(entry.get("log_z"), (int, float)) and not math.isfinite(entry["log_z"]):
         return None
     return entry
+
+
+def evaluation_level(path, default: int | None = 0) -> int:
+    """The noise level a model card chose on validation for the checkpoint's density
+    (``figures.json``'s ``evaluation_level``; 0 when the card names none). A missing card gives
+    ``default``, or raises ``FileNotFoundError`` when ``default`` is None."""
+    fname = os.path.join(os.fspath(path), "figures.json")
+    if not os.path.isfile(fname):
+        if default is None:
+            raise FileNotFoundError(f"{fname}: no model card figures")
+        return int(default)
+    try:
+        with open(fname, encoding="utf-8") as fh:
+            return int(json.load(fh).get("evaluation_level", 0))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{fname}: corrupt JSON ({err})") from None

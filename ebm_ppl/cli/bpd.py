@@ -79,12 +79,9 @@ def _run_without_log_z(args, energy, x, name, facts):
     budget = ({"num_samples": args.samples} if args.method == "elbo"
               else {"num_probes": args.probes, "rtol": args.rtol, "atol": args.rtol})
     if args.reference == "train" and not args.target:
-        from ebm_ppl import data as data_mod
-        from ebm_ppl.likelihood_bounds import gaussian_reference
+        from ebm_ppl.likelihood_bounds import training_reference
 
-        bin_width = facts.get("bin_width")  # the moments of the dequantised training data
-        budget["reference"] = gaussian_reference(data_mod.load(name, "train"),
-                                                 noise_var=bin_width**2 / 12 if bin_width else 0.0)
+        budget["reference"] = training_reference(name)
     r = bits_per_dim_without_log_z(energy, x, jax.random.key(args.seed), method=args.method,
                                    levels=facts.get("levels"), bin_width=facts.get("bin_width"), **budget)
     print(f"{name}/{args.split}: {r['bpd']:.4f} ± {r['stderr']:.4f} bits/dim by {r['method']} "

@@ -31,11 +31,6 @@ def default_model_dir(name: str = "digits-t6") -> str:
     return os.path.normpath(os.path.join(root, name))
 
 
-def _read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def add_arguments(parser):
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     parser.add_argument("--ckpt", default=None, help="digits checkpoint (default: the shipped models/digits-t6)")
@@ -101,7 +96,7 @@ def run(args):
 
     _step(f"test bits/dim of the density-first model {density_ckpt} (log Z stored by AIS)")
     try:
-        level = int(_read_json(os.path.join(density_ckpt, "figures.json")).get("evaluation_level", 0))
+        level = checkpoint.evaluation_level(density_ckpt, default=None)
         prior = EBMPrior(density_ckpt, noise_level=level)
         bpd = bits_per_dim(prior, test, k_bpd)
         result["density_model"] = {

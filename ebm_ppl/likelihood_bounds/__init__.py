@@ -9,6 +9,6 @@ __all__ = ["elbo", "discrete_elbo", "continuous_elbo", "LikelihoodEstimate", "Co
 from ebm_ppl.likelihood_bounds.ode import ode_log_prob  # noqa: E402
 
 __all__ += ["ode_log_prob"]
-from ebm_ppl.likelihood_bounds.bpd import bits_per_dim_without_log_z  # noqa: E402
+from ebm_ppl.likelihood_bounds.bpd import bits_per_dim_without_log_z, training_reference  # noqa: E402
 
-__all__ += ["bits_per_dim_without_log_z"]
+__all__ += ["bits_per_dim_without_log_z", "training_reference"]
