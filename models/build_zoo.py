@@ -38,6 +38,9 @@ ZOO = {
     "checkerboard-t6": {"data": "checkerboard", "preset": "t6-2d", "steps": 5000},
     "digits-t6": {"data": "digits", "preset": "t6-digits", "steps": 5000},
     "digits-dsm": {"data": "digits", "preset": "dsm-denoiser-digits", "steps": 6000},
+    # T1k (1000 levels): AIS needs at least 4 bridges per level, so 4000 bridges and a 4-per-level pilot
+    "digits-t1k": {"data": "digits", "preset": "t1k-denoiser-digits", "steps": 20000,
+                   "ais": dict(num_particles=256, num_bridges=4000, pilot_bridges_per_level=4)},
 }
 #: AIS budget for the shipped log Z (per model kind).
 AIS_BUDGET = {
@@ -120,7 +123,7 @@ def write_card(dest, name, spec, config, log_z, figures, seconds):
         f"- steps: {config.get('step')}, training wall time {config.get('wall_time_s', train_info.get('wall_time_s', 'n/a'))} s "
         f"(2 CPU cores, shared)",
         f"- log Z_0 (AIS): {log_z.log_z:.3f} +- {log_z.stderr:.3f}, weight ESS {log_z.ess:.1f} of "
-        f"{log_z.meta.get('num_particles', 'n/a')}, "
+        f"{log_z.meta.get('num_particles', 'n/a')} ({log_z.meta.get('num_bridges', 'n/a')} bridges), "
         f"{log_z.num_grad_evals:.3g} gradient evaluations",
         f"- card built in {seconds:.0f} s by `models/build_zoo.py`",
         "",
@@ -148,7 +151,7 @@ def build(name: str, runs: str) -> dict:
     config = checkpoint.read_config(dest)
     kind = "2d" if len(energy.data_shape) == 1 else "image"
     print(f"[zoo] {name}: AIS log Z", flush=True)
-    est = logz.ais(energy, jax.random.key(0), **AIS_BUDGET[kind])
+    est = logz.ais(energy, jax.random.key(0), **spec.get("ais", AIS_BUDGET[kind]))
     checkpoint.save_logz(dest, est.to_json() if hasattr(est, "to_json") else est)
     print(f"[zoo] {name}: log Z {est.log_z:.3f} +- {est.stderr:.3f} (ESS {est.ess:.1f})", flush=True)
     if kind == "2d":

@@ -221,6 +221,12 @@ class DenoiserEnergyNet(nn.Module):
     Attributes:
       width, depth, temb_dim, activation: the residual MLP (as :class:`MLPEnergyNet`).
       bound: the denoiser's range (1.05: data lie in [-1, 1]).
+      variance_schedule: None (the output is divided by the schedule's energy scale, which for
+        the NCSN ladder is the marginal noise variance), or a schedule name (e.g. ``"drl:1000"``)
+        whose energy scale is not that variance (``drl``: the official c_t^2 b^2 sigma_{t+1}^2):
+        the output is then multiplied by energy_scales[t] / v_t, v_t = c_t^2 (1 - abar_t^2 +
+        abar_t^2 sigma_0^2) the DSM noise variance of level t, so that again
+        f(y, t) = -|y - g|^2 / (2 v_t).
     """
 
     width: int = 256
@@ -228,6 +234,7 @@ class DenoiserEnergyNet(nn.Module):
     temb_dim: int = 32
     activation: str = "swish"
     bound: float = 1.05
+    variance_schedule: str | None = None
 
     @nn.compact
     def __call__(self, y, t, update_stats: bool = False):
@@ -236,7 +243,21 @@ class DenoiserEnergyNet(nn.Module):
         temb = _TimeEmbedding(self.temb_dim, False, self.activation)(t, update_stats)
         h = _residual_trunk(flat, temb, self.width, self.depth, act, False, update_stats)
         g = self.bound * jnp.tanh(_dense(flat.shape[-1], False)(act(h), update_stats))
-        return -0.5 * jnp.sum(jnp.square(flat - g), axis=-1)
+        out = -0.5 * jnp.sum(jnp.square(flat - g), axis=-1)
+        if self.variance_schedule is not None:
+            out = out * jnp.asarray(_variance_ratio(self.variance_schedule), out.dtype)[t]
+        return out
+
+
+def _variance_ratio(schedule_name: str):
+    """energy_scales[t] / v_t of :class:`DenoiserEnergyNet` (NumPy, (T,))."""
+    from ebm_ppl.schedules import from_name
+
+    s = from_name(schedule_name)
+    T = s.num_levels
+    c, abar = s.model_scales[:T], s.signal_scales[:T]
+    var = c**2 * (s.noise_scales[:T] ** 2 + (abar * s.sigmas[0]) ** 2)
+    return s.energy_scales / var
 
 
 NETWORKS = {"mlp": MLPEnergyNet, "wrn": WideResNetEnergyNet, "denoiser": DenoiserEnergyNet}

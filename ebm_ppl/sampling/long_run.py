@@ -137,6 +137,7 @@ def tune(
     start_step_scale: float = 1.0,
     sampler: str = "hmc",
     initial_step_sizes=None,
+    tune_levels=None,
 ):
     """Per-level step sizes (T,) and the pilot acceptance (T,), tuned as in section 4.2.
 
@@ -144,19 +145,31 @@ def tune(
     then ``num_adapt`` transitions adapting log eps by Robbins-Monro,
     log eps <- log eps + 2 (acc - target) / (i + 1)^0.6 (acc: mean over the pilot chains), from the
     schedule's sqrt(delta_t^2); then ``num_check`` transitions at the tuned step, whose mean
-    acceptance is returned, move the pilot on to level t - 1."""
+    acceptance is returned, move the pilot on to level t - 1.
+
+    ``tune_levels``: None tunes every level. With many levels (T1k) an int k tunes k levels
+    evenly spaced over 0..T-1 (a sequence: those levels) and the others get log(eps_t / eps0_t)
+    interpolated linearly in t between them, eps0 the initial steps (``initial_step_sizes``, by
+    default the schedule's sqrt(delta_t^2) ~ c_t sigma_{t+1}, which carries the fast change of
+    the recovery width near t = 0; the tuned steps are otherwise smooth, log-linear in t in the
+    paper's Fig. 7); the pilot takes only the first draw at an untuned level, whose pilot
+    acceptance is NaN."""
     _check(energy, sampler, start, num_start_steps)
     first, move, _ = _level_fns(energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale,
                                 log_likelihood_fn)
     init = progressive.default_step_sizes(energy, "hmc") if initial_step_sizes is None else initial_step_sizes
     init = np.asarray(init, np.float64)
     T = energy.num_levels
+    tuned = _tune_levels(tune_levels, T)
     k_init, k_run = jax.random.split(key)
     x = jax.random.normal(k_init, (num_chains,) + tuple(energy.data_shape))
-    steps, accs = np.zeros(T), np.zeros(T)
+    steps, accs = np.full(T, np.nan), np.full(T, np.nan)
     for t, k in zip(range(T - 1, -1, -1), jax.random.split(k_run, T)):
         k_first, k_adapt, k_check = jax.random.split(k, 3)
         y = first(jax.random.split(k_first, num_chains), x, t)
+        if t not in tuned:
+            x = y / _scale(energy, t)
+            continue
         log_step = math.log(init[t])
         for i, kk in enumerate(jax.random.split(k_adapt, num_adapt)):
             y, acc = move(jax.random.split(kk, num_chains), y, x, t, jnp.float32(math.exp(log_step)))
@@ -169,7 +182,25 @@ def tune(
             check.append(jnp.mean(acc))
         steps[t], accs[t] = float(step), float(jnp.mean(jnp.stack(check))) if check else float("nan")
         x = y / _scale(energy, t)
+    if len(tuned) < T:
+        at = np.asarray(sorted(tuned))
+        steps = init * np.exp(np.interp(np.arange(T), at, np.log(steps[at] / init[at])))
     return jnp.asarray(steps, jnp.float32), jnp.asarray(accs, jnp.float32)
+
+
+def _tune_levels(tune_levels, T: int) -> set:
+    """The levels :func:`tune` adapts a step at (see its ``tune_levels``)."""
+    if tune_levels is None:
+        return set(range(T))
+    if np.ndim(tune_levels) == 0:
+        k = int(tune_levels)
+        if k < 1:
+            raise ValueError(f"tune_levels must be >= 1, got {tune_levels}")
+        return set(np.unique(np.round(np.linspace(0, T - 1, min(k, T))).astype(int)).tolist())
+    levels = sorted({int(t) for t in tune_levels})
+    if not levels or levels[0] < 0 or levels[-1] >= T:
+        raise ValueError(f"tune_levels must be levels in 0..{T - 1}, got {list(tune_levels)}")
+    return set(levels)
 
 
 def run(

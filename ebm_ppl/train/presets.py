@@ -108,6 +108,25 @@ PRESETS: dict[str, dict] = {
         "num_samples": 64,
         "sample": {"inner": "langevin", "num_inner_steps": 100, "step_scale": 5.0},
     },
+    "t1k-denoiser-digits": {
+        **_COMMON,
+        "description": "CPU-sized T1k for 8x8 digits: bounded-denoiser energy f = -|y - 1.05 tanh(MLP)|^2 / (2 v_t) "
+                       "(v_t the level's DSM noise variance), DSM on grad f over the 1000 drl levels "
+                       "(the paper's other T1k objective, DESIGN.md section 3); sampled by the normal approximation",
+        "data": "digits",
+        "network": {"name": "denoiser", "width": 256, "depth": 3, "temb_dim": 32, "activation": "swish",
+                    "variance_schedule": "drl:1000"},
+        "schedule": "drl:1000",
+        "objective": {"name": "dsm"},
+        "base_variance": None,
+        "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "batch_size": 128,
+        "steps": 20000,
+        "ckpt_every": 1000,
+        "sample_every": 5000,
+        "num_samples": 64,
+        "sample": {"inner": "normal", "num_inner_steps": 1, "step_scale": 1.0},
+    },
     "short-run-digits": {
         **_COMMON,
         "description": "the paper's T=1, K=180 short-run baseline (recovery likelihood on drl:1), 8x8 digits",
