@@ -26,12 +26,29 @@ def main():
     p.add_argument("--particles", type=int, default=256)
     p.add_argument("--bridges", type=int, default=600)
     p.add_argument("--write", action="store_true", help="store log Z of the chosen level in the checkpoint")
+    p.add_argument("--every", type=int, default=1,
+                   help="score levels 0, K, 2K, ... and T-1 only (T1k: 1000 levels); --write then stores the chosen level")
+    p.add_argument("--reuse-logz", action="store_true",
+                   help="take log Z of every level from the checkpoint's stored level-0 AIS run (logz/level_0.json, "
+                        "e.g. written by models/build_zoo.py) instead of a new AIS run")
     args = p.parse_args()
     energy = ebm_ppl.load(args.ckpt)
-    est = logz.ais(energy, jax.random.key(0), level=0, num_particles=args.particles, num_bridges=args.bridges)
+    if args.reuse_logz:
+        from ebm_ppl import checkpoint
+
+        stored = checkpoint.load_logz(args.ckpt, 0)
+        if stored is None:
+            raise SystemExit(f"--reuse-logz: {args.ckpt} has no stored level-0 log Z (logz/level_0.json)")
+        est = logz.LogZEstimate.from_json(stored)
+        args.particles = est.meta.get("num_particles", args.particles)
+        args.bridges = est.meta.get("num_bridges", args.bridges)
+    else:
+        est = logz.ais(energy, jax.random.key(0), level=0, num_particles=args.particles, num_bridges=args.bridges)
+    T = energy.num_levels
+    scored = sorted(set(range(0, T, max(args.every, 1))) | {T - 1})
     val, test = data.load("digits", "validation"), data.load("digits", "test")
     rows = []
-    for t in range(energy.num_levels):
+    for t in scored:
         e = est.at_level(t)
         prior = EBMPrior(energy, noise_level=t, log_z=e)
         v = ebm_ppl.bits_per_dim(prior, val, jax.random.key(1), levels=17)
@@ -52,7 +69,7 @@ def main():
     if args.write:
         from ebm_ppl import checkpoint
 
-        for t in range(energy.num_levels):
+        for t in (range(energy.num_levels) if args.every <= 1 else [best["level"]]):
             checkpoint.save_logz(args.ckpt, est.at_level(t).to_json())
     name = os.path.basename(os.path.normpath(args.ckpt))
     os.makedirs("benchmarks/results", exist_ok=True)
