@@ -46,14 +46,32 @@ class TrainingDiverged(RuntimeError):
     """The NaN / divergence guard stopped training."""
 
 
-def make_optimizer(opt: dict) -> optax.GradientTransformation:
-    """Adam(lr, beta1, beta2) with a linear warm-up over ``warmup`` steps, after global-norm
-    clipping at ``grad_clip`` (None: no clipping)."""
+def learning_rate(opt: dict):
+    """The learning rate of optimizer config ``opt``: a number, or ``count -> lr`` with a linear
+    warm-up over ``warmup`` steps (lr * min((count + 1) / warmup, 1)) and, with ``decay_steps`` > 0,
+    a cosine decay from lr to ``final_lr_fraction`` * lr (default 0) over the first ``decay_steps``
+    steps, flat after them."""
     lr, warmup = float(opt["lr"]), int(opt.get("warmup", 0))
-    if warmup > 0:
-        schedule = lambda count: lr * jnp.minimum((count + 1) / warmup, 1.0)  # noqa: E731
-    else:
-        schedule = lr
+    decay_steps = int(opt.get("decay_steps") or 0)
+    final = float(opt.get("final_lr_fraction", 0.0))
+    if warmup <= 0 and decay_steps <= 0:
+        return lr
+
+    def schedule(count):
+        value = lr * jnp.minimum((count + 1) / max(warmup, 1), 1.0) if warmup > 0 else jnp.asarray(lr)
+        if decay_steps > 0:
+            frac = jnp.minimum(count / decay_steps, 1.0)
+            value = value * (final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac)))
+        return value
+
+    return schedule
+
+
+def make_optimizer(opt: dict) -> optax.GradientTransformation:
+    """Adam(lr, beta1, beta2) at :func:`learning_rate` (linear warm-up over ``warmup`` steps,
+    optional cosine decay over ``decay_steps``), after global-norm clipping at ``grad_clip``
+    (None: no clipping)."""
+    schedule = learning_rate(opt)
     parts = []
     if opt.get("grad_clip") is not None:
         parts.append(optax.clip_by_global_norm(float(opt["grad_clip"])))
