@@ -60,9 +60,9 @@ def main():
     p.add_argument("--start-step-scale", type=float, default=1.0, help="multiplies the schedule's Langevin steps")
     p.add_argument("--step-sizes", type=float, nargs="*", default=None,
                    help="per-level HMC steps (t = 0..T-1) from an earlier run's JSON; skips the pilot tuning")
-    p.add_argument("--tune-levels", type=int, default=None,
-                   help="tune the step at this many evenly spaced levels and interpolate log(eps / eps0) in "
-                        "between (T1k: 1000 levels); default every level")
+    p.add_argument("--tune-levels", type=int, nargs="*", default=None,
+                   help="one number k: tune the step at k evenly spaced levels, several: at those levels, and "
+                        "interpolate log(eps / eps0) in between (T1k: 1000 levels); default every level")
     p.add_argument("--pilot-chains", type=int, default=64)
     p.add_argument("--pilot-adapt", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
@@ -78,13 +78,14 @@ def main():
 
     t0 = time.time()
     start_kw = dict(start=a.start, num_start_steps=a.start_steps, start_step_scale=a.start_step_scale)
+    tune_levels = None if not a.tune_levels else (a.tune_levels[0] if len(a.tune_levels) == 1 else a.tune_levels)
     if a.step_sizes:
         if len(a.step_sizes) != energy.num_levels:
             raise SystemExit(f"--step-sizes needs {energy.num_levels} numbers, got {len(a.step_sizes)}")
         steps, pilot_acc = np.asarray(a.step_sizes, np.float32), np.full(energy.num_levels, np.nan)
     else:
         steps, pilot_acc = long_run.tune(energy, k_tune, num_chains=a.pilot_chains, num_adapt=a.pilot_adapt,
-                                         sampler=a.sampler, tune_levels=a.tune_levels, **start_kw)
+                                         sampler=a.sampler, tune_levels=tune_levels, **start_kw)
     steps = jax.block_until_ready(steps)
     tune_s = time.time() - t0
     tuned = np.flatnonzero(np.isfinite(np.asarray(pilot_acc)))
@@ -103,6 +104,7 @@ def main():
                    acceptance_by_level=np.round(np.asarray(r.acceptance_rate), 4).tolist())
         runs[s] = fig
         results.append(r)
+        np.savez_compressed(os.path.join(out_dir, f"samples_S{s}.npz"), x=x.astype(np.float32))
         save_image_grid(np.clip(x[:64], -1, 1), os.path.join(out_dir, f"samples_S{s}.png"),
                         title=f"{name}: {s} steps/level ({r.total_steps} total), FD {fig['frechet_distance']:.2f}")
         acc_s = np.asarray(fig["acceptance_by_level"])
@@ -142,7 +144,7 @@ def main():
                    + (f" --sampler {a.sampler}" if a.sampler != "hmc" else "")
                    + (f" --start {a.start} --start-steps {a.start_steps} --start-step-scale {a.start_step_scale}"
                       if a.start != "normal" else "")
-                   + (f" --tune-levels {a.tune_levels}" if a.tune_levels else "")
+                   + (" --tune-levels " + " ".join(map(str, a.tune_levels)) if a.tune_levels else "")
                    + (" --step-sizes " + " ".join(f"{v:.6g}" for v in a.step_sizes) if a.step_sizes else ""),
     }
     print(json.dumps({k: out[k] for k in ("ratio", "pass")}, indent=1))
