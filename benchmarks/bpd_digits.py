@@ -1,12 +1,13 @@
 """Digits test bits/dim of the shipped checkpoints beside classical baselines on the same split.
 
-    .venv/bin/python benchmarks/bpd_digits.py [--models models/digits-t6 ...] [--estimate-logz]
+    .venv/bin/python benchmarks/bpd_digits.py [--models models/digits-t6 ...] [--level T] [--estimate-logz]
 
 Baselines are fitted on the training split, their size chosen on validation: diagonal Gaussian, full
 Gaussian (shrinkage chosen on validation), sklearn GaussianMixture (components and covariance type on
 validation), KernelDensity (bandwidth on validation). Every model is scored with the same uniform
 dequantisation (ebm_ppl.likelihood.bits_per_dim, levels 17, bins 2/17 on [-1, 1]). Checkpoints need a
-stored log Z (``ebm-ppl logz CKPT --write``) or ``--estimate-logz`` (runs AIS, stores it).
+stored log Z (``ebm-ppl logz CKPT --write``) or ``--estimate-logz`` (runs AIS, stores it); each is scored at
+the noise level its card chose on validation (``checkpoint.evaluation_level``) unless ``--level`` is given.
 Writes benchmarks/results/bpd_digits.json.
 """
 
@@ -118,8 +119,9 @@ class _Reshape:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="*", default=["models/digits-t6"])
-    p.add_argument("--level", type=int, default=0)
+    p.add_argument("--models", nargs="*", default=["models/digits-t6", "models/digits-dsm", "models/digits-t1k"])
+    p.add_argument("--level", type=int, default=None,
+                   help="noise level of every model's density (default: each card's evaluation_level)")
     p.add_argument("--estimate-logz", action="store_true")
     p.add_argument("--out", default=os.path.join(HERE, "results", "bpd_digits.json"))
     args = p.parse_args(argv)
@@ -134,19 +136,24 @@ def main(argv=None):
             continue
         from ebm_ppl import EBMPrior, checkpoint, logz
 
-        if args.estimate_logz and checkpoint.load_logz(path, args.level) is None:
-            est = logz.ais(checkpoint.load(path), jax.random.key(0), level=args.level)
+        level = checkpoint.evaluation_level(path) if args.level is None else args.level
+        if args.estimate_logz and checkpoint.load_logz(path, level) is None:
+            est = logz.ais(checkpoint.load(path), jax.random.key(0), level=level)
             for t in est.levels:
                 checkpoint.save_logz(path, est.at_level(t).to_json())
-        prior = EBMPrior(path, noise_level=args.level)
+        prior = EBMPrior(path, noise_level=level)
         r = bits_per_dim(prior, test, jax.random.key(0), levels=17)
-        rows[path] = {"bpd": r.bpd, "stderr": r.stderr, "stderr_log_z": r.stderr_log_z, "level": args.level}
+        stored = checkpoint.load_logz(path, level) or {}
+        rows[path] = {"bpd": r.bpd, "stderr": r.stderr, "stderr_log_z": r.stderr_log_z, "level": level,
+                      "log_z": stored.get("log_z"), "log_z_weight_ess": stored.get("ess"),
+                      "log_z_num_particles": (stored.get("meta") or {}).get("num_particles")}
     print(f"{'model':>24} {'test bits/dim':>14} {'stderr':>8}")
     for k, v in rows.items():
         if v.get("missing"):
             print(f"{k:>24}   (no checkpoint)")
         else:
-            print(f"{k:>24} {v['bpd']:>14.3f} {v['stderr']:>8.3f}")
+            lvl = f"  (level {v['level']}, log Z weight ESS {v['log_z_weight_ess']:.1f})" if "level" in v else ""
+            print(f"{k:>24} {v['bpd']:>14.3f} {v['stderr']:>8.3f}{lvl}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(rows, fh, indent=1, default=float)

@@ -44,7 +44,17 @@ METHODS = ("ais", "smc", "ladder")
 BUDGETS = {2: [1e5, 4e5, 2e6], 64: [2e5, 6e5, 2e6], 784: [2e5, 2e6]}
 
 
+#: set by --particles (AIS and SMC); None: the per-dimension default below
+PARTICLES = None
+
+
 def _particles(dim):
+    if PARTICLES is not None:
+        return PARTICLES
+    return 128 if dim >= 784 else 512
+
+
+def _default_particles(dim):
     return 128 if dim >= 784 else 512
 
 
@@ -113,8 +123,13 @@ def _load(path):
     return []
 
 
+def _row_particles(r):
+    n = r.get("settings", {}).get("num_particles")
+    return n if r["method"] != "ladder" and n is not None else _default_particles(r["dim"])
+
+
 def _key(r):
-    return (r["target"], r["method"], float(r["budget"]), int(r["seed"]))
+    return (r["target"], r["method"], float(r["budget"]), int(r["seed"]), _row_particles(r))
 
 
 def main(argv=None):
@@ -125,11 +140,15 @@ def main(argv=None):
     p.add_argument("--targets", nargs="+", default=["gauss", "gmm"], choices=["gauss", "gmm"])
     p.add_argument("--budgets", type=float, nargs="+", default=None,
                    help="gradient budgets (default: a per-dimension grid, BUDGETS)")
+    p.add_argument("--particles", type=int, default=None,
+                   help="AIS/SMC particles (default 512, 128 at D = 784); rows with other counts are kept apart")
     p.add_argument("--skip-done", action="store_true", help="skip rows already in logz.json")
     p.add_argument("--table-only", action="store_true", help="only rewrite logz.md / logz.png from logz.json")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--merge", nargs="*", default=[], help="also read rows from these JSON files (parallel runs)")
     args = p.parse_args(argv)
+    global PARTICLES
+    PARTICLES = args.particles
     os.makedirs(args.out, exist_ok=True)
     jpath = os.path.join(args.out, "logz.json")
     if not args.table_only:
@@ -140,7 +159,8 @@ def main(argv=None):
                 for budget in (args.budgets or BUDGETS[d]):
                     for method in args.methods:
                         for seed in range(args.seeds):
-                            if args.skip_done and (name, method, float(budget), seed) in {_key(x) for x in _load(jpath)}:
+                            if args.skip_done and (name, method, float(budget), seed, _particles(int(name.split(":")[1])) if method != "ladder"
+                                    else _default_particles(int(name.split(":")[1]))) in {_key(x) for x in _load(jpath)}:
                                 continue
                             r = run_one(name, method, budget, seed)
                             print(f"{name:>10} {method:>6} {budget:>8.0e} {r['cost']:>9.2e} {r['error']:>+10.4f} "
@@ -170,11 +190,13 @@ def table(rows) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     groups = {}
     for r in rows:
-        groups.setdefault((r["dim"], r["target"], float(r["budget"]), METHODS.index(r["method"])), []).append(r)
-    for (_, name, budget, mi), sel in sorted(groups.items()):
+        groups.setdefault((r["dim"], r["target"], float(r["budget"]), METHODS.index(r["method"]), _row_particles(r)),
+                          []).append(r)
+    for (dim, name, budget, mi, n), sel in sorted(groups.items()):
+        label = METHODS[mi] if n == _default_particles(dim) else f"{METHODS[mi]} ({n} particles)"
         err = np.array([r["error"] for r in sel])
         se = [r["stderr"] for r in sel if r["stderr"] is not None and math.isfinite(r["stderr"])]
-        lines.append(f"| {name} | {METHODS[mi]} | {budget:.0e} | {np.mean([r['cost'] for r in sel]):.2e} | {len(sel)} | "
+        lines.append(f"| {name} | {label} | {budget:.0e} | {np.mean([r['cost'] for r in sel]):.2e} | {len(sel)} | "
                      f"{err.mean():+.4f} | {np.abs(err).max():.4f} | {f'{np.mean(se):.4f}' if se else '-'} | "
                      f"{np.mean([r['ess'] for r in sel]):.0f} | {np.mean([r['seconds'] for r in sel]):.0f} |")
     return "\n".join(lines) + "\n"
