@@ -55,12 +55,12 @@ def main(argv=None):
             resume = os.path.exists(os.path.join(run, checkpoint.CONFIG_FILE))
             train(data.load(args.data, "train"), config, run, data_info=data.info(args.data), seed=seed,
                   steps=steps, resume=resume, progress=True, write_samples=False)
-        train_s = time.time() - t0
+        train_s = float(checkpoint.read_config(run).get("wall_time_s") or (time.time() - t0))
         for s in args.sample_seeds:
             png = os.path.join(args.out, f"train_2d_{args.data}.png") if (seed == args.seeds[0] and s == args.sample_seeds[0]) else None
             _, fig = sample_quality_2d(run, None, args.data, n=args.n, key=s, scatter=png,
                                        title=f"{args.data}, {args.preset}, seed {seed}, {steps} steps")
-            row = {"train_seed": seed, "sample_seed": s, "train_wall_s": round(train_s, 1) if not done else None,
+            row = {"train_seed": seed, "sample_seed": s, "train_wall_s": round(train_s, 1),
                    **{tag: v for tag, v in fig.items() if isinstance(v, dict)}}
             rows.append(row)
             print(f"seed {seed} sample {s}: ratio median {fig['median']['mmd_ratio']:.2f}, h0.1 {fig['h0.1']['mmd_ratio']:.2f}",
