@@ -48,14 +48,12 @@ BUDGETS = {2: [1e5, 4e5, 2e6], 64: [2e5, 6e5, 2e6], 784: [2e5, 2e6]}
 PARTICLES = None
 
 
-def _particles(dim):
-    if PARTICLES is not None:
-        return PARTICLES
-    return 128 if dim >= 784 else 512
-
-
 def _default_particles(dim):
     return 128 if dim >= 784 else 512
+
+
+def _particles(dim):
+    return PARTICLES if PARTICLES is not None else _default_particles(dim)
 
 
 def run_ais(e, key, budget):
