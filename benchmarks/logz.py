@@ -56,13 +56,17 @@ def _particles(dim):
     return PARTICLES if PARTICLES is not None else _default_particles(dim)
 
 
+#: set by --frame: the AIS coordinates ("fit": the default of logz.ais; "identity": y_t = c_t x)
+FRAME = "fit"
+
+
 def run_ais(e, key, budget):
     n = _particles(e.dim)
     T = e.num_levels
-    pilot = 64 * 32 * T * 4  # pilot_path: 64 particles, 32 bridges per level, 2 steps x 2 levels
-    bridges = max(4 * T, int((budget - pilot) / (4 * n)))
-    return logz.ais(e, key, num_particles=n, num_bridges=bridges, batch_size=64 if e.dim >= 784 else None), \
-        {"num_particles": n, "num_bridges": bridges}
+    pilot = logz.pilot_grad_count(e, frame=FRAME)
+    bridges = max(4 * T, int((budget - pilot) / (4 * n)))  # a bridge: 2 MALA steps x 2 levels per particle
+    return logz.ais(e, key, num_particles=n, num_bridges=bridges, batch_size=64 if e.dim >= 784 else None,
+                    frame=FRAME), {"num_particles": n, "num_bridges": bridges, "frame": FRAME}
 
 
 def run_smc(e, key, budget):
@@ -126,8 +130,13 @@ def _row_particles(r):
     return n if r["method"] != "ladder" and n is not None else _default_particles(r["dim"])
 
 
+def _row_frame(r):
+    """AIS rows made before the fitted frame existed ran in the identity frame."""
+    return r.get("settings", {}).get("frame", "identity") if r["method"] == "ais" else "-"
+
+
 def _key(r):
-    return (r["target"], r["method"], float(r["budget"]), int(r["seed"]), _row_particles(r))
+    return (r["target"], r["method"], float(r["budget"]), int(r["seed"]), _row_particles(r), _row_frame(r))
 
 
 def main(argv=None):
@@ -140,13 +149,15 @@ def main(argv=None):
                    help="gradient budgets (default: a per-dimension grid, BUDGETS)")
     p.add_argument("--particles", type=int, default=None,
                    help="AIS/SMC particles (default 512, 128 at D = 784); rows with other counts are kept apart")
+    p.add_argument("--frame", default="fit", choices=["fit", "identity"],
+                   help="AIS coordinates (default: fit, as logz.ais); rows of each frame are kept apart")
     p.add_argument("--skip-done", action="store_true", help="skip rows already in logz.json")
     p.add_argument("--table-only", action="store_true", help="only rewrite logz.md / logz.png from logz.json")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--merge", nargs="*", default=[], help="also read rows from these JSON files (parallel runs)")
     args = p.parse_args(argv)
-    global PARTICLES
-    PARTICLES = args.particles
+    global PARTICLES, FRAME
+    PARTICLES, FRAME = args.particles, args.frame
     os.makedirs(args.out, exist_ok=True)
     jpath = os.path.join(args.out, "logz.json")
     if not args.table_only:
@@ -157,8 +168,11 @@ def main(argv=None):
                 for budget in (args.budgets or BUDGETS[d]):
                     for method in args.methods:
                         for seed in range(args.seeds):
-                            if args.skip_done and (name, method, float(budget), seed, _particles(int(name.split(":")[1])) if method != "ladder"
-                                    else _default_particles(int(name.split(":")[1]))) in {_key(x) for x in _load(jpath)}:
+                            dim = int(name.split(":")[1])
+                            key = (name, method, float(budget), seed,
+                                   _particles(dim) if method != "ladder" else _default_particles(dim),
+                                   FRAME if method == "ais" else "-")
+                            if args.skip_done and key in {_key(x) for x in _load(jpath)}:
                                 continue
                             r = run_one(name, method, budget, seed)
                             print(f"{name:>10} {method:>6} {budget:>8.0e} {r['cost']:>9.2e} {r['error']:>+10.4f} "
@@ -188,10 +202,12 @@ def table(rows) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     groups = {}
     for r in rows:
-        groups.setdefault((r["dim"], r["target"], float(r["budget"]), METHODS.index(r["method"]), _row_particles(r)),
-                          []).append(r)
-    for (dim, name, budget, mi, n), sel in sorted(groups.items()):
-        label = METHODS[mi] if n == _default_particles(dim) else f"{METHODS[mi]} ({n} particles)"
+        groups.setdefault((r["dim"], r["target"], float(r["budget"]), METHODS.index(r["method"]), _row_particles(r),
+                           _row_frame(r)), []).append(r)
+    for (dim, name, budget, mi, n, frame), sel in sorted(groups.items()):
+        notes = ([] if n == _default_particles(dim) else [f"{n} particles"]) + \
+            (["identity frame"] if frame == "identity" else [])
+        label = METHODS[mi] + (f" ({', '.join(notes)})" if notes else "")
         err = np.array([r["error"] for r in sel])
         se = [r["stderr"] for r in sel if r["stderr"] is not None and math.isfinite(r["stderr"])]
         lines.append(f"| {name} | {label} | {budget:.0e} | {np.mean([r['cost'] for r in sel]):.2e} | {len(sel)} | "
@@ -212,12 +228,14 @@ def plot(rows, path):
         return
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        for i, method in enumerate(METHODS):
-            sel = [r for r in rows if r["target"] == name and r["method"] == method]
+        series = [("ais", "fit", "ais"), ("ais", "identity", "ais, identity frame"), ("smc", "-", "smc"),
+                  ("ladder", "-", "ladder")]
+        for i, (method, frame, label) in enumerate(series):
+            sel = [r for r in rows if r["target"] == name and r["method"] == method and _row_frame(r) == frame]
             if not sel:
                 continue
-            ax.loglog([r["cost"] for r in sel], [abs(r["error"]) + 1e-4 for r in sel], "o", color=f"C{i}",
-                      label=method, alpha=0.75, ms=4)
+            ax.loglog([r["cost"] for r in sel], [abs(r["error"]) + 1e-4 for r in sel], "os^v"[i], color=f"C{i}",
+                      label=label, alpha=0.75, ms=4)
         ax.axhline(0.05, color="k", ls=":", lw=1)
         ax.axvline(2e6, color="grey", ls=":", lw=0.8)
         ax.set_title(name, fontsize=9)
