@@ -4,13 +4,15 @@ AIS runs in coordinates x with y_t = offset_t + A_t x at level t, so that every 
 roughly zero mean and unit covariance; log Z_t = log Z^x_t + log |det A_t| (docs/logz.md, section 2).
 
 * :func:`identity_frame`: A_t = c_t I (``schedule.model_scales``), no offset: the diffusion's own scale.
-* :func:`fit_frame`: a spiked (probabilistic-PCA) Gaussian fitted to samples of one level and carried
-  to every level by the forward process y_t = s_t x_0 + n_t e (``schedule.marginal``), so the frames of
-  consecutive levels share their basis and their estimation error.
+* :func:`fit_frame`: a Gaussian fitted to samples of one level and carried to every level by the
+  forward process y_t = s_t x_0 + n_t e (``schedule.marginal``), so the frames of consecutive levels
+  share their basis and their estimation error.
 
-A_t = b_t (I - U U^T) + U diag(a_t) U^T with U (D, k) orthonormal: the bulk of the spectrum is one
-variance b_t^2, the k leading directions (those above the Marchenko-Pastur edge of the sample
-covariance) have their own. Applying it costs O(D k).
+A_t = b_t (I - U U^T) + U diag(a_t) U^T with U (D, k) orthonormal: k leading directions with their own
+variances a_t^2, one variance b_t^2 for the rest. Applying it costs O(D k). The fit is split-sample:
+U comes from the principal directions of one half of the samples, the variances along U and in its
+complement from the other half, so they are unbiased for the fixed U (the leading eigenvalues of a
+sample covariance are inflated, and with N < D a residual-trace bulk estimate collapses).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class LevelFrame(NamedTuple):
     log_det: np.ndarray
 
     @property
-    def num_spikes(self) -> int:
+    def num_directions(self) -> int:
+        """k, the number of leading directions with their own variance."""
         return int(self.basis.shape[1])
 
     def arrays(self):
@@ -48,9 +51,10 @@ class LevelFrame(NamedTuple):
         return tuple(jnp.asarray(a, jnp.float32) for a in (self.offset, self.bulk, self.spike, self.basis))
 
     def describe(self) -> dict:
-        """JSON-able summary: number of spikes, data-level bulk and spike standard deviations."""
-        return {"num_spikes": self.num_spikes, "bulk_std_level0": float(self.bulk[0]),
-                "spike_std_level0": [float(a) for a in self.spike[0]]}
+        """JSON-able summary: k, and level 0's standard deviations (bulk, largest and smallest leading)."""
+        lead = np.asarray(self.spike[0])
+        return {"num_directions": self.num_directions, "bulk_std_level0": float(self.bulk[0]),
+                "leading_std_level0": [float(lead.max()), float(lead.min())] if lead.size else []}
 
 
 def _levels(energy) -> int:
@@ -79,35 +83,28 @@ def _marginals(energy) -> tuple[np.ndarray, np.ndarray]:
     return pairs[:, 0], pairs[:, 1]
 
 
-def _spiked_covariance(samples: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Mean (D,), basis (D, k), spike variances (k,), bulk variance of ``samples`` (N, D).
-
-    Eigenvalues above ``margin`` times the Marchenko-Pastur edge bulk (1 + sqrt(D/N))^2 are spikes;
-    the bulk variance is the rest of the trace spread over the remaining D - k directions (unbiased
-    even when N < D, where the sample covariance is rank deficient)."""
+def _split_covariance(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Mean (D,), basis U (D, k), variances along U (k,), mean variance in U's complement of
+    ``samples`` (N, D): U = the principal directions of the first half (k = min(N/2 - 1, D - 1)),
+    the variances from the second half."""
     n, d = samples.shape
-    mean = samples.mean(axis=0)
-    centred = (samples - mean) / math.sqrt(n - 1)
-    _, sing, vt = np.linalg.svd(centred, full_matrices=False)  # eigenvalues of the covariance: sing^2
-    eig = sing**2
-    trace = float(eig.sum())
-    edge = (1.0 + math.sqrt(d / n)) ** 2 * margin
-    k = 0
-    for _ in range(d):
-        bulk = (trace - eig[:k].sum()) / (d - k)
-        k_new = int(np.sum(eig > bulk * edge))
-        k_new = min(k_new, d - 1, n - 2)
-        if k_new == k:
-            break
-        k = k_new
-    bulk = (trace - eig[:k].sum()) / (d - k)
-    return mean, vt[:k].T, eig[:k], float(bulk)
+    half = n // 2
+    first, second = samples[:half], samples[half:]
+    _, _, vt = np.linalg.svd(first - first.mean(axis=0), full_matrices=False)
+    k = min(half - 1, d - 1)
+    basis = vt[:k].T
+    centred = second - second.mean(axis=0)
+    along = centred @ basis
+    lead = np.sum(along**2, axis=0) / (centred.shape[0] - 1)
+    rest = (np.sum(centred**2) - np.sum(along**2)) / (centred.shape[0] - 1) / (d - k)
+    return samples.mean(axis=0), basis, lead, float(rest)
 
 
-def fit_frame(energy, samples, level: int = 0, *, margin: float = 1.05, min_variance: float = 1e-6) -> LevelFrame:
+def fit_frame(energy, samples, level: int = 0, *, min_variance: float = 1e-6) -> LevelFrame:
     """Fit per-level coordinates to ``samples`` of level ``level`` (model space, (N, *data_shape)).
 
-    The data law x_0 is given the spiked Gaussian moments implied by the samples (level > 0: the
+    The data law x_0 is given the Gaussian moments implied by the samples (split-sample, see the
+    module docstring; level > 0: the
     forward noise n_level^2 is subtracted and the scale s_level divided out, variances floored at
     ``min_variance``); level t then gets mean s_t mu and covariance s_t^2 Sigma + n_t^2 I. Any
     approximate samples do (a pilot run's, held-out data noised to the level): the frame only changes
@@ -117,15 +114,15 @@ def fit_frame(energy, samples, level: int = 0, *, margin: float = 1.05, min_vari
     arr = np.asarray(samples, np.float64)
     if arr.ndim < 1 or arr.shape[1:] != tuple(energy.data_shape):
         raise ValueError(f"fit_frame: samples must have shape (N, *{tuple(energy.data_shape)}), got {arr.shape}")
-    if arr.shape[0] < 4:
-        raise ValueError(f"fit_frame: need at least 4 samples, got {arr.shape[0]}")
+    if arr.shape[0] < 8:
+        raise ValueError(f"fit_frame: need at least 8 samples, got {arr.shape[0]}")
     arr = arr.reshape(arr.shape[0], D)
     if not np.all(np.isfinite(arr)):
         raise ValueError("fit_frame: samples contain NaN or inf (did the pilot run diverge?)")
     signal, noise = _marginals(energy)
     if not 0 <= level < T or signal[level] <= 0:
         raise ValueError(f"fit_frame: level must be in 0..{T - 1} with a data component, got {level}")
-    mean, basis, spikes, bulk = _spiked_covariance(arr, margin)
+    mean, basis, spikes, bulk = _split_covariance(arr)
     s_l, n_l = signal[level], noise[level]
     mean0 = mean / s_l
     spikes0 = np.maximum((spikes - n_l**2) / s_l**2, min_variance)

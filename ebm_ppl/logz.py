@@ -624,7 +624,8 @@ def _pilot(energy, key, frame: LevelFrame, *, level, num_bridges, num_steps, pil
     log_steps = np.interp(np.array(us), u_pilot, np.log(steps))
     path = AnnealingPath(np.array(his), np.array(los), np.array(betas), np.exp(log_steps), np.array(ends),
                          transition, persistence, int(num_leapfrog), frame)
-    meta = {"pilot_acceptance": float(np.mean(acc)), "bridges_per_level": counts.tolist()}
+    meta = {"pilot_acceptance": float(np.mean(acc)), "bridges_per_level": counts.tolist(),
+            "thermodynamic_length": float(seg_len.sum()), "thermodynamic_length_per_level": seg_len.tolist()}
     return path, pilot_grads, meta, y_final
 
 

@@ -8,7 +8,7 @@ import inspect
 
 MODULES = [
     "ebm_ppl", "ebm_ppl.schedules", "ebm_ppl.energy", "ebm_ppl.checkpoint", "ebm_ppl.data",
-    "ebm_ppl.distribution", "ebm_ppl.logz", "ebm_ppl.likelihood", "ebm_ppl.sampling.progressive",
+    "ebm_ppl.distribution", "ebm_ppl.logz", "ebm_ppl.annealing_frames", "ebm_ppl.likelihood", "ebm_ppl.sampling.progressive",
     "ebm_ppl.sampling.hmc", "ebm_ppl.sampling.long_run", "ebm_ppl.sampling.numpyro_kernel",
     "ebm_ppl.sampling.drifting", "ebm_ppl.diagnostics", "ebm_ppl.inverse", "ebm_ppl.metrics",
     "ebm_ppl.train", "ebm_ppl.sharding", "ebm_ppl.plotting",
