@@ -19,6 +19,8 @@ def add_arguments(parser):
     parser.add_argument("--samples", type=int, default=None, help="particles / samples M")
     parser.add_argument("--bridges", type=int, default=None, help="AIS: total geometric bridges")
     parser.add_argument("--steps", type=int, default=None, help="AIS: MALA steps per bridge")
+    parser.add_argument("--frame", choices=("fit", "identity"), default="fit",
+                        help="AIS/BDMC coordinates: fit (default; per-level frames fitted by a pilot) or identity")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="store the estimate in the checkpoint")
     parser.add_argument("--out", default=None, help="convergence-curve PNG (default logz_<method>.png next to the checkpoint, or ./)")
@@ -39,6 +41,7 @@ def _estimate(energy, args, mesh=None):
             kw["num_bridges"] = args.bridges
         if args.steps:
             kw["num_steps"] = args.steps
+        kw["frame"] = args.frame
         if args.method == "bdmc" and not hasattr(energy, "sample"):
             raise UsageError("--method bdmc needs exact samples: use it with --target oracles")
         return (logz.ais if args.method == "ais" else logz.bdmc)(energy, key, **kw)
