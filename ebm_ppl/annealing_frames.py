@@ -29,15 +29,15 @@ __all__ = ["LevelFrame", "identity_frame", "fit_frame", "check_frame", "to_model
 
 
 class LevelFrame(NamedTuple):
-    """y_t = offset[t] + bulk[t] x + U ((spike[t] - bulk[t]) * U^T x), flattened over the data axes.
+    """y_t = offset[t] + bulk[t] x + U ((leading[t] - bulk[t]) * U^T x), flattened over the data axes.
 
-    offset: (T+1, D); bulk: (T+1,); spike: (T+1, k); basis U: (D, k); log_det: (T+1,) float64,
+    offset: (T+1, D); bulk: (T+1,); leading: (T+1, k); basis U: (D, k); log_det: (T+1,) float64,
     log |det A_t|. Level T is the identity (the annealing starts from N(0, I) there).
     """
 
     offset: np.ndarray
     bulk: np.ndarray
-    spike: np.ndarray
+    leading: np.ndarray
     basis: np.ndarray
     log_det: np.ndarray
 
@@ -47,12 +47,12 @@ class LevelFrame(NamedTuple):
         return int(self.basis.shape[1])
 
     def arrays(self):
-        """The float32 arrays the jitted annealing loop takes: (offset, bulk, spike, basis)."""
-        return tuple(jnp.asarray(a, jnp.float32) for a in (self.offset, self.bulk, self.spike, self.basis))
+        """The float32 arrays the jitted annealing loop takes: (offset, bulk, leading, basis)."""
+        return tuple(jnp.asarray(a, jnp.float32) for a in (self.offset, self.bulk, self.leading, self.basis))
 
     def describe(self) -> dict:
         """JSON-able summary: k, and level 0's standard deviations (bulk, largest and smallest leading)."""
-        lead = np.asarray(self.spike[0])
+        lead = np.asarray(self.leading[0])
         return {"num_directions": self.num_directions, "bulk_std_level0": float(self.bulk[0]),
                 "leading_std_level0": [float(lead.max()), float(lead.min())] if lead.size else []}
 
@@ -122,16 +122,16 @@ def fit_frame(energy, samples, level: int = 0, *, min_variance: float = 1e-6) ->
     signal, noise = _marginals(energy)
     if not 0 <= level < T or signal[level] <= 0:
         raise ValueError(f"fit_frame: level must be in 0..{T - 1} with a data component, got {level}")
-    mean, basis, spikes, bulk = _split_covariance(arr)
+    mean, basis, leading_var, bulk = _split_covariance(arr)
     s_l, n_l = signal[level], noise[level]
     mean0 = mean / s_l
-    spikes0 = np.maximum((spikes - n_l**2) / s_l**2, min_variance)
+    leading0 = np.maximum((leading_var - n_l**2) / s_l**2, min_variance)
     bulk0 = max((bulk - n_l**2) / s_l**2, min_variance)
-    spike_std = np.sqrt(signal[:, None] ** 2 * spikes0[None, :] + noise[:, None] ** 2)
+    leading_std = np.sqrt(signal[:, None] ** 2 * leading0[None, :] + noise[:, None] ** 2)
     bulk_std = np.sqrt(signal**2 * bulk0 + noise**2)
     k = basis.shape[1]
-    log_det = np.log(spike_std).sum(axis=1) + (D - k) * np.log(bulk_std)
-    return check_frame(energy, LevelFrame(signal[:, None] * mean0[None, :], bulk_std, spike_std, basis, log_det))
+    log_det = np.log(leading_std).sum(axis=1) + (D - k) * np.log(bulk_std)
+    return check_frame(energy, LevelFrame(signal[:, None] * mean0[None, :], bulk_std, leading_std, basis, log_det))
 
 
 def check_frame(energy, frame: LevelFrame) -> LevelFrame:
@@ -140,32 +140,32 @@ def check_frame(energy, frame: LevelFrame) -> LevelFrame:
     if not isinstance(frame, LevelFrame):
         raise TypeError(f"expected a LevelFrame, got {type(frame).__name__}")
     k = frame.basis.shape[1] if np.ndim(frame.basis) == 2 else -1
-    shapes = {"offset": (T + 1, D), "bulk": (T + 1,), "spike": (T + 1, k), "basis": (D, k), "log_det": (T + 1,)}
+    shapes = {"offset": (T + 1, D), "bulk": (T + 1,), "leading": (T + 1, k), "basis": (D, k), "log_det": (T + 1,)}
     for name, shape in shapes.items():
         if np.shape(getattr(frame, name)) != shape:
             raise ValueError(f"LevelFrame.{name} must have shape {shape} for this energy, got "
                              f"{np.shape(getattr(frame, name))}")
-    if not (np.allclose(frame.offset[T], 0) and np.isclose(frame.bulk[T], 1) and np.allclose(frame.spike[T], 1)):
+    if not (np.allclose(frame.offset[T], 0) and np.isclose(frame.bulk[T], 1) and np.allclose(frame.leading[T], 1)):
         raise ValueError("LevelFrame: level T must be the identity (annealing starts from N(0, I) there)")
-    if np.any(np.asarray(frame.bulk) <= 0) or np.any(np.asarray(frame.spike) <= 0):
+    if np.any(np.asarray(frame.bulk) <= 0) or np.any(np.asarray(frame.leading) <= 0):
         raise ValueError("LevelFrame: scales must be positive")
     return frame
 
 
 def to_model(frame_arrays, x: jax.Array, t) -> jax.Array:
     """Model-space y_t of one frame point x (shape data_shape) at level t (traced int allowed)."""
-    offset, bulk, spike, basis = frame_arrays
+    offset, bulk, leading, basis = frame_arrays
     v = x.reshape(-1)
-    y = offset[t] + bulk[t] * v + basis @ ((spike[t] - bulk[t]) * (basis.T @ v))
+    y = offset[t] + bulk[t] * v + basis @ ((leading[t] - bulk[t]) * (basis.T @ v))
     return y.reshape(x.shape)
 
 
 def from_model(frame_arrays, y: jax.Array, t) -> jax.Array:
     """Frame coordinates x of model-space points y (shape (N, *data_shape)) at level t."""
-    offset, bulk, spike, basis = frame_arrays
+    offset, bulk, leading, basis = frame_arrays
     n = y.shape[0]
     v = y.reshape(n, -1) - offset[t]
-    x = v / bulk[t] + ((v @ basis) * (1.0 / spike[t] - 1.0 / bulk[t])) @ basis.T
+    x = v / bulk[t] + ((v @ basis) * (1.0 / leading[t] - 1.0 / bulk[t])) @ basis.T
     return x.reshape(y.shape)
 
 

@@ -7,8 +7,9 @@ treated as a one-level energy whose level 1 is N(0, I) (geometric tempering from
 
 * :func:`ais`: annealed importance sampling (Neal 2001) from N(0, I) = level T down through the
   learned levels, with geometric bridges ``(1 - beta) f(y, t+1) + beta f(y, t)`` between consecutive
-  levels and Metropolis-adjusted Langevin transitions. Step sizes and the bridge positions come from a
-  separate pilot run and are then fixed, so the weights are unbiased for Z at every level passed.
+  levels and Metropolis-adjusted Langevin transitions, in per-level coordinates fitted by a first
+  pilot (:mod:`ebm_ppl.annealing_frames`). Step sizes and the bridge positions come from a separate
+  pilot run and are then fixed, so the weights are unbiased for Z at every level passed.
 * :func:`reverse_ais`: the same path run backwards from exact samples (an oracle) or from held-out
   data noised to the level: a stochastic *upper* bound on log Z.
 * :func:`bdmc`: both directions, the bidirectional Monte Carlo sandwich (Grosse et al. 2015).
@@ -531,7 +532,7 @@ def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_par
     beta steps) with the pilot's step sizes, interpolated, FIXED.
 
     ``frame``: the coordinates the path runs in (:mod:`ebm_ppl.annealing_frames`): ``"identity"``
-    (y_t = c_t x), a :class:`LevelFrame`, or ``"fit"``: a first pilot in the identity frame, a spiked
+    (y_t = c_t x), a :class:`LevelFrame`, or ``"fit"``: a first pilot in the identity frame, a
     Gaussian fitted to its ``frame_particles`` final particles (:func:`fit_frame`; that pilot runs
     ``frame_bridges_per_level``), then the tuning pilot in that frame (about 3x the pilot cost; on
     gmm:64:4 it cuts the AIS variance ~10x at the same budget, docs/logz.md section 4).
@@ -665,7 +666,7 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
       num_leapfrog: leapfrog steps per hmc step (each costs one gradient of each level of the bridge).
       path: a fixed :class:`AnnealingPath` (skips the pilot; its ``frame`` is used).
       frame: the per-level coordinates the particles move in (:mod:`ebm_ppl.annealing_frames`):
-        ``"fit"`` (default: a spiked Gaussian fitted to a first pilot's particles and carried to every
+        ``"fit"`` (default: a Gaussian fitted to a first pilot's particles and carried to every
         level by the forward process), ``"identity"`` (y_t = c_t x), or a :class:`LevelFrame`, e.g.
         ``fit_frame(energy, held_out_data)``. Any fixed frame keeps the weights unbiased; a good one
         shortens the path (gmm:64:4 at 2e6 gradients: stderr 0.05 -> 0.015).

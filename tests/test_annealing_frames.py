@@ -22,7 +22,7 @@ D = 16
 N_FIT = 4000
 
 
-def _spiked_oracle():
+def _two_direction_oracle():
     rng = np.random.default_rng(3)
     basis, _ = np.linalg.qr(rng.normal(size=(D, 2)))
     cov = 0.1 * np.eye(D) + basis @ np.diag([4.0, 2.0]) @ basis.T
@@ -32,7 +32,7 @@ def _spiked_oracle():
 
 @pytest.mark.parametrize("fit_level", [0, 2])
 def test_fitted_frame_whitens_every_level(fit_level):
-    e = _spiked_oracle()
+    e = _two_direction_oracle()
     frame = fit_frame(e, e.sample(jax.random.key(0), N_FIT, fit_level), fit_level)
     assert frame.num_directions == D - 1  # N/2 - 1 >= D - 1: every direction but one has its own variance
     for t in range(e.num_levels):
@@ -52,7 +52,7 @@ def test_fitted_frame_whitens_every_level(fit_level):
 
 
 def test_frame_maps_are_inverse_and_log_det_is_exact():
-    e = _spiked_oracle()
+    e = _two_direction_oracle()
     frame = fit_frame(e, e.sample(jax.random.key(0), 500, 0), 0)
     y = np.asarray(e.sample(jax.random.key(1), 8, 2))
     back = to_model_batch(frame, from_model_batch(frame, y, 2), 2)
@@ -60,7 +60,7 @@ def test_frame_maps_are_inverse_and_log_det_is_exact():
     for t in range(e.num_levels + 1):  # the dense Jacobian's log |det| against the stored one
         cols = np.asarray(to_model_batch(frame, np.eye(D), t)) - np.asarray(to_model_batch(frame, np.zeros((1, D)), t))
         assert abs(np.linalg.slogdet(cols.astype(np.float64))[1] - frame.log_det[t]) < 1e-4
-    assert np.allclose(frame.offset[-1], 0) and frame.bulk[-1] == 1 and np.allclose(frame.spike[-1], 1)
+    assert np.allclose(frame.offset[-1], 0) and frame.bulk[-1] == 1 and np.allclose(frame.leading[-1], 1)
 
 
 def test_fit_with_fewer_samples_than_dimensions():
@@ -74,7 +74,7 @@ def test_fit_with_fewer_samples_than_dimensions():
     assert frame.num_directions == 31
     # 32 held-out draws x ~169 directions: ~2% relative sd
     assert abs(frame.bulk[0] ** 2 / (a**2 * 0.1) - 1) < 0.1, frame.bulk[0] ** 2 / (a**2 * 0.1)
-    assert frame.spike[0].max() ** 2 > 3.0 * a**2  # the variance-4.1 direction is found
+    assert frame.leading[0].max() ** 2 > 3.0 * a**2  # the variance-4.1 direction is found
 
 
 def test_fitted_frame_cuts_the_ais_variance_at_equal_cost():
@@ -100,7 +100,7 @@ def test_reverse_ais_and_bdmc_use_the_same_frame():
 
 
 def test_bad_frames_are_named():
-    e = _spiked_oracle()
+    e = _two_direction_oracle()
     good = e.sample(jax.random.key(0), 64, 0)
     bad = np.array(good)
     bad[0, 0] = np.nan
