@@ -5,7 +5,7 @@ imported; this process has imported jax already, so they run in ONE subprocess
 (tests/_sharding_checks.py, one start-up for all of them):
 
 * train --devices 4 == --devices 1 (EBMPrior energies within 1e-3 relative; checkpoint loads);
-* AIS on gmm:64:4 over 4 devices within 3 stderr of the exact log Z, JSON reports devices: 4,
+* AIS on gmm:16:4 over 4 devices within 3 stderr of the exact log Z, JSON reports devices: 4,
   the estimate and stderr equal the one-device run's and the stderr / ESS recomputed from the
   final weights;
 * 4 chains on 4 devices: one chain per device (progressive, HMC, long-run, inverse problems),

@@ -163,7 +163,7 @@ def test_train_cli_runs_and_reports_json(tmp_path, capsys):
 
     out = str(tmp_path / "cli")
     rc = main(["train", "--data", "8gaussians", "--preset", "t6-2d", "--steps", "4", "--out", out,
-               "--batch-size", "8", "--json", "--quiet"])
+               "--batch-size", "8", "--json", "--quiet", "--eval-samples", "300"])
     assert rc == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["steps"] == 4 and np.isfinite(result["final_loss"]) and result["steps_per_s"] > 0
@@ -171,6 +171,6 @@ def test_train_cli_runs_and_reports_json(tmp_path, capsys):
     # the closing 2-D sample-quality check (docs/training.md): figures at both bandwidths and a scatter
     assert result["mmd_bandwidth_h0.1"] == 0.1 and result["mmd_bandwidth_median"] > 0
     assert result["mmd_ratio"] == max(result["mmd_ratio_median"], result["mmd_ratio_h0.1"]) > 0
-    assert result["mmd2_null_h0.1"] > 0 and result["n_samples"] == 2000
+    assert result["mmd2_null_h0.1"] > 0 and result["n_samples"] == 300
     assert os.path.exists(os.path.join(out, "samples", "quality.png"))
     assert main(["train", "--data", "8gaussians", "--out", out]) == 2  # refuses to overwrite without --resume

@@ -77,7 +77,8 @@ def _first(energy, keys, x_next, t, start_step_scale, *, start, num_start_steps,
         def body(y, k):
             return y + 0.5 * h * grad(y) + jnp.sqrt(h) * jax.random.normal(k, y.shape, y.dtype), None
 
-        y, _ = jax.lax.scan(body, x_next, jax.random.split(key, num_start_steps), unroll=inner_unroll(num_start_steps))
+        y, _ = jax.lax.scan(body, x_next, jax.random.split(key, num_start_steps),
+            unroll=inner_unroll(num_start_steps, len(energy.data_shape)))
         return y
 
     return jax.vmap(one)(keys, x_next)

@@ -217,7 +217,8 @@ def build_kernel(
                 y, a = move(k, y, logdensity, step)
                 return y, a
 
-            y, accs = jax.lax.scan(one, y0, jax.random.split(k_run, num_inner_steps), unroll=inner_unroll(num_inner_steps))
+            y, accs = jax.lax.scan(one, y0, jax.random.split(k_run, num_inner_steps),
+                unroll=inner_unroll(num_inner_steps, len(energy.data_shape)))
             acc = jnp.mean(accs)
         info = ProgressiveInfo(logdensity(y), jnp.mean(jnp.square(y - x_next)), acc)
         return ProgressiveState(y / c_t, t), info
@@ -293,7 +294,8 @@ def tune_step_sizes(
             y, acc = batch_move(kk, y, step)
             return y, jnp.mean(acc)
 
-        y, accs = jax.lax.scan(run, y, jax.random.split(k_move, num_inner_steps), unroll=inner_unroll(num_inner_steps))
+        y, accs = jax.lax.scan(run, y, jax.random.split(k_move, num_inner_steps),
+            unroll=inner_unroll(num_inner_steps, len(energy.data_shape)))
         _, c_t = _level_constants(energy, t, y.dtype)
         return y / c_t, (step, jnp.mean(accs))
 

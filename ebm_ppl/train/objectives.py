@@ -155,7 +155,8 @@ def langevin_conditional(
         return y + 0.5 * step_sq * grad_fn(y) + jnp.sqrt(step_sq) * noise, None
 
     y0 = x_next if init is None else init
-    y, _ = jax.lax.scan(step, y0, jax.random.split(key, num_steps), unroll=inner_unroll(num_steps))
+    y, _ = jax.lax.scan(step, y0, jax.random.split(key, num_steps),
+        unroll=inner_unroll(num_steps, x_next.ndim - 1))
     return y
 
 
