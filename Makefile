@@ -4,6 +4,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# test processes (pytest-xdist; one module per process, so module fixtures are built once)
+TEST_WORKERS ?= 2
 
 # First Python >= 3.12 found: $PYTHON, python3.13/python3.12 on PATH, then pyenv's versions.
 FIND_PYTHON = for c in "$$PYTHON" python3.13 python3.12 python3 \
@@ -32,7 +34,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ebm-ppl demo --out out/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests
 
 clean:
 	rm -rf $(VENV) out
