@@ -5,6 +5,7 @@
 
 import importlib
 import inspect
+import re
 
 MODULES = [
     "ebm_ppl", "ebm_ppl.schedules", "ebm_ppl.energy", "ebm_ppl.checkpoint", "ebm_ppl.data",
@@ -22,7 +23,8 @@ def first_paragraph(doc):
 
 def signature(obj):
     try:
-        return str(inspect.signature(obj))
+        # memory addresses in default reprs (e.g. Flax's parent sentinel) would change every run
+        return re.sub(r" at 0x[0-9a-f]+>", ">", str(inspect.signature(obj)))
     except (TypeError, ValueError):
         return ""
 
