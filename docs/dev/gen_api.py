@@ -21,10 +21,14 @@ def first_paragraph(doc):
     return " ".join(doc.split("\n\n")[0].split()) if doc else ""
 
 
+def without_addresses(text):
+    """Memory addresses in default reprs (Flax's parent sentinel, functions) change every run."""
+    return re.sub(r" at 0x[0-9a-f]+>", ">", text)
+
+
 def signature(obj):
     try:
-        # memory addresses in default reprs (e.g. Flax's parent sentinel) would change every run
-        return re.sub(r" at 0x[0-9a-f]+>", ">", str(inspect.signature(obj)))
+        return without_addresses(str(inspect.signature(obj)))
     except (TypeError, ValueError):
         return ""
 
@@ -44,7 +48,7 @@ def main():
                 continue
             kind = "class" if inspect.isclass(obj) else ("function" if callable(obj) else "constant")
             sig = signature(obj) if kind != "constant" else ""
-            doc = first_paragraph(getattr(obj, "__doc__", "")) if kind != "constant" else repr(obj)[:80]
+            doc = first_paragraph(getattr(obj, "__doc__", "")) if kind != "constant" else without_addresses(repr(obj))[:80]
             print(f"- `{attr}{sig}` ({kind}): {doc}")
         print()
 
