@@ -6,6 +6,10 @@ One AIS run from N(0, I) down to level 0 gives log Z_t at every level it passes 
 ESS). Any level's normalised density is a valid density for dequantised data (DESIGN.md section
 7), so each level gives a bits/dim figure; the level is chosen on the validation split and the
 test figure is reported at that level only. Writes benchmarks/results/bpd_levels_<name>.json.
+
+With --write it also stores log Z of every scored level in the checkpoint (``logz/``) and records
+the chosen level and its figures in the card's ``figures.json`` (``evaluation_level``, which
+``benchmarks/bpd_digits.py``, ``ebm-ppl demo`` and ``checkpoint.evaluation_level`` read).
 """
 
 import argparse
@@ -71,10 +75,40 @@ def main():
 
         for t in (range(energy.num_levels) if args.every <= 1 else [best["level"]]):
             checkpoint.save_logz(args.ckpt, est.at_level(t).to_json())
+        record_in_card(args.ckpt, out)
     name = os.path.basename(os.path.normpath(args.ckpt))
     os.makedirs("benchmarks/results", exist_ok=True)
     with open(f"benchmarks/results/bpd_levels_{name}.json", "w") as fh:
         json.dump(out, fh, indent=2)
+
+
+def record_in_card(ckpt, out):
+    """Put the chosen level and its figures (and the level-0 figures, which the card's table shows)
+    into ``CKPT/figures.json``, written atomically; other figures are kept."""
+    from ebm_ppl import checkpoint
+
+    fname = os.path.join(ckpt, "figures.json")
+    figures = {}
+    if os.path.isfile(fname):
+        with open(fname, encoding="utf-8") as fh:
+            figures = json.load(fh)
+    by_level = {row["level"]: row for row in out["levels"]}
+    chosen = by_level[out["chosen_level"]]
+    figures.update({
+        "evaluation_level": out["chosen_level"],
+        "test_bpd_at_evaluation_level": out["test_bpd"],
+        "test_bpd_stderr_at_evaluation_level": out["test_stderr"],
+        "train_bpd_at_evaluation_level": out["train_bpd"],
+        "validation_bpd_at_evaluation_level": chosen["validation_bpd"],
+        "ais_weight_ess_at_evaluation_level": chosen["ess"],
+        "ais_num_particles": out["ais"]["particles"],
+    })
+    if 0 in by_level:  # level-0 figures from the same AIS run (the stored log Z_0)
+        figures.update({"validation_bpd": by_level[0]["validation_bpd"],
+                        "validation_bpd_stderr": by_level[0]["validation_stderr"],
+                        "ais_weight_ess": by_level[0]["ess"]})
+        figures.pop("test_bpd", None), figures.pop("test_bpd_stderr", None)  # scored with an older log Z_0
+    checkpoint.atomic_write_text(fname, json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
