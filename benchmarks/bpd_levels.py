@@ -108,7 +108,7 @@ def record_in_card(ckpt, out):
                         "validation_bpd_stderr": by_level[0]["validation_stderr"],
                         "ais_weight_ess": by_level[0]["ess"]})
         figures.pop("test_bpd", None), figures.pop("test_bpd_stderr", None)  # scored with an older log Z_0
-    checkpoint.atomic_write_text(fname, json.dumps(figures, indent=2))
+    checkpoint.atomic_write_text(fname, json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
