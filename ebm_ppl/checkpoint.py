@@ -320,12 +320,8 @@ def save_logz(path, estimate: dict) -> str:
     return atomic_write_text(os.path.join(path, LOGZ_DIR, f"level_{level}.json"), json.dumps(entry, indent=2) + "\n")
 
 
-def load_logz(path, level: int) -> dict | None:
-    """The cached estimate for ``level``, or None when absent or made for other parameters."""
-    path = _check_dir(path)
-    fname = os.path.join(path, LOGZ_DIR, f"level_{int(level)}.json")
-    if not os.path.isfile(fname):
-        return None
+def _read_logz_entry(path: str, fname: str) -> dict | None:
+    """A stored entry, or None when made for other parameters or not finite."""
     try:
         with open(fname, encoding="utf-8") as fh:
             entry = json.load(fh)
@@ -336,6 +332,38 @@ def load_logz(path, level: int) -> dict | None:
     if isinstance(entry.get("log_z"), (int, float)) and not math.isfinite(entry["log_z"]):
         return None
     return entry
+
+
+def load_logz(path, level: int) -> dict | None:
+    """The cached estimate for ``level``, or None when absent or made for other parameters.
+
+    Without a file for ``level``, a stored run that passed it on its way down (its ``levels``
+    table, as AIS and the ladder record) supplies it, the costliest such run first; the entry then
+    says ``derived_from_level``. (``ebm-ppl logz --write`` on a schedule with many levels, T1k,
+    stores only the level it estimated.)"""
+    path = _check_dir(path)
+    level = int(level)
+    fname = os.path.join(path, LOGZ_DIR, f"level_{level}.json")
+    if os.path.isfile(fname):
+        return _read_logz_entry(path, fname)
+    folder = os.path.join(path, LOGZ_DIR)
+    runs = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.startswith("level_") and name.endswith(".json"):
+            entry = _read_logz_entry(path, os.path.join(folder, name))
+            passed = (entry or {}).get("levels") or {}
+            if str(level) in passed and isinstance(passed[str(level)].get("log_z"), (int, float)):
+                runs.append(entry)
+    if not runs:
+        return None
+    run = max(runs, key=lambda e: e.get("num_grad_evals") or 0)
+    row = run["levels"][str(level)]
+    if not math.isfinite(row["log_z"]):
+        return None
+    derived = {k: v for k, v in run.items() if k not in ("curve", "lower", "upper")}
+    derived.update(log_z=row["log_z"], stderr=row.get("stderr"), ess=row.get("ess"), level=level,
+                   curve=[], lower=None, upper=None, derived_from_level=run["level"])
+    return derived
 
 
 def evaluation_level(path, default: int | None = 0) -> int:

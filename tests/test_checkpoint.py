@@ -82,6 +82,16 @@ def test_logz_cache(saved):
     ck.save_logz(path, {"level": 0, "log_z": -12.5, "method": "ais", "ess": 30.0})
     entry = ck.load_logz(path, 0)
     assert entry["log_z"] == -12.5 and entry["method"] == "ais" and entry["checkpoint_step"] == 7
+    # a level with no file of its own comes from the levels table of the costliest run that passed it
+    table = {3: {"log_z": -4.0, "stderr": 0.1, "ess": 50.0}, 2: {"log_z": -7.0, "stderr": 0.2, "ess": 40.0}}
+    ck.save_logz(path, {"level": 2, "log_z": -7.0, "num_grad_evals": 10, "levels": table, "curve": [[1, 2]]})
+    ck.save_logz(path, {"level": 1, "log_z": -9.0, "num_grad_evals": 99,
+                        "levels": {3: {"log_z": -3.9, "stderr": 0.05, "ess": 80.0}}})
+    derived = ck.load_logz(path, 3)
+    assert derived["log_z"] == -3.9 and derived["level"] == 3 and derived["derived_from_level"] == 1
+    assert derived["curve"] == [] and derived["ess"] == 80.0
+    assert ck.load_logz(path, 2)["log_z"] == -7.0 and "derived_from_level" not in ck.load_logz(path, 2)
+    assert ck.load_logz(path, 4) is None
     # new parameters make the cached value stale
     fname = os.path.join(path, "params.msgpack")
     data = bytearray(open(fname, "rb").read())

@@ -10,6 +10,8 @@ from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, reso
 HELP = "estimate log Z of a checkpoint or target (AIS, ladder or SMC); --write stores it in the checkpoint"
 
 METHODS = ("ais", "bdmc", "ladder", "smc")
+#: --write stores one file per level passed up to this many levels (drl:6, ncsn:10); beyond, one file
+MAX_LEVEL_FILES = 64
 
 
 def add_arguments(parser):
@@ -77,6 +79,17 @@ def plot_curve(est, path, exact=None):
     return path
 
 
+def _ranges(levels) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    parts, levels = [], sorted(levels)
+    for t in levels:
+        if parts and t == parts[-1][1] + 1:
+            parts[-1][1] = t
+        else:
+            parts.append([t, t])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
+
+
 def run(args):
     energy = resolve_energy(args)
     if not 0 <= args.level < energy.num_levels:
@@ -106,10 +119,15 @@ def run(args):
     if args.write:
         from ebm_ppl import checkpoint
 
-        for t in sorted(est.levels) if est.method in ("ais", "ladder") else [est.level]:
+        # one file per level passed; with many levels (T1k) only the estimated level's file, whose
+        # levels table checkpoint.load_logz reads for the others (a file each would be quadratic)
+        passed = sorted(est.levels) if est.method in ("ais", "ladder") else []
+        stored = passed if 0 < len(passed) <= MAX_LEVEL_FILES else [est.level]
+        for t in stored:
             entry = est.at_level(t).to_json()
             entry["seed"] = args.seed
             checkpoint.save_logz(args.ckpt, entry)
-        print(f"stored log Z of levels {sorted(est.levels) or [est.level]} in {args.ckpt}")
+        print(f"stored log Z of level(s) {_ranges(stored)} in {args.ckpt}"
+              + (f" (levels {_ranges(passed)} readable from its table)" if stored != passed and passed else ""))
         result["written"] = True
     return result
