@@ -107,7 +107,8 @@ def record_in_card(ckpt, out):
         figures.update({"validation_bpd": by_level[0]["validation_bpd"],
                         "validation_bpd_stderr": by_level[0]["validation_stderr"],
                         "ais_weight_ess": by_level[0]["ess"]})
-        figures.pop("test_bpd", None), figures.pop("test_bpd_stderr", None)  # scored with an older log Z_0
+        for stale in ("test_bpd", "test_bpd_stderr"):  # scored with an older log Z_0
+            figures.pop(stale, None)
     checkpoint.atomic_write_text(fname, json.dumps(figures, indent=2) + "\n")
 
 
