@@ -37,6 +37,13 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one line (no usage block), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _available():
     mods = {}
     for name, module in SUBCOMMANDS.items():
@@ -49,7 +56,7 @@ def _available():
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="ebm-ppl", description="Energy-based models as NumPyro densities.")
+    parser = _Parser(prog="ebm-ppl", description="Energy-based models as NumPyro densities.")
     sub = parser.add_subparsers(dest="command", required=True)
     mods = _available()
     for name, mod in mods.items():
@@ -75,7 +82,10 @@ def _to_jsonable(obj):
 
 def main(argv=None) -> int:
     parser, mods = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad option already reported on one line
+        return int(exc.code or 0)
     try:
         result = mods[args.command].run(args)
     except UsageError as err:

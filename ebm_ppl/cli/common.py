@@ -1,12 +1,101 @@
-"""Helpers shared by the subcommands: resolving a checkpoint or a named target."""
+"""Helpers shared by the subcommands: resolving a checkpoint or a named target, checking numbers.
+
+Numeric options: pass one of the argparse ``type=`` checkers below (``positive_int``,
+``non_negative_int``, ``positive_float``, ``non_negative_float``, ``probability``,
+``open_probability``, or ``number(kind, low=..., high=...)`` for other ranges). A bad value then
+fails at parse time with one line naming the option and the rule, exit code 2, before any JAX work::
+
+    parser.add_argument("--steps", type=positive_int, default=None)
+    # ebm-ppl logz: error: argument --steps: must be an integer >= 1, got '-2'
+
+For a value that is only known after parsing (a preset's default, a combination of options) use
+``check_number("--steps", value, int, low=1)``, which raises :class:`UsageError` with the same text.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 
 from ebm_ppl.cli import UsageError
 
-__all__ = ["add_energy_arguments", "resolve_energy", "add_devices_arguments", "resolve_mesh"]
+__all__ = [
+    "add_energy_arguments", "resolve_energy", "add_devices_arguments", "resolve_mesh",
+    "number", "check_number", "positive_int", "non_negative_int", "positive_float",
+    "non_negative_float", "probability", "open_probability",
+]
+
+
+def _rule(kind, low, high, low_open, high_open) -> str:
+    noun = "an integer" if kind is int else "a finite number"
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high}")
+    return f"must be {noun}" + (f" {' and '.join(parts)}" if parts else "")
+
+
+def _parse_checked(text, kind, low, high, low_open, high_open):
+    """``(value, None)`` or ``(None, message)``."""
+    rule = _rule(kind, low, high, low_open, high_open)
+    try:
+        value = kind(text) if isinstance(text, str) else text
+        if kind is int and (isinstance(value, bool) or not float(value).is_integer()):
+            raise ValueError
+        value = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return None, f"{rule}, got {text!r}"
+    if kind is float and not math.isfinite(value):
+        return None, f"{rule}, got {text!r}"
+    if low is not None and (value <= low if low_open else value < low):
+        return None, f"{rule}, got {text!r}"
+    if high is not None and (value >= high if high_open else value > high):
+        return None, f"{rule}, got {text!r}"
+    return value, None
+
+
+def number(kind=int, *, low=None, high=None, low_open: bool = False, high_open: bool = False):
+    """An argparse ``type=`` callable parsing ``kind`` (int or float; floats must be finite) within
+    ``[low, high]`` (``low_open``/``high_open`` exclude the bound). A bad value raises
+    ``argparse.ArgumentTypeError``, which argparse reports as one line with exit code 2."""
+    if kind not in (int, float):
+        raise ValueError(f"kind must be int or float, got {kind!r}")
+
+    def parse(text):
+        value, msg = _parse_checked(text, kind, low, high, low_open, high_open)
+        if msg is not None:
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    parse.__name__ = _rule(kind, low, high, low_open, high_open).replace("must be ", "")
+    return parse
+
+
+def check_number(name: str, value, kind=int, *, low=None, high=None, low_open: bool = False,
+                 high_open: bool = False):
+    """``value`` parsed as ``kind`` within the bounds (as :func:`number`), or :class:`UsageError`
+    ``"<name>: must be ..., got ..."``. ``None`` passes through (an option left at its default)."""
+    if value is None:
+        return None
+    value, msg = _parse_checked(value, kind, low, high, low_open, high_open)
+    if msg is not None:
+        raise UsageError(f"{name}: {msg}")
+    return value
+
+
+#: integer >= 1 (counts: steps, samples, bridges, devices)
+positive_int = number(int, low=1)
+#: integer >= 0 (seeds, levels, optional counts where 0 means "none")
+non_negative_int = number(int, low=0)
+#: finite float > 0 (step sizes, learning rates, temperatures)
+positive_float = number(float, low=0, low_open=True)
+#: finite float >= 0
+non_negative_float = number(float, low=0)
+#: finite float in [0, 1]
+probability = number(float, low=0, high=1)
+#: finite float in (0, 1) (target acceptance rates, quantile levels)
+open_probability = number(float, low=0, high=1, low_open=True, high_open=True)
 
 
 def add_energy_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -48,8 +137,8 @@ def add_devices_arguments(parser: argparse.ArgumentParser) -> None:
                         help="devices to split batches/chains/particles over (default: all devices JAX sees)")
     parser.add_argument("--coordinator", default=None,
                         help="multi-host: coordinator HOST:PORT for jax.distributed.initialize (same on every host)")
-    parser.add_argument("--num-processes", type=int, default=None, help="multi-host: number of processes (hosts)")
-    parser.add_argument("--process-id", type=int, default=None, help="multi-host: this process's index 0..P-1")
+    parser.add_argument("--num-processes", type=positive_int, default=None, help="multi-host: number of processes (hosts)")
+    parser.add_argument("--process-id", type=non_negative_int, default=None, help="multi-host: this process's index 0..P-1")
 
 
 def resolve_mesh(args):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 
 from ebm_ppl.cli import UsageError
-from ebm_ppl.cli.common import add_devices_arguments, resolve_mesh
+from ebm_ppl.cli.common import (
+    add_devices_arguments,
+    non_negative_int,
+    number,
+    positive_float,
+    positive_int,
+    resolve_mesh,
+)
 
 HELP = "train an energy network (diffusion recovery likelihood and baselines) into a checkpoint folder"
 
@@ -16,19 +23,19 @@ def add_arguments(parser):
     parser.add_argument("--data", required=True, help="a built-in data set (digits, 8gaussians, ...) or a .npy/.npz/image folder path")
     parser.add_argument("--preset", default=None,
                         help=f"training preset: {', '.join(preset_names())} (default: t6-2d for 2-D data, t6-digits otherwise)")
-    parser.add_argument("--steps", type=int, default=None, help="total training steps (default: the preset's)")
+    parser.add_argument("--steps", type=non_negative_int, default=None, help="total training steps (default: the preset's)")
     parser.add_argument("--out", required=True, help="checkpoint folder to write (config.json, params, samples, log)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (same seed: bit-identical)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
-    parser.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
-    parser.add_argument("--levels", type=int, default=None, help="user data: quantisation levels (default 256)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="override the preset's batch size")
+    parser.add_argument("--lr", type=positive_float, default=None, help="override the preset's learning rate")
+    parser.add_argument("--levels", type=number(int, low=2), default=None, help="user data: quantisation levels (default 256)")
     parser.add_argument("--no-samples", action="store_true", help="skip the sample-grid PNGs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-eval", action="store_true",
                         help="built-in 2-D data: skip the closing sample-quality check (samples vs held-out "
                              "data, MMD as a ratio to the data-vs-data MMD)")
-    parser.add_argument("--eval-samples", type=int, default=2000,
+    parser.add_argument("--eval-samples", type=number(int, low=10), default=2000,
                         help="samples (and held-out points) of the closing 2-D check (default 2000)")
     add_devices_arguments(parser)
 
@@ -43,10 +50,6 @@ def run(args) -> dict:
         x = data_mod.load(args.data, "train", levels=args.levels) if args.levels else data_mod.load(args.data, "train")
     except data_mod.DataError as err:
         raise UsageError(str(err)) from None
-    if args.steps is not None and args.steps < 0:
-        raise UsageError(f"--steps must be >= 0, got {args.steps}")
-    if args.eval_samples < 10:
-        raise UsageError(f"--eval-samples must be >= 10, got {args.eval_samples}")
     if args.resume:
         try:
             saved = read_config(args.out)
@@ -66,12 +69,8 @@ def run(args) -> dict:
         if os.path.exists(os.path.join(args.out, "config.json")):
             raise UsageError(f"{args.out} already holds a checkpoint; use --resume to continue it or choose another --out")
     if args.batch_size is not None:
-        if args.batch_size < 1:
-            raise UsageError("--batch-size must be >= 1")
         config["batch_size"] = args.batch_size
     if args.lr is not None:
-        if not args.lr > 0:
-            raise UsageError("--lr must be > 0")
         config["optimizer"]["lr"] = args.lr
     mesh, n_dev = resolve_mesh(args)
     if config["batch_size"] % n_dev:
