@@ -32,6 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl.energy.conv_denoiser import ConvDenoiserEnergyNet
+
 __all__ = [
     "MLPEnergyNet",
     "WideResNetEnergyNet",
@@ -260,7 +262,8 @@ def _variance_ratio(schedule_name: str):
     return s.energy_scales / var
 
 
-NETWORKS = {"mlp": MLPEnergyNet, "wrn": WideResNetEnergyNet, "denoiser": DenoiserEnergyNet}
+NETWORKS = {"mlp": MLPEnergyNet, "wrn": WideResNetEnergyNet, "denoiser": DenoiserEnergyNet,
+            "conv_denoiser": ConvDenoiserEnergyNet}
 
 
 def build(config: dict) -> nn.Module:
