@@ -31,7 +31,10 @@ class BitsPerDim(NamedTuple):
     """bpd: mean bits/dim; stderr: total standard error (data and log Z combined in quadrature);
     stderr_data: over the examples (and dequantisation draws); stderr_log_z: from log Z alone;
     per_example: (N,) bits/dim of each example (averaged over its dequantisation draws);
-    levels, bin_width: the quantisation used (None for continuous data)."""
+    levels, bin_width: the quantisation used (None for continuous data); log_z_reliable: False when
+    the prior's estimated log Z is unreliable (:func:`ebm_ppl.logz.check_reliability`; then ``stderr``
+    is a lower bound on the error and ``bpd`` optimistic), True when judged reliable, None when the
+    prior says nothing about its log Z."""
 
     bpd: float
     stderr: float
@@ -40,11 +43,12 @@ class BitsPerDim(NamedTuple):
     per_example: np.ndarray
     levels: int | None
     bin_width: float | None
+    log_z_reliable: bool | None = None
 
     def to_json(self) -> dict:
         return {"bpd": self.bpd, "stderr": self.stderr, "stderr_data": self.stderr_data,
                 "stderr_log_z": self.stderr_log_z, "levels": self.levels, "bin_width": self.bin_width,
-                "num_examples": int(self.per_example.size)}
+                "num_examples": int(self.per_example.size), "log_z_reliable": self.log_z_reliable}
 
 
 def data_facts(prior=None, data_name: str | None = None) -> dict | None:
@@ -62,9 +66,31 @@ def data_facts(prior=None, data_name: str | None = None) -> dict | None:
     return None
 
 
+def _log_z_reliable(prior) -> bool | None:
+    """Judge the prior's log Z (one :class:`~ebm_ppl.logz.UnreliableLogZWarning` line if unreliable):
+    the estimate or stored entry it exposes as ``log_z_info``, else the entry its checkpoint stores for
+    its level; None when there is nothing to judge (exact or hand-given log Z, a NumPyro distribution)."""
+    from ebm_ppl.logz import check_reliability
+
+    info = getattr(prior, "log_z_info", None)
+    if info is None and getattr(prior, "source", None) is not None and getattr(prior, "has_log_z", False):
+        level = int(getattr(prior, "noise_level", 0))
+        energy = getattr(prior, "energy", None)
+        if energy is not None and energy.log_z(level) is not None:
+            return None  # exact
+        from ebm_ppl import checkpoint
+
+        info = checkpoint.load_logz(prior.source, level)
+        if info is not None and abs(float(info["log_z"]) - float(prior.log_z)) > 1e-3 * max(1.0, abs(float(info["log_z"]))):
+            info = None  # the prior was given another log Z than the stored one
+    if info is None:
+        return None
+    return check_reliability(info, "bits_per_dim", stacklevel=4)
+
+
 def bits_per_dim(prior, data, key=None, *, levels: int | None | str = "auto", bin_width: float | None = None,
                  data_name: str | None = None, num_dequantizations: int = 1, batch_size: int = 1024,
-                 log_z_stderr: float | None = None, mesh=None) -> BitsPerDim:
+                 log_z_stderr: float | None = None, mesh=None, progress=None) -> BitsPerDim:
     """Bits per dimension of ``data`` (data space, shape (N, *event_shape)) under ``prior``.
 
     Args:
@@ -80,6 +106,10 @@ def bits_per_dim(prior, data, key=None, *, levels: int | None | str = "auto", bi
       log_z_stderr: the stderr of log Z (default: ``prior.log_z_stderr`` if it has one).
       mesh: a device mesh (:mod:`ebm_ppl.sharding`): each batch is split over its devices (the
         last batch padded to a multiple of its size, the padding dropped); same figures.
+      progress: optional ``progress(done, total)`` called after each batch (e.g. a progress bar).
+
+    An unreliable estimated log Z (k-hat > 0.7 or ESS < 20, :mod:`ebm_ppl.logz.reliability`) gives one
+    :class:`~ebm_ppl.logz.UnreliableLogZWarning` line and ``log_z_reliable=False`` in the result.
     """
     x = np.asarray(data, np.float32)
     event_shape = tuple(getattr(prior, "event_shape", x.shape[1:]))
@@ -118,6 +148,9 @@ def bits_per_dim(prior, data, key=None, *, levels: int | None | str = "auto", bi
             else:
                 lp = np.asarray(log_prob(xb), np.float64)
             totals[first : first + batch_size] += lp
+            if progress is not None:
+                num_batches = -(-n // batch_size)
+                progress(r * num_batches + i + 1, int(num_dequantizations) * num_batches)
     mean_lp = totals / num_dequantizations
     vol = 0.0 if bin_width is None else dim * math.log(bin_width)
     per_example = -(mean_lp + vol) / (dim * math.log(2.0))
@@ -126,5 +159,6 @@ def bits_per_dim(prior, data, key=None, *, levels: int | None | str = "auto", bi
     if log_z_stderr is None:
         log_z_stderr = getattr(prior, "log_z_stderr", None) or 0.0
     se_z = float(log_z_stderr) / (dim * math.log(2.0))
-    return BitsPerDim(bpd, float(math.hypot(se_data, se_z)), se_data, se_z, per_example, levels, bin_width)
+    return BitsPerDim(bpd, float(math.hypot(se_data, se_z)), se_data, se_z, per_example, levels, bin_width,
+                      _log_z_reliable(prior))
 from ebm_ppl.likelihood_bounds import LikelihoodEstimate, bits_per_dim_without_log_z, elbo, gaussian_reference, ode_log_prob  # noqa: E402,F401  (log Z-free likelihoods, docs/likelihood.md)

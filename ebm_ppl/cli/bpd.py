@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ebm_ppl.cli import UsageError
-from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, resolve_energy, resolve_mesh
+from ebm_ppl.cli.common import (add_devices_arguments, add_energy_arguments, non_negative_int, one_line_warnings,
+                                positive_int, resolve_energy, resolve_mesh)
 
 HELP = "bits/dim of a data split under a checkpoint (uses the log Z stored by `ebm-ppl logz --write`)"
 
@@ -12,9 +13,9 @@ def add_arguments(parser):
     add_energy_arguments(parser)
     parser.add_argument("--data", default=None, help="data set name or path (default: the checkpoint's)")
     parser.add_argument("--split", default="test", help="train | validation | test (default test)")
-    parser.add_argument("--level", type=int, default=0, help="noise level the density is taken at (default 0)")
-    parser.add_argument("--dequantizations", type=int, default=1, help="dequantisation draws per example")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--level", type=non_negative_int, default=0, help="noise level the density is taken at (default 0)")
+    parser.add_argument("--dequantizations", type=positive_int, default=1, help="dequantisation draws per example")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--method", choices=("ais", "elbo", "ode"), default="ais",
                         help="ais: EBMPrior with the stored log Z; elbo / ode: log Z-free bound / probability-flow "
                              "ODE of the diffusion that uses the model's score (docs/likelihood.md)")
@@ -54,17 +55,42 @@ def run(args):
         out = _run_without_log_z(args, energy, x, name, facts)
         out["devices"] = 1  # the log Z-free estimators run unsharded
         return out
-    prior = EBMPrior(args.ckpt if args.ckpt else energy, noise_level=args.level)
-    try:
-        r = bits_per_dim(prior, x, jax.random.key(args.seed), levels=facts.get("levels"),
-                         num_dequantizations=args.dequantizations, mesh=mesh)
-    except MissingLogZError as err:
-        raise UsageError(str(err)) from None
-    print(f"{name}/{args.split}: {r.bpd:.4f} ± {r.stderr:.4f} bits/dim (data {r.stderr_data:.4f}, "
-          f"log Z {r.stderr_log_z:.4f}; {x.shape[0]} examples, levels {r.levels}, level t={args.level})")
+    from ebm_ppl.logz import UnreliableLogZWarning
+
+    # EBMPrior and bits_per_dim may both judge the same log Z: one line per level
+    with one_line_warnings("bpd", UnreliableLogZWarning, same=lambda m: m.split(": ", 1)[-1]) as caught:
+        prior = EBMPrior(args.ckpt if args.ckpt else energy, noise_level=args.level)
+        try:
+            r = bits_per_dim(prior, x, jax.random.key(args.seed), levels=facts.get("levels"),
+                             num_dequantizations=args.dequantizations, mesh=mesh,
+                             progress=_bar(args))
+        except MissingLogZError as err:
+            raise UsageError(str(err)) from None
+    where = f"{x.shape[0]} examples, levels {r.levels}, level t={args.level}"
+    if r.log_z_reliable is False:
+        print(f"{name}/{args.split}: {r.bpd:.4f} bits/dim, UNRELIABLE: the log Z of level {args.level} is unreliable, "
+              f"so the figure is optimistic (log Z is a stochastic lower bound) and its error is at least "
+              f"± {r.stderr:.4f} (data {r.stderr_data:.4f}, log Z {r.stderr_log_z:.4f}; {where})")
+    else:
+        print(f"{name}/{args.split}: {r.bpd:.4f} ± {r.stderr:.4f} bits/dim (data {r.stderr_data:.4f}, "
+              f"log Z {r.stderr_log_z:.4f}; {where})")
     out = r.to_json()
-    out.update({"data": name, "split": args.split, "level": args.level, "devices": n_dev})
+    out.update({"data": name, "split": args.split, "level": args.level, "devices": n_dev, "warnings": caught.messages})
     return out
+
+
+def _bar(args):
+    """A tqdm progress callback ``progress(done, total)`` over the batches (None under --json)."""
+    from ebm_ppl.cli.common import progress_bar
+
+    update, close = progress_bar(not getattr(args, "json", False), "bits/dim")
+
+    def progress(done, total):
+        update("", done, total)
+        if done >= total:
+            close()
+
+    return None if update is None else progress
 
 
 def _run_without_log_z(args, energy, x, name, facts):

@@ -22,7 +22,7 @@ from ebm_ppl.cli import UsageError
 __all__ = [
     "add_energy_arguments", "resolve_energy", "add_devices_arguments", "resolve_mesh",
     "number", "check_number", "positive_int", "non_negative_int", "positive_float",
-    "non_negative_float", "probability", "open_probability",
+    "non_negative_float", "probability", "open_probability", "one_line_warnings", "progress_bar",
 ]
 
 
@@ -163,3 +163,60 @@ def resolve_mesh(args):
     except ValueError as err:
         raise UsageError(f"--devices: {err}") from None
     return mesh, sharding.num_devices(mesh)
+
+
+class one_line_warnings:
+    """Context manager: warnings of ``categories`` raised inside are printed to stderr as one line
+    each, ``ebm-ppl COMMAND: warning: MESSAGE`` (no source line), once per distinct message; the
+    messages are kept in ``.messages`` (e.g. for the --json result). ``same(message)``: the key under
+    which two messages count as one (default the message itself)."""
+
+    def __init__(self, command: str, *categories, same=None):
+        self.command = command
+        self.categories = categories or (Warning,)
+        self.messages: list[str] = []
+        self._same = same or (lambda msg: msg)  # key under which two messages count as one
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings(record=True)
+        self._caught = self._ctx.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+        import warnings
+
+        self._ctx.__exit__(*exc)
+        for w in self._caught:
+            if not issubclass(w.category, self.categories):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)  # others: as usual
+                continue
+            msg = " ".join(str(w.message).split())
+            if self._same(msg) not in {self._same(m) for m in self.messages}:
+                self.messages.append(msg)
+                print(f"ebm-ppl {self.command}: warning: {msg}", file=sys.stderr, flush=True)
+        return False
+
+
+def progress_bar(enabled: bool, desc: str = ""):
+    """A ``progress(stage, done, total)`` callback drawing a tqdm bar on stderr, and a ``close()``;
+    ``(None, no-op)`` when not ``enabled`` (e.g. under --json)."""
+    if not enabled:
+        return None, (lambda: None)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=1, desc=desc, leave=False, dynamic_ncols=True)
+    current = [None]
+
+    def update(stage, done, total):
+        if current[0] != (stage, total):
+            current[0] = (stage, total)
+            bar.reset(total=total)
+            bar.set_description(f"{desc}{stage}")
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from ebm_ppl.cli import UsageError
-from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, resolve_energy, resolve_mesh
+from ebm_ppl.cli.common import (add_devices_arguments, add_energy_arguments, non_negative_int, number,
+                                one_line_warnings, positive_int, progress_bar, resolve_energy, resolve_mesh)
 
 HELP = "estimate log Z of a checkpoint or target (AIS, ladder or SMC); --write stores it in the checkpoint"
 
@@ -17,19 +18,19 @@ MAX_LEVEL_FILES = 64
 def add_arguments(parser):
     add_energy_arguments(parser)
     parser.add_argument("--method", choices=METHODS, default="ais", help="estimator (default ais)")
-    parser.add_argument("--level", type=int, default=0, help="noise level t (default 0: the data)")
-    parser.add_argument("--samples", type=int, default=None, help="particles / samples M")
-    parser.add_argument("--bridges", type=int, default=None, help="AIS: total geometric bridges")
-    parser.add_argument("--steps", type=int, default=None, help="AIS: MALA steps per bridge")
+    parser.add_argument("--level", type=non_negative_int, default=0, help="noise level t (default 0: the data)")
+    parser.add_argument("--samples", type=number(int, low=2), default=None, help="particles / samples M (>= 2)")
+    parser.add_argument("--bridges", type=positive_int, default=None, help="AIS: total geometric bridges")
+    parser.add_argument("--steps", type=positive_int, default=None, help="AIS: MALA steps per bridge")
     parser.add_argument("--frame", choices=("fit", "identity"), default="fit",
                         help="AIS/BDMC coordinates: fit (default; per-level frames fitted by a pilot) or identity")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--write", action="store_true", help="store the estimate in the checkpoint")
     parser.add_argument("--out", default=None, help="convergence-curve PNG (default logz_<method>.png next to the checkpoint, or ./)")
     add_devices_arguments(parser)
 
 
-def _estimate(energy, args, mesh=None):
+def _estimate(energy, args, mesh=None, progress=None):
     import jax
 
     from ebm_ppl import logz
@@ -37,6 +38,7 @@ def _estimate(energy, args, mesh=None):
     key = jax.random.key(args.seed)
     kw = {"level": args.level, "mesh": mesh}
     if args.method in ("ais", "bdmc"):
+        kw["progress"] = progress
         if args.samples:
             kw["num_particles"] = args.samples
         if args.bridges:
@@ -54,13 +56,11 @@ def _estimate(energy, args, mesh=None):
 
 
 def plot_curve(est, path, exact=None):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     m = np.array([c[0] for c in est.curve])
     v = np.array([c[1] for c in est.curve])
     ax.semilogx(m, v, "o-", label=f"{est.method} estimate")
@@ -70,12 +70,14 @@ def plot_curve(est, path, exact=None):
         ax.axhline(exact, color="k", ls="--", label="exact")
     ax.set_xlabel("number of samples")
     ax.set_ylabel(f"log Z_{est.level}")
-    ax.set_title(f"{est.method}: {est.log_z:.3f} ± {est.stderr:.3f} (ESS {est.ess:.0f})")
+    if est.reliable:
+        ax.set_title(f"{est.method}: {est.log_z:.3f} ± {est.stderr:.3f} (ESS {est.ess:.0f})")
+    else:
+        ax.set_title(f"{est.method}: {est.log_z:.3f}, UNRELIABLE (ESS {est.ess:.0f}, k-hat {est.khat:.2f})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -94,8 +96,6 @@ def run(args):
     energy = resolve_energy(args)
     if not 0 <= args.level < energy.num_levels:
         raise UsageError(f"--level must be in 0..{energy.num_levels - 1}")
-    if args.samples is not None and args.samples < 2:
-        raise UsageError("--samples must be at least 2")
     if args.write and not args.ckpt:
         raise UsageError("--write needs a checkpoint (targets know their exact log Z)")
     mesh, n_dev = resolve_mesh(args)
@@ -106,16 +106,26 @@ def run(args):
         if n % n_dev:
             raise UsageError(f"--samples {n} cannot be split over {n_dev} devices; use a multiple of {n_dev}")
     print(f"estimating log Z_{args.level} of {energy!r} by {args.method} on {n_dev} device(s) ...", flush=True)
-    est = _estimate(energy, args, mesh)
+    progress, close = progress_bar(not getattr(args, "json", False), "log Z: ")
+    from ebm_ppl.logz import UnreliableLogZWarning
+
+    with one_line_warnings("logz", UnreliableLogZWarning) as caught:
+        try:
+            est = _estimate(energy, args, mesh, progress)
+        finally:
+            close()
     exact = energy.log_z(args.level)
     out = args.out or os.path.join(args.ckpt or ".", f"logz_{args.method}_level{args.level}.png")
     plot_curve(est, out, exact)
-    print(f"log Z_{args.level} = {est.log_z:.4f} ± {est.stderr:.4f}  (ESS {est.ess:.1f}, "
-          f"{est.num_grad_evals:.3g} gradient evaluations)" + (f"; exact {exact:.4f}" if exact is not None else ""))
+    cost = f"{est.num_grad_evals:.3g} gradient evaluations"
+    line = f"{est} ({cost})" if not est.reliable else \
+        f"log Z_{args.level} = {est.log_z:.4f} ± {est.stderr:.4f} (standard error; ESS {est.ess:.1f}, k-hat {est.khat:.2f}, {cost})"
+    print(line + (f"; exact {exact:.4f}" if exact is not None else ""))
     print(f"convergence curve: {out}")
-    result = {"log_z": est.log_z, "stderr": est.stderr, "ess": est.ess, "level": est.level, "method": est.method,
+    result = {"log_z": est.log_z, "stderr": est.stderr, "ess": est.ess, "khat": est.khat, "reliable": est.reliable,
+              "reliability": est.reliability_note, "level": est.level, "method": est.method,
               "num_grad_evals": est.num_grad_evals, "lower": est.lower, "upper": est.upper,
-              "exact": exact, "png": out, "levels": est.levels, "devices": n_dev}
+              "exact": exact, "png": out, "levels": est.levels, "devices": n_dev, "warnings": caught.messages}
     if args.write:
         from ebm_ppl import checkpoint
 

@@ -19,7 +19,8 @@ treated as a one-level energy whose level 1 is N(0, I) (geometric tempering from
 Particles are on the leading axis (``vmap``), bridges in one ``lax.scan``; log weights are returned
 per bridge in float32 and summed on the host in float64.
 
-Modules: :mod:`.estimate` (result type, weight statistics), :mod:`.path` (annealing path, plain
+Modules: :mod:`.estimate` (result type, weight statistics), :mod:`.reliability`
+(Pareto k-hat, the ESS floor, :class:`UnreliableLogZWarning`), :mod:`.path` (annealing path, plain
 energies, frames glue), :mod:`.kernels` (bridge transitions, the annealing loop), :mod:`.pilot` (path
 tuning), :mod:`.annealed` (ais, reverse_ais, bdmc),
 :mod:`.ladder_estimator`, :mod:`.tempered_smc`.
@@ -31,6 +32,8 @@ from ebm_ppl.logz.estimate import LogZEstimate
 from ebm_ppl.logz.kernels import ANNEAL_CHUNK, TRANSITIONS
 from ebm_ppl.logz.ladder_estimator import ladder
 from ebm_ppl.logz.path import AnnealingPath, as_energy
+from ebm_ppl.logz.reliability import (ESS_FLOOR, KHAT_MAX, UnreliableLogZWarning, check_reliability,
+                                      pareto_khat)
 from ebm_ppl.logz.pilot import pilot_grad_count, pilot_path
 from ebm_ppl.logz.tempered_smc import smc
 
@@ -48,4 +51,9 @@ __all__ = [
     "LevelFrame",
     "fit_frame",
     "identity_frame",
+    "UnreliableLogZWarning",
+    "check_reliability",
+    "pareto_khat",
+    "KHAT_MAX",
+    "ESS_FLOOR",
 ]

@@ -10,6 +10,7 @@ import numpy as np
 
 from ebm_ppl.annealing_frames import from_model_batch, to_model_batch
 from ebm_ppl.logz.estimate import LogZEstimate, _curve, _weight_stats
+from ebm_ppl.logz.reliability import check_reliability, pareto_khat
 from ebm_ppl.logz.kernels import _run_path
 from ebm_ppl.logz.path import AnnealingPath, _check_level, _grad_count, _log_z_top, _path_frame, _reverse, as_energy
 from ebm_ppl.logz.pilot import pilot_path
@@ -17,12 +18,17 @@ from ebm_ppl.logz.pilot import pilot_path
 __all__ = ["ais", "reverse_ais", "bdmc"]
 
 
+def _stage(progress, name):
+    """``progress(name, done, total)`` as a ``(done, total)`` callback, or None."""
+    return None if progress is None else (lambda done, total: progress(name, done, total))
+
+
 def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: int | None = None,
         num_steps: int = 2, transition: str = "mala", persistence: float = 0.9, num_leapfrog: int = 1,
         path: AnnealingPath | None = None,
         pilot_particles: int = 64, pilot_bridges_per_level: int = 32, target_accept: float | None = None,
         spacing: str = "adaptive", batch_size: int | None = None, data_shape=None, return_samples: bool = False,
-        mesh=None, frame="fit"):
+        mesh=None, frame="fit", progress=None):
     """Annealed importance sampling from N(0, I) (level T) down to ``level``.
 
     Args:
@@ -51,9 +57,13 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
       return_samples: also return the final particles (N, *data_shape) and their log weights.
       mesh: a device mesh (:mod:`ebm_ppl.sharding`): particles split over its devices
         (``num_particles`` and ``batch_size`` multiples of its size); same estimate as one device.
+      progress: optional ``progress(stage, done, total)`` callback (stages "frame pilot", "pilot",
+        "anneal"; done/total count bridges x particle batches), e.g. to drive a progress bar.
 
     Returns a :class:`LogZEstimate` (``method="ais"``), ``lower`` = ``log_z`` (a stochastic lower
-    bound), or ``(estimate, samples, log_weights)`` with ``return_samples``.
+    bound), or ``(estimate, samples, log_weights)`` with ``return_samples``. The estimate carries the
+    Pareto k-hat of its log weights; when it is unreliable (k-hat > 0.7 or ESS < 20,
+    :mod:`ebm_ppl.logz.reliability`) an :class:`~ebm_ppl.logz.UnreliableLogZWarning` is emitted.
     """
     energy = as_energy(energy, data_shape)
     level = _check_level(energy, level)
@@ -72,9 +82,10 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
                                              pilot_bridges_per_level=pilot_bridges_per_level,
                                              target_accept=target_accept, spacing=spacing,
                                              batch_size=batch_size, transition=transition, persistence=persistence,
-                                             num_leapfrog=num_leapfrog, mesh=mesh, frame=frame)
+                                             num_leapfrog=num_leapfrog, mesh=mesh, frame=frame, progress=progress)
     y0 = jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape))
-    y, inc, acc, _, _ = _run_path(energy, k_run, y0, path, num_steps, batch_size=batch_size, mesh=mesh)
+    y, inc, acc, _, _ = _run_path(energy, k_run, y0, path, num_steps, batch_size=batch_size, mesh=mesh,
+                                  progress=_stage(progress, "anneal"))
     log_w = np.cumsum(inc.astype(np.float64), axis=0)  # (J, N), float64
     top = _log_z_top(energy)
     frame_used = _path_frame(energy, path)
@@ -83,7 +94,7 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
     for j in np.flatnonzero(path.level_end):
         lz, se, ess = _weight_stats(log_w[j])
         t = int(path.t_lo[j])
-        levels[t] = {"log_z": top + lz + log_c[t], "stderr": se, "ess": ess}
+        levels[t] = {"log_z": top + lz + log_c[t], "stderr": se, "ess": ess, "khat": pareto_khat(log_w[j])}
     final = log_w[-1]
     lz, se, ess = _weight_stats(final)
     lz += log_c[level]
@@ -94,7 +105,8 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
                  "pilot_grad_evals": int(pilot_grads), "devices": 1 if mesh is None else int(mesh.devices.size)})
     est = LogZEstimate(log_z=top + lz, stderr=se, ess=ess, num_energy_evals=grads, num_grad_evals=grads,
                        curve=_curve(final, top + log_c[level]), method="ais", level=level, lower=top + lz, levels=levels,
-                       meta=meta)
+                       meta=meta, khat=pareto_khat(final), log_weights=[float(v) for v in final])
+    check_reliability(est, "logz.ais", stacklevel=3)
     if return_samples:
         return est, to_model_batch(frame_used, y, level), final
     return est
@@ -105,13 +117,14 @@ def reverse_ais(energy, key, samples, *, level: int = 0, path: AnnealingPath | N
                 persistence: float = 0.9, num_leapfrog: int = 1, pilot_particles: int = 64,
                 pilot_bridges_per_level: int = 32,
                 target_accept: float | None = None, spacing: str = "adaptive", batch_size: int | None = None,
-                data_shape=None, mesh=None, frame="fit"):
+                data_shape=None, mesh=None, frame="fit", progress=None):
     """Reverse AIS from ``samples`` of level ``level`` (model space, shape (N, *data_shape)) up to N(0, I).
 
     With exact samples of exp f(., level) / Z (an oracle's ``sample``) the result is a stochastic
     *upper* bound on log Z_level: E[w] = Z_T / Z_level, so log Z_T - log mean w overestimates on
     average. Held-out data noised to the level are exact samples only if the model is the data law;
-    then the figure is a heuristic upper bound. ``frame`` and the pilot options are those of :func:`ais`.
+    then the figure is a heuristic upper bound. ``frame``, ``progress`` and the pilot options are those
+    of :func:`ais`.
     """
     energy = as_energy(energy, data_shape)
     level = _check_level(energy, level)
@@ -124,12 +137,12 @@ def reverse_ais(energy, key, samples, *, level: int = 0, path: AnnealingPath | N
                                              pilot_bridges_per_level=pilot_bridges_per_level,
                                              target_accept=target_accept, spacing=spacing,
                                              batch_size=batch_size, transition=transition, persistence=persistence,
-                                             num_leapfrog=num_leapfrog, mesh=mesh, frame=frame)
+                                             num_leapfrog=num_leapfrog, mesh=mesh, frame=frame, progress=progress)
     frame_used = _path_frame(energy, path)
     samples = from_model_batch(frame_used, samples, level)  # to the path's coordinates at the level
     rev, rev_start = _reverse(path)
     _, inc, acc, _, _ = _run_path(energy, k_run, samples, rev, num_steps, batch_size=batch_size, start=rev_start,
-                                  mesh=mesh)
+                                  mesh=mesh, progress=_stage(progress, "reverse anneal"))
     log_w = np.sum(inc.astype(np.float64), axis=0)  # estimates log Z_T / Z_level
     lz, se, ess = _weight_stats(log_w)
     top = _log_z_top(energy)
@@ -139,13 +152,15 @@ def reverse_ais(energy, key, samples, *, level: int = 0, path: AnnealingPath | N
                  "acceptance": float(np.mean(acc))})
     log_det = float(frame_used.log_det[level])
     lz -= log_det
-    return LogZEstimate(log_z=top - lz, stderr=se, ess=ess, num_energy_evals=grads, num_grad_evals=grads,
+    est = LogZEstimate(log_z=top - lz, stderr=se, ess=ess, num_energy_evals=grads, num_grad_evals=grads,
                         curve=_curve(log_w, top + log_det, -1.0), method="reverse_ais", level=level, upper=top - lz,
-                        meta=meta)
+                        meta=meta, khat=pareto_khat(log_w), log_weights=[float(v) for v in log_w])
+    check_reliability(est, "logz.reverse_ais", stacklevel=3)
+    return est
 
 
 def bdmc(energy, key, samples=None, *, level: int = 0, num_particles: int = 512, num_bridges: int | None = None,
-         num_steps: int = 2, batch_size: int | None = None, mesh=None, frame="fit", **pilot):
+         num_steps: int = 2, batch_size: int | None = None, mesh=None, frame="fit", progress=None, **pilot):
     """Bidirectional Monte Carlo: forward AIS (stochastic lower bound) and reverse AIS from
     ``samples`` of the level (stochastic upper bound) on the same tuned path (and ``frame``, see
     :func:`ais`). Without ``samples`` an oracle's exact ``energy.sample(key, num_particles, level)`` is
@@ -155,18 +170,20 @@ def bdmc(energy, key, samples=None, *, level: int = 0, num_particles: int = 512,
     level = _check_level(energy, level)
     k_pilot, k_fwd, k_rev, k_smp = jax.random.split(key, 4)
     path, pilot_grads, meta = pilot_path(energy, k_pilot, level=level, num_bridges=num_bridges,
-                                         num_steps=num_steps, batch_size=batch_size, mesh=mesh, frame=frame, **pilot)
+                                         num_steps=num_steps, batch_size=batch_size, mesh=mesh, frame=frame,
+                                         progress=progress, **pilot)
     if samples is None:
         if not hasattr(energy, "sample"):
             raise ValueError("bdmc needs exact samples of the level: pass samples=... (e.g. held-out data "
                              "noised to the level), or use an oracle that has .sample")
         samples = energy.sample(k_smp, num_particles, level)
     fwd = ais(energy, k_fwd, level=level, num_particles=num_particles, num_steps=num_steps, path=path,
-              batch_size=batch_size, mesh=mesh)
+              batch_size=batch_size, mesh=mesh, progress=progress)
     rev = reverse_ais(energy, k_rev, samples, level=level, num_steps=num_steps, path=path, batch_size=batch_size,
-                      mesh=mesh)
+                      mesh=mesh, progress=progress)
     grads = fwd.num_grad_evals + rev.num_grad_evals + pilot_grads
     meta.update({"gap": rev.upper - fwd.lower, "reverse_stderr": rev.stderr, "reverse_ess": rev.ess,
+                 "reverse_khat": rev.khat,
                  "num_particles": num_particles, "num_bridges": int(len(path.beta)), "num_steps": num_steps})
     return dataclasses.replace(fwd, method="bdmc", upper=rev.upper, lower=fwd.lower, num_grad_evals=grads,
                                num_energy_evals=grads, meta=meta)

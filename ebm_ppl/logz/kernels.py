@@ -191,10 +191,11 @@ def _runs_on_network(energy) -> bool:
 
 
 def _anneal(energy, frame_arrays, key, y0, start, t_hi, t_lo, beta, eps, num_steps, adapt, target_accept,
-            adapt_gain, transition="mala", persistence=0.9, num_leapfrog=1):
+            adapt_gain, transition="mala", persistence=0.9, num_leapfrog=1, progress=None):
     """Run bridges j = 1..J from ``y0`` ~ the start density ``start = (t_hi, t_lo, beta)``; returns
     (final positions, per-bridge increments (J, N), acceptance (J,), sd of f_lo - f_hi (J,), step
-    sizes used (J,))."""
+    sizes used (J,)). ``progress(bridges_done)`` is called after each jitted chunk (with it, analytic
+    energies run in about 25 chunks instead of one; the result is the same)."""
     hi0, lo0, b0 = start
     cache = _anneal_start(energy, frame_arrays, key, y0, start)
     keys = jax.random.split(key, t_hi.shape[0])
@@ -202,6 +203,8 @@ def _anneal(energy, frame_arrays, key, y0, start, t_hi, t_lo, beta, eps, num_ste
     xs = (keys, t_hi, t_lo, beta, eps)
     unroll = _runs_on_network(energy)
     chunk = ANNEAL_CHUNK if unroll else max(int(t_hi.shape[0]), 1)
+    if progress is not None and not unroll:
+        chunk = max(-(-int(t_hi.shape[0]) // 25), 1)
     outputs = []
     for first in range(0, t_hi.shape[0], chunk):
         piece = jax.tree_util.tree_map(lambda a: a[first : first + chunk], xs)
@@ -209,6 +212,9 @@ def _anneal(energy, frame_arrays, key, y0, start, t_hi, t_lo, beta, eps, num_ste
                                    adapt=adapt, transition=transition, persistence=persistence,
                                    unroll=unroll, num_leapfrog=int(num_leapfrog))
         outputs.append(out)
+        if progress is not None:
+            jax.block_until_ready(out)
+            progress(min(first + chunk, int(t_hi.shape[0])))
     inc, acc, spread, steps = (jnp.concatenate(parts) for parts in zip(*outputs))
     return carry[0].y, inc, acc, spread, steps
 
@@ -217,9 +223,10 @@ TRANSITIONS = ("ghmc", "hmc", "mala")
 
 
 def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, target_accept=0.65,
-              adapt_gain=1.0, batch_size=None, start=None, mesh=None):
+              adapt_gain=1.0, batch_size=None, start=None, mesh=None, progress=None):
     """Run ``path`` in batches of particles; returns (y, increments (J, N) float32, acc, spread, steps).
 
+    ``progress(done, total)``: called as bridges x batches are done (None: silent).
     With a device ``mesh`` each batch whose size divides evenly is split over its devices."""
     from ebm_ppl import sharding
 
@@ -236,6 +243,7 @@ def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, t
     start = (jnp.asarray(start[0], jnp.int32), jnp.asarray(start[1], jnp.int32), jnp.asarray(start[2], jnp.float32))
     frame_arrays = _path_frame(energy, path).arrays()
     outs = []
+    num_batches, J = -(-n // batch_size), len(path.beta)
     for i, first in enumerate(range(0, n, batch_size)):
         k = jax.random.fold_in(key, i)
         yb = y0[first : first + batch_size]
@@ -244,7 +252,9 @@ def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, t
         outs.append(_anneal(energy, frame_arrays, k, yb, start, *args, num_steps=num_steps, adapt=adapt,
                             transition=path.transition, persistence=float(path.persistence),
                             num_leapfrog=int(path.num_leapfrog),
-                            target_accept=target_accept, adapt_gain=adapt_gain))
+                            target_accept=target_accept, adapt_gain=adapt_gain,
+                            progress=None if progress is None else
+                            (lambda done, i=i: progress(i * J + done, num_batches * J))))
     y = jnp.concatenate([o[0] for o in outs])
     inc = np.concatenate([np.asarray(o[1]) for o in outs], axis=1)
     acc = np.mean([np.asarray(o[2]) for o in outs], axis=0)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.logz.estimate import LogZEstimate, _weight_stats
+from ebm_ppl.logz.reliability import pareto_khat
 from ebm_ppl.logz.path import _check_level, _dim, _log_z_top, _model_scales, as_energy
 
 __all__ = ["ladder"]
@@ -61,7 +62,7 @@ def ladder(energy, key, *, level: int = 0, num_samples: int = 1024, samples: dic
     log_c = np.log(_model_scales(energy)) * _dim(energy)
     top = _log_z_top(energy)
     total, var, levels = top, 0.0, {}
-    curve_terms, n_min, ess_min = [], None, math.inf
+    curve_terms, n_min, ess_min, khat_max = [], None, math.inf, math.nan
     for t in range(T - 1, level - 1, -1):
         x = jnp.asarray(samples[t + 1], jnp.float32) / c[t + 1]
         bs = 4096 if batch_size is None else int(batch_size)  # memory: oracles in high D build (n, D, D) terms
@@ -71,7 +72,9 @@ def ladder(energy, key, *, level: int = 0, num_samples: int = 1024, samples: dic
         total += lz
         var += se**2
         ess_min = min(ess_min, ess)
-        levels[t] = {"log_z": total + log_c[t], "stderr": math.sqrt(var), "ess": ess}
+        khat = pareto_khat(lr)
+        khat_max = khat if not math.isfinite(khat_max) else max(khat_max, khat)
+        levels[t] = {"log_z": total + log_c[t], "stderr": math.sqrt(var), "ess": ess, "khat": khat}
         curve_terms.append(lr)
         n_min = lr.size if n_min is None else min(n_min, lr.size)
     ms = np.unique(np.geomspace(min(8, n_min), n_min, 12).astype(int))
@@ -80,5 +83,5 @@ def ladder(energy, key, *, level: int = 0, num_samples: int = 1024, samples: dic
     total += log_c[level]
     return LogZEstimate(log_z=total, stderr=math.sqrt(var), ess=ess_min, num_energy_evals=evals,
                         num_grad_evals=int(grads), curve=curve, method="ladder", level=level, lower=total,
-                        levels=levels, meta={"num_samples": int(n_min), "inner": inner,
+                        levels=levels, khat=khat_max, meta={"num_samples": int(n_min), "inner": inner,
                                              "num_inner_steps": num_inner_steps})

@@ -16,7 +16,7 @@ __all__ = ["pilot_path", "pilot_grad_count"]
 def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_particles=64,
                pilot_bridges_per_level=32, target_accept=None, init_step_size=None, min_bridges_per_level=4,
                spacing="adaptive", batch_size=None, transition="mala", persistence=0.9, num_leapfrog=1, mesh=None,
-               frame="identity", frame_particles=256, frame_bridges_per_level=16):
+               frame="identity", frame_particles=256, frame_bridges_per_level=16, progress=None):
     """Tune an :class:`AnnealingPath` by a pilot run (its samples are then discarded).
 
     The pilot runs ``pilot_bridges_per_level`` uniform bridges per level with the step size adapted
@@ -30,6 +30,7 @@ def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_par
     Gaussian fitted to its ``frame_particles`` final particles (:func:`fit_frame`; that pilot runs
     ``frame_bridges_per_level``), then the tuning pilot in that frame (about 3x the pilot cost; on
     gmm:64:4 it cuts the AIS variance ~10x at the same budget, docs/logz.md section 4).
+    ``progress(stage, done, total)``: optional callback (stages "frame pilot", "pilot").
     Returns (path, pilot gradient count, meta).
     """
     energy = as_energy(energy)
@@ -38,16 +39,18 @@ def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_par
                 init_step_size=init_step_size, min_bridges_per_level=min_bridges_per_level, spacing=spacing,
                 batch_size=batch_size, transition=transition, persistence=persistence, num_leapfrog=num_leapfrog,
                 mesh=mesh)
+    stage = (lambda name: None) if progress is None else (lambda name: lambda d, t: progress(name, d, t))
     if isinstance(frame, str) and frame == "fit":
         k_fit, k_tune = jax.random.split(key)
         fit_opts = dict(opts, pilot_particles=frame_particles, pilot_bridges_per_level=frame_bridges_per_level)
-        _, fit_grads, _, y_pilot = _pilot(energy, k_fit, identity_frame(energy), **fit_opts)
+        _, fit_grads, _, y_pilot = _pilot(energy, k_fit, identity_frame(energy), **fit_opts,
+                                          progress=stage("frame pilot"))
         samples = np.asarray(y_pilot, np.float64) * _model_scales(energy)[level]  # identity frame: y = c x
         fitted = fit_frame(energy, samples, level)
-        path, grads, meta, _ = _pilot(energy, k_tune, fitted, **opts)
+        path, grads, meta, _ = _pilot(energy, k_tune, fitted, **opts, progress=stage("pilot"))
         meta.update({"frame": fitted.describe(), "frame_pilot_grad_evals": int(fit_grads)})
         return path, grads + fit_grads, meta
-    path, grads, meta, _ = _pilot(energy, key, _resolve_frame(energy, frame), **opts)
+    path, grads, meta, _ = _pilot(energy, key, _resolve_frame(energy, frame), **opts, progress=stage("pilot"))
     return path, grads, meta
 
 
@@ -70,7 +73,7 @@ def pilot_grad_count(energy, *, level=0, num_steps=2, pilot_particles=64, pilot_
 
 def _pilot(energy, key, frame: LevelFrame, *, level, num_bridges, num_steps, pilot_particles, pilot_bridges_per_level,
            target_accept, init_step_size, min_bridges_per_level, spacing, batch_size, transition, persistence,
-           num_leapfrog, mesh):
+           num_leapfrog, mesh, progress=None):
     """One pilot run in ``frame``; returns (path, gradient count, meta, final particles in the frame)."""
     T = energy.num_levels
     L = T - level
@@ -88,7 +91,8 @@ def _pilot(energy, key, frame: LevelFrame, *, level, num_bridges, num_steps, pil
     k_init, k_run = jax.random.split(key)
     y0 = jax.random.normal(k_init, (pilot_particles,) + tuple(energy.data_shape))
     y_final, _, acc, spread, steps = _run_path(energy, k_run, y0, pilot, num_steps, adapt=True,
-                                         target_accept=target_accept, batch_size=batch_size, mesh=mesh)
+                                         target_accept=target_accept, batch_size=batch_size, mesh=mesh,
+                                               progress=progress)
     pilot_grads = _grad_count(pilot, T, num_steps, pilot_particles)[1]
     u_pilot = np.repeat(np.arange(L), P) + np.tile(np.arange(1, P + 1) / P, L)
     spread = np.where(np.isfinite(spread), spread, np.nanmax(np.where(np.isfinite(spread), spread, 0)) + 1.0)
