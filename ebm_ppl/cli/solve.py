@@ -7,6 +7,7 @@ import os
 
 from ebm_ppl.cli import UsageError
 from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, resolve_energy, resolve_mesh
+from ebm_ppl.cli.solve_image import add_image_arguments, run_image
 
 HELP = "solve an inverse problem (inpainting, denoising, blur, super-resolution, compressed sensing) with calibrated uncertainty"
 
@@ -34,6 +35,7 @@ def add_arguments(parser):
     parser.add_argument("--max-doublings", type=int, default=6, help="NUTS maximum tree doublings (default 6)")
     parser.add_argument("--seed", type=int, default=0)
     add_devices_arguments(parser)
+    add_image_arguments(parser)  # --image: whole photos (cli/solve_image.py, docs/images.md)
 
 
 def run(args):
@@ -43,6 +45,8 @@ def run(args):
     from ebm_ppl.inverse import experiment, fit_gaussian
     from ebm_ppl.inverse.operators import from_name
 
+    if args.image:  # whole photos with a fully convolutional prior
+        return run_image(args, resolve_energy(args))
     if args.n_images < 1:
         raise UsageError(f"--n-images must be at least 1, got {args.n_images}")
     if args.chains < 2:
