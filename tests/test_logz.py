@@ -61,10 +61,19 @@ def test_ladder_with_exact_samples_and_smc_are_close():
 
 def test_estimate_json_round_trip():
     e = target("gauss:2")
-    est = logz.ais(e, jax.random.key(7), num_particles=64, num_bridges=30, level=4)
+    calls = []
+    est = logz.ais(e, jax.random.key(7), num_particles=64, num_bridges=30, level=4,
+                   progress=lambda stage, done, total: calls.append((stage, done, total)))
     again = logz.LogZEstimate.from_json(json.loads(json.dumps(est.to_json())))
     assert again.log_z == est.log_z and again.levels.keys() == est.levels.keys()
     assert again.at_level(5).log_z == est.levels[5]["log_z"]
+    assert again.khat == est.khat and again.log_weights == est.log_weights and again.reliable
+    # the progress callback: every stage reaches its total, counts never decrease within a stage
+    stages = [c[0] for c in calls]
+    assert stages[0] == "frame pilot" and stages[-1] == "anneal" and "pilot" in stages
+    for name in set(stages):
+        mine = [c for c in calls if c[0] == name]
+        assert mine[-1][1] == mine[-1][2] and all(a[1] <= b[1] for a, b in zip(mine, mine[1:]))
 
 
 def test_bad_inputs():
