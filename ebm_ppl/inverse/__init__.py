@@ -6,7 +6,8 @@
   sensing, with exact adjoints and dense matrices; :func:`from_name` parses ``inpaint:half``,
   ``denoise:0.2``, ``blur:gauss1``, ``sr:2``, ``cs:0.3``, ...
 * :func:`posterior_model`: the NumPyro model ``model(y=None)``.
-* :func:`sample_posterior`: annealed progressive warm start, then NUTS at level 0, many chains.
+* :func:`sample_posterior`: likelihood-tempered SMC (BlackJAX) then NUTS, at the prior's evaluation
+  level, many problems and chains at once.
 * :mod:`~ebm_ppl.inverse.reference`: Gaussian-prior baseline and exact mixture posteriors.
 * :mod:`~ebm_ppl.inverse.metrics`: PSNR, SSIM, interval coverage, calibration curves.
 

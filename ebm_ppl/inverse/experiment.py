@@ -24,6 +24,14 @@ def observe(operator, noise_std: float, truths, key):
     return clean + noise_std * jax.random.normal(key, clean.shape, clean.dtype)
 
 
+def _cpu_seconds():
+    """CPU seconds (user + system, all threads) of this process so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _scores(prefix, mean, interval_fn, truths, data_range):
     out = {
         f"{prefix}psnr": float(np.mean(M.psnr(mean, truths, data_range))),
@@ -65,10 +73,10 @@ def run(
     truths = jax.numpy.asarray(truths, jax.numpy.float32)
     k_obs, k_post = jax.random.split(key)
     obs = observe(operator, noise_std, truths, k_obs)
-    t0 = time.time()
+    t0, c0 = time.time(), _cpu_seconds()
     res = sample_posterior(energy, operator, noise_std, obs, k_post, progress=progress, **(sampler_kwargs or {}))
-    seconds = time.time() - t0
     samples = np.asarray(res.samples)
+    seconds, cpu = time.time() - t0, _cpu_seconds() - c0
     truths_np = np.asarray(truths)
     quant_cache = {}
 
@@ -77,7 +85,15 @@ def run(
             quant_cache[lv] = np.quantile(samples, [(1 - lv) / 2, (1 + lv) / 2], axis=1)
         return quant_cache[lv][0], quant_cache[lv][1]
 
-    out = {"num_problems": int(truths.shape[0]), "noise_std": float(noise_std), "seconds": round(seconds, 1)}
+    P = int(truths.shape[0])
+    out = {"num_problems": P, "noise_std": float(noise_std), "seconds": round(seconds, 1),
+           "cpu_seconds": round(cpu, 1), "problems_per_minute": round(60.0 * P / seconds, 2)}
+    S = res.info.get("nuts_draws_per_chain")
+    if S and S >= 4:
+        ess = M.effective_sample_size(samples, S)
+        out["ess_per_problem"] = round(float(np.mean(ess)), 1)  # mean over pixels
+        out["ess_min_pixel_median"] = round(float(np.median(ess.min(axis=1))), 1)
+        out["effective_samples_per_second"] = round(float(np.mean(ess)) * P / seconds, 2)
     out.update(_scores("", res.mean, ebm_interval, truths_np, data_range))
     out.update({k: v for k, v in res.info.items() if np.ndim(v) == 0})
     curves = {"EBM posterior": M.calibration_curve(ebm_interval, truths_np)}
@@ -121,9 +137,7 @@ def run(
 def save_panel(operator, arrays, path: str, title: str = "", max_rows: int = 6, num_samples: int = 3) -> str:
     """Rows: problems; columns: truth, observation, [baseline mean], posterior mean, std, samples."""
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from ebm_ppl.inverse.operators import image_shape
     from ebm_ppl.plotting import atomic_savefig
@@ -142,9 +156,9 @@ def save_panel(operator, arrays, path: str, title: str = "", max_rows: int = 6, 
     cols.append(("posterior std", arrays["std"][:rows]))
     for j in range(min(num_samples, arrays["samples"].shape[1])):
         cols.append((f"sample {j + 1}", arrays["samples"][:rows, j]))
-    fig, axes = plt.subplots(rows, len(cols), figsize=(1.25 * len(cols), 1.3 * rows + 0.4), squeeze=False)
-    cmap = matplotlib.colormaps["gray"].copy()
-    cmap.set_bad((0.85, 0.3, 0.3))
+    fig = Figure(figsize=(1.25 * len(cols), 1.3 * rows + 0.4))
+    axes = fig.subplots(rows, len(cols), squeeze=False)
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad=(0.85, 0.3, 0.3))
     for j, (name, imgs) in enumerate(cols):
         for i in range(rows):
             img = np.asarray(imgs[i], np.float64).reshape(h, w, c)

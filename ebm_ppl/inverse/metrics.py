@@ -92,14 +92,12 @@ def calibration_curve(interval_fn, truth, levels=CALIBRATION_LEVELS):
 
 def save_calibration_plot(curves: dict, path: str, title: str | None = None) -> str:
     """Plot {name: (levels, coverages)} against the diagonal and save a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from ebm_ppl.plotting import atomic_savefig
 
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    fig = Figure(figsize=(4.2, 4.0))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="ideal")
     for name, (lv, cov) in curves.items():
         ax.plot(lv, cov, marker="o", ms=3, label=name)
@@ -112,3 +110,17 @@ def save_calibration_plot(curves: dict, path: str, title: str | None = None) -> 
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return atomic_savefig(fig, path, dpi=120)
+
+
+def effective_sample_size(samples, num_draws_per_chain: int) -> np.ndarray:
+    """Bulk ESS (ArviZ, rank-normalised split R-hat machinery) of every pixel of every problem:
+    ``samples`` (P, C * S, *shape) with chains contiguous blocks of S draws -> (P, D)."""
+    import arviz as az
+
+    x = np.asarray(samples, np.float64)
+    P, n = x.shape[:2]
+    S = int(num_draws_per_chain)
+    if S < 4 or n % S:
+        raise ValueError(f"need chains of at least 4 draws dividing {n}, got {S}")
+    chains = x.reshape(P, n // S, S, -1)
+    return np.stack([np.asarray(az.ess(np.ascontiguousarray(chains[p]), method="bulk")) for p in range(P)])

@@ -1,78 +1,85 @@
 """Posterior sampling for linear inverse problems with a noise-conditional energy as the prior.
 
-Model (data space): x ~ p_0 (the energy's level-0 density mapped to data, g(x) = a^D p(a x)),
-obs = A x + n, n ~ N(0, noise_std^2 I).
+Model (data units): u ~ g_l (the energy's level-l density of u = x_0 + r_l e; level 0 is the data
+law g(x) = a^D p(a x)), obs = A u + n, n ~ N(0, noise_std^2 I). The level defaults to the model
+card's ``evaluation_level`` (the level whose density validated best) when the prior is given as a
+checkpoint path, to an :class:`~ebm_ppl.distribution.EBMPrior`'s own level, and to 0 for a bare
+energy.
 
-Default (``method="smc+nuts"``): likelihood-tempered SMC at level 0 (:mod:`ebm_ppl.inverse.smc`),
-which gets the posterior mode weights right, then NUTS (stage 2 below) from its particles. The
-original path (``method="progressive"``), two stages, many chains per problem, many problems at
-once (everything is ``vmap``-ed):
+Methods of :func:`sample_posterior` (``method``):
 
-1. **Annealed progressive descent** (warm start). The progressive kernel of
-   :mod:`ebm_ppl.sampling.progressive` runs from N(0, I) down to level 0; at level t its
-   conditional p(y_t | x_{t+1}) is multiplied by the *annealed likelihood* of the level variable
-   x_t = abar_t x_0 + sbar_t e (``log_likelihood_fn`` hook):
+* ``"smc+nuts"`` (default): likelihood-tempered SMC (:mod:`ebm_ppl.inverse.smc`, BlackJAX's
+  adaptive tempered SMC vmapped over problems), which gets the posterior mode weights right, then
+  NUTS (:mod:`ebm_ppl.inverse.nuts`) from ``num_chains`` of its particles per problem, which
+  repairs the within-mode spread that resampling shrinks.
+* ``"smc"``: the SMC particles themselves.
+* ``"progressive"``: annealed progressive warm start (:mod:`ebm_ppl.inverse.warmstart`), then
+  NUTS; level 0 only, shardable over a device mesh; mode weights come from the approximate warm
+  start.
 
-       log L_t(x_t) = -|obs - A x_t / abar_t|^2 / (2 v_t),   v_t = noise_std^2 + (sbar_t / abar_t)^2 g
-
-   (written for A A^T = g I; see below for general A). Since A x_t / abar_t = A x_0 + (sbar_t /
-   abar_t) A e, this is the law of the observation given x_0 with the level's noise pushed
-   through A; the covariance used is noise_std^2 I + (sbar_t / abar_t)^2 A A^T (through the
-   eigendecomposition of A A^T, computed once; A A^T = I for masks and the identity, where this is
-   the soft version of NCSN's inpainting, which re-imposes the observed pixels noised to the
-   current level; for M > 4096, A A^T is replaced by g I). It is the likelihood of x_t if x_0
-   were x_t / abar_t minus independent noise, i.e. it ignores what the prior says about x_0 given
-   x_t: an approximation of the true p(obs | x_t) = int p(obs | x_0) p(x_0 | x_t) dx_0. Every
-   other step is exact: since obs and x_{t+1} are independent given y_t, p(y_t | x_{t+1}, obs) is
-   proportional to p(y_t | x_{t+1}) p(obs | y_t), so with the true p(obs | x_t) and exact inner
-   sampling each level would hold the exact p(x_t | obs). At level 0, abar_0 = 1 and sbar_0 = 0: the exact
-   likelihood.
-2. **NUTS at level 0** (BlackJAX), warm-started from stage 1, on the exact posterior
-
-       log p(x | obs) = f(a x, 0) - |obs - A x|^2 / (2 noise_std^2) + const.
-
-   The step size is adapted per problem by dual averaging over all of its chains (target
-   acceptance 0.8), then frozen; the inverse mass matrix is the pooled within-problem covariance
-   of the warm starts (dense, shrunk to its diagonal when there are few chains), or one given.
-
-Stage 2 targets the exact posterior: whatever stage 1 gets wrong only costs mixing time, except
-mode weights (NUTS rarely jumps between well-separated posterior modes, so their weights come from
-stage 1).
+Every stage is batched over problems and chains (``vmap``) and its jitted functions live at
+module level, so repeated calls with the same shapes and settings do not recompile.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Callable, NamedTuple
+import os
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import scan_or_loop
+from ebm_ppl.inverse.density import (
+    check_observations,
+    pooled_covariance,
+    posterior_log_density_fn,
+    prior_log_density_fn,
+)
+from ebm_ppl.inverse.nuts import nuts_posterior
+from ebm_ppl.inverse.warmstart import annealed_log_likelihood_fn, progressive_posterior
 
 __all__ = [
     "PosteriorResult",
     "annealed_log_likelihood_fn",
     "posterior_log_density_fn",
+    "prior_log_density_fn",
     "progressive_posterior",
     "nuts_posterior",
     "sample_posterior",
+    "resolve_prior",
     "pooled_covariance",
+    "credible_interval",
     "POSTERIOR_METHODS",
+    "DEFAULTS",
 ]
 
 #: posterior samplers of :func:`sample_posterior`
 POSTERIOR_METHODS = ("smc", "smc+nuts", "progressive")
+
+#: default budget of :func:`sample_posterior` and ``ebm-ppl solve``, chosen by measured cost per
+#: effective sample on 100 digits (``benchmarks/inverse.py --part budget``; docs/inverse.md)
+DEFAULTS = dict(
+    num_particles=32,
+    num_mcmc_steps=2,
+    num_integration_steps=5,
+    num_chains=8,
+    num_warmup=20,
+    num_samples=20,
+    max_num_doublings=4,
+    num_inner_steps=10,
+)
+
+_check_observations = check_observations  # the former private name
 
 
 class PosteriorResult(NamedTuple):
     """Posterior draws of P problems.
 
     samples: (P, N, *data_shape) pooled over chains (N = chains x draws);
-    warm_start: (P, C, *data_shape) the annealed progressive samples (stage 1);
+    warm_start: (P, C, *data_shape) where the chains started (SMC particles or progressive draws);
     mean, std: (P, *data_shape) posterior mean and per-pixel standard deviation;
-    info: dict of diagnostics (step sizes, acceptance, tree sizes, divergences).
+    info: dict of diagnostics (level, step sizes, acceptance, tree sizes, divergences).
     """
 
     samples: jax.Array
@@ -94,315 +101,18 @@ def credible_interval(samples, level: float = 0.9, axis: int = 1):
     return q[0], q[1]
 
 
-def _check_observations(operator, observations):
-    obs = jnp.asarray(observations, jnp.float32)
-    if obs.ndim == 1:
-        obs = obs[None]
-    if obs.ndim != 2 or obs.shape[1] != operator.num_observations:
-        raise ValueError(
-            f"observations must have shape (P, {operator.num_observations}) for {operator!r}, got {tuple(jnp.shape(observations))}"
-        )
-    return obs
+def resolve_prior(prior, level: int | None = None):
+    """(energy, level) from a checkpoint path, an EBMPrior or a bound energy.
 
+    ``level=None``: the card's ``evaluation_level`` for a path, the EBMPrior's noise level, 0 for
+    a bare energy."""
+    if isinstance(prior, (str, os.PathLike)):
+        from ebm_ppl.checkpoint import evaluation_level, load
 
-def _gram_eigen(operator):
-    """(eigenvalues, eigenvectors) of A A^T, or None where A A^T = I (masks, identity) or M is large."""
-    from ebm_ppl.inverse.operators import Denoise, Inpaint
-
-    if isinstance(operator, (Inpaint, Denoise)) or operator.num_observations > 4096:
-        return None
-    with jax.ensure_compile_time_eval():
-        A = np.asarray(operator.matrix(), np.float64)
-    lam, U = np.linalg.eigh(A @ A.T)
-    return jnp.asarray(np.maximum(lam, 0.0), jnp.float32), jnp.asarray(U, jnp.float32)
-
-
-def annealed_log_likelihood_fn(energy, operator, noise_std: float, obs) -> Callable:
-    """``(x_t, t) -> log L_t(x_t)`` (see the module docstring), for one observation ``obs`` (M,).
-
-    The covariance is noise_std^2 I + (sbar_t / abar_t)^2 A A^T, applied through the
-    eigendecomposition of A A^T (exactly I for masks and the identity); for M > 4096 A A^T is
-    replaced by ``operator.gram_scale`` I."""
-    sched = energy.schedule
-    T = sched.num_levels
-    abar = jnp.asarray(sched.signal_scales[:T], jnp.float32)
-    sbar = jnp.asarray(sched.noise_scales[:T], jnp.float32)
-    noise_var = float(noise_std) ** 2
-    eig = _gram_eigen(operator)
-    g = float(operator.gram_scale) if eig is None else None
-
-    def log_likelihood(x_t, t):
-        ratio_sq = (sbar[t] / abar[t]) ** 2
-        resid = obs - operator(x_t) / abar[t]
-        if eig is None:
-            return -0.5 * jnp.sum(jnp.square(resid)) / (noise_var + ratio_sq * g)
-        lam, U = eig
-        proj = U.T @ resid
-        return -0.5 * jnp.sum(jnp.square(proj) / (noise_var + ratio_sq * lam))
-
-    return log_likelihood
-
-
-def posterior_log_density_fn(energy, operator, noise_std: float, obs, prior_level: int = 0) -> Callable:
-    """x (data space, one example) -> f(a x, 0) - |obs - A x|^2 / (2 noise_std^2).
-
-    ``prior_level`` l > 0: the prior is the level-l density of x_0 + r_l e instead
-    (:func:`ebm_ppl.inverse.smc.prior_log_density_fn`)."""
-    inv_var = 1.0 / float(noise_std) ** 2
-    if prior_level:
-        from ebm_ppl.inverse.smc import prior_log_density_fn
-
-        log_prior = prior_log_density_fn(energy, prior_level)
-    else:
-
-        def log_prior(x):
-            return energy.log_density(energy.to_model(x), 0)
-
-    def logdensity(x):
-        prior = log_prior(x)
-        return prior - 0.5 * inv_var * jnp.sum(jnp.square(obs - operator(x)))
-
-    return logdensity
-
-
-def _blocks(total: int, block: int):
-    done = 0
-    while done < total:
-        n = min(block, total - done)
-        yield n
-        done += n
-
-
-def progressive_posterior(
-    energy,
-    operator,
-    noise_std: float,
-    observations,
-    key,
-    *,
-    num_chains: int = 8,
-    inner: str = "mala",
-    num_inner_steps: int = 20,
-    step_sizes=None,
-    start: str = "x_next",
-    tune_chains: int = 32,
-    mesh=None,
-):
-    """Stage 1: annealed progressive samples, shape (P, num_chains, *data_shape), and info.
-
-    ``mesh``: split the P problems over a device mesh (:mod:`ebm_ppl.sharding`; P a multiple of
-    its size).
-
-    ``inner`` is any inner sampler of :mod:`ebm_ppl.sampling.progressive` (``"langevin"`` with the
-    schedule's steps is the paper's sampler; ``"mala"`` (default) is MH-corrected with per-level
-    steps tuned on a pilot run for the first problem and shared by all problems).
-    """
-    from ebm_ppl import sharding
-    from ebm_ppl.sampling import progressive
-
-    obs = _check_observations(operator, observations)
-    P = obs.shape[0]
-    k_tune, k_run = jax.random.split(key)
-    if step_sizes is None and inner in progressive.MH_SAMPLERS:
-        lik0 = annealed_log_likelihood_fn(energy, operator, noise_std, obs[0])
-        step_sizes, _ = progressive.tune_step_sizes(
-            energy, k_tune, inner, num_chains=tune_chains, num_inner_steps=num_inner_steps,
-            log_likelihood_fn=lik0, start=start,
-        )
-    elif step_sizes is None and inner != "normal":
-        step_sizes = progressive.default_step_sizes(energy, inner)
-    steps = None if step_sizes is None else jnp.asarray(step_sizes, jnp.float32)
-    shape = tuple(energy.data_shape)
-    T = energy.num_levels
-
-    def run(obs, keys):
-        def init_problem(k):
-            x_top = jax.random.normal(jax.random.split(k)[0], (num_chains,) + shape)
-            return jax.vmap(lambda x: progressive.init(x, energy))(x_top)
-
-        def level_problem(states, k, o):
-            lik = annealed_log_likelihood_fn(energy, operator, noise_std, o)
-            kernel = progressive.build_kernel(inner, num_inner_steps, log_likelihood_fn=lik, start=start)
-            ks = jax.random.split(k, num_chains)
-            states, info = jax.vmap(kernel, in_axes=(0, 0, None, None))(ks, states, energy, steps)
-            return states, jnp.mean(info.acceptance_rate)
-
-        def level(states, kk):  # every problem one level down: states (P, C, ...)
-            return jax.vmap(level_problem)(states, jax.random.split(kk, obs.shape[0]), obs)
-
-        states = jax.vmap(init_problem)(keys)
-        k_levels = jax.random.fold_in(keys[0], 1)
-        # one jitted level per dispatch outside a trace (fast convolutions on CPU), lax.scan inside one
-        states, acc = scan_or_loop(level, states, jax.random.split(k_levels, T))
-        return states.position, acc.T
-
-    from ebm_ppl import sharding
-
-    positions, acc = run(*sharding.maybe_shard_batch((obs, jax.random.split(k_run, P)), mesh, "number of problems"))
-    info = {"progressive_step_sizes": steps, "progressive_acceptance": jnp.mean(acc, axis=0)[::-1]}
-    return positions, info
-
-
-def pooled_covariance(chains, kind: str = "auto", floor: float = 1e-6):
-    """Pooled within-problem covariance of ``chains`` (P, C, *data_shape) -> (D,) or (D, D).
-
-    ``kind``: ``"diag"``, ``"dense"`` or ``"auto"`` (dense when P (C - 1) >= 2 D). A dense estimate
-    is shrunk towards its diagonal by D / (dof + D)."""
-    x = np.asarray(chains, np.float64)
-    P, C = x.shape[:2]
-    x = x.reshape(P, C, -1)
-    D = x.shape[-1]
-    if C < 2:
-        raise ValueError("a pooled covariance needs at least 2 chains per problem")
-    centred = x - x.mean(axis=1, keepdims=True)
-    dof = P * (C - 1)
-    if kind == "auto":
-        kind = "dense" if dof >= 2 * D else "diag"
-    var = np.maximum(np.sum(centred**2, axis=(0, 1)) / dof, floor)
-    if kind == "diag":
-        return jnp.asarray(var, jnp.float32)
-    if kind != "dense":
-        raise ValueError(f"mass matrix kind must be 'diag', 'dense' or 'auto', got {kind!r}")
-    cov = np.einsum("pci,pcj->ij", centred, centred) / dof
-    lam = D / (dof + D)
-    cov = (1 - lam) * cov + lam * np.diag(np.diag(cov))
-    cov[np.diag_indices(D)] = np.maximum(np.diag(cov), floor)
-    return jnp.asarray(cov, jnp.float32)
-
-
-def nuts_posterior(
-    energy,
-    operator,
-    noise_std: float,
-    observations,
-    initial_positions,
-    key,
-    *,
-    num_warmup: int = 100,
-    num_samples: int = 100,
-    inverse_mass_matrix=None,
-    initial_step_size: float = 0.5,
-    target_acceptance: float = 0.8,
-    max_num_doublings: int = 6,
-    progress: bool = False,
-    block: int = 25,
-    mesh=None,
-    prior_level: int = 0,
-):
-    """Stage 2: NUTS at level 0 from ``initial_positions`` (P, C, *data_shape).
-
-    Returns (samples (P, C * num_samples, *data_shape), info). The step size is adapted per
-    problem by dual averaging on the mean acceptance of its C chains during ``num_warmup`` steps
-    (those draws are discarded), then frozen. ``mesh``: split the P * C chains (problem-major)
-    over a device mesh (P a multiple of its size)."""
-    from ebm_ppl import sharding
-
-    import blackjax.mcmc.hmc as bj_hmc
-    import blackjax.mcmc.nuts as bj_nuts
-    from blackjax.adaptation.step_size import dual_averaging_adaptation
-
-    obs = _check_observations(operator, observations)
-    x0 = jnp.asarray(initial_positions, jnp.float32)
-    P, C = x0.shape[:2]
-    shape = tuple(energy.data_shape)
-    if x0.shape != (P, C) + shape or P != obs.shape[0]:
-        raise ValueError(f"initial positions must have shape ({obs.shape[0]}, C, {shape}), got {x0.shape}")
-    imm = pooled_covariance(x0) if inverse_mass_matrix is None else jnp.asarray(inverse_mass_matrix, jnp.float32)
-    D = math.prod(shape)
-    if imm.shape not in ((D,), (D, D)):
-        raise ValueError(f"inverse mass matrix must have shape ({D},) or ({D}, {D}), got {imm.shape}")
-
-    kernel = bj_nuts.build_kernel()
-    da_init, da_update, da_final = dual_averaging_adaptation(target_acceptance)
-    flat_obs = jnp.repeat(obs, C, axis=0)
-    if mesh is not None:
-        sharding.check_divisible(P, mesh, "number of problems")
-        flat_obs = sharding.shard_batch(flat_obs, mesh)
-
-    def logdensity_for(o):
-        ld = posterior_log_density_fn(energy, operator, noise_std, o, prior_level)
-        return lambda x: ld(x.reshape(shape))
-
-    def init_state(x, o):
-        return bj_hmc.init(x.reshape(-1), logdensity_for(o))
-
-    def step_all(keys, states, step_per_chain):
-        def one(k, s, o, eps):
-            return kernel(k, s, logdensity_for(o), eps, imm, max_num_doublings)
-
-        keys, states = sharding.constrain_batch((keys, states), mesh)
-        return jax.vmap(one)(keys, states, flat_obs, step_per_chain)
-
-    @jax.jit
-    def warm(states, da_state, keys):
-        def body(carry, k):
-            states, da_state = carry
-            eps = jnp.repeat(jnp.exp(da_state.log_step_size), C)
-            states, info = step_all(jax.random.split(k, P * C), states, eps)
-            acc = jnp.nan_to_num(info.acceptance_rate.reshape(P, C)).mean(axis=1)
-            da_state = jax.vmap(da_update)(da_state, acc)
-            return (states, da_state), (acc, info.num_integration_steps.reshape(P, C).mean(1))
-
-        return jax.lax.scan(body, (states, da_state), keys)
-
-    @jax.jit
-    def draw(states, eps, keys):
-        def body(states, k):
-            states, info = step_all(jax.random.split(k, P * C), states, eps)
-            stats = (info.acceptance_rate, info.num_integration_steps, info.is_divergent)
-            return states, (states.position, stats)
-
-        return jax.lax.scan(body, states, keys)
-
-    states = jax.jit(jax.vmap(init_state))(sharding.maybe_shard_batch(x0.reshape(P * C, -1), mesh), flat_obs)
-    da_state = jax.vmap(da_init)(jnp.full((P,), initial_step_size, jnp.float32))
-    k_warm, k_draw = jax.random.split(key)
-    bar = _progress(num_warmup + num_samples, "NUTS", progress)
-    warm_acc, warm_steps = [], []
-    for i, n in enumerate(_blocks(num_warmup, block)):
-        (states, da_state), (acc, nsteps) = warm(states, da_state, jax.random.split(jax.random.fold_in(k_warm, i), n))
-        warm_acc.append(acc)
-        warm_steps.append(nsteps)
-        bar.update(n)
-    step_size = jax.vmap(da_final)(da_state) if num_warmup > 0 else jnp.full((P,), initial_step_size)
-    eps = jnp.repeat(step_size, C)
-    draws, accs, nsteps, divs = [], [], [], []
-    for i, n in enumerate(_blocks(num_samples, block)):
-        states, (pos, (acc, ns, dv)) = draw(states, eps, jax.random.split(jax.random.fold_in(k_draw, i), n))
-        draws.append(np.asarray(pos))
-        accs.append(np.asarray(acc))
-        nsteps.append(np.asarray(ns))
-        divs.append(np.asarray(dv))
-        bar.update(n)
-    bar.close()
-    pos = np.concatenate(draws, axis=0)  # (S, P*C, D)
-    S = pos.shape[0]
-    samples = pos.reshape(S, P, C, D).transpose(1, 2, 0, 3).reshape((P, C * S) + shape)
-    info = {
-        "nuts_step_size": step_size,
-        "nuts_acceptance": float(np.mean(np.concatenate(accs))),
-        "nuts_mean_integration_steps": float(np.mean(np.concatenate(nsteps))),
-        "nuts_divergences": int(np.sum(np.concatenate(divs))),
-        "nuts_draws_per_chain": S,
-        "inverse_mass_matrix_kind": "dense" if imm.ndim == 2 else "diag",
-    }
-    return jnp.asarray(samples), info
-
-
-def _progress(total, desc, enabled):
-    if enabled:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, leave=False)
-
-    class _Null:
-        def update(self, n):
-            pass
-
-        def close(self):
-            pass
-
-    return _Null()
+        return load(prior), evaluation_level(prior) if level is None else int(level)
+    if hasattr(prior, "energy") and hasattr(prior, "noise_level"):  # an EBMPrior
+        return prior.energy, int(prior.noise_level) if level is None else int(level)
+    return prior, 0 if level is None else int(level)
 
 
 def sample_posterior(
@@ -412,59 +122,73 @@ def sample_posterior(
     observations,
     key,
     *,
-    num_chains: int = 8,
-    num_warmup: int = 100,
-    num_samples: int = 100,
-    inner: str = "mala",
-    num_inner_steps: int = 20,
+    level: int | None = None,
+    method: str | None = None,
+    num_particles: int = DEFAULTS["num_particles"],
+    num_chains: int = DEFAULTS["num_chains"],
+    num_warmup: int = DEFAULTS["num_warmup"],
+    num_samples: int = DEFAULTS["num_samples"],
+    max_num_doublings: int = DEFAULTS["max_num_doublings"],
+    target_acceptance: float = 0.8,
+    num_inner_steps: int | None = None,
+    inverse_mass_matrix=None,
+    progress=False,
+    mesh=None,
+    smc_kwargs: dict | None = None,
+    inner: str | None = None,
     step_sizes=None,
     start: str = "x_next",
-    inverse_mass_matrix=None,
-    max_num_doublings: int = 6,
-    target_acceptance: float = 0.8,
-    progress: bool = False,
-    mesh=None,
-    method: str | None = None,
-    num_particles: int = 64,
-    smc_kwargs: dict | None = None,
 ) -> PosteriorResult:
     """Posterior samples for every row of ``observations`` (P, M).
 
-    ``method`` (None: ``"smc+nuts"`` on one device, ``"progressive"`` with a device ``mesh``, since
-    the SMC path is not sharded):
+    ``energy``: a bound energy, an :class:`~ebm_ppl.distribution.EBMPrior` or a checkpoint path;
+    ``level``: the prior's noise level (default: see :func:`resolve_prior`; the card's evaluation
+    level for a path). ``method`` (None: ``"smc+nuts"`` on one device, ``"progressive"`` with a
+    device ``mesh``, since the SMC path is not sharded): see the module docstring.
 
-    * ``"smc+nuts"``: likelihood-tempered SMC at level 0 (:mod:`ebm_ppl.inverse.smc`)
-      from ``num_particles`` progressive prior samples per problem (it gets the posterior mode
-      weights right), then NUTS (``num_warmup``, ``num_samples``) from ``num_chains`` of its
-      particles per problem (``warm_start``; inverse mass matrix: the pooled particle covariance),
-      which fixes the within-mode spread that resampling degeneracy shrinks.
-    * ``"smc"``: the SMC particles themselves are the samples (``warm_start`` holds the prior
-      particles); pass ``smc_kwargs={"num_final_steps": ...}`` to decorrelate them.
-    * ``"progressive"``: annealed progressive warm start (``num_chains`` per problem), then NUTS
-      at level 0 (``num_warmup`` adaptation steps, ``num_samples`` kept draws per chain);
-      ``num_samples=0`` returns the warm starts alone. Cheaper, but NUTS never changes modes, so
-      the posterior mode weights are those of the approximate warm start.
+    ``num_particles`` SMC particles per problem (prior draws by the progressive sampler with
+    ``num_inner_steps`` inner steps per level, default 10; 20 for the progressive warm start); ``smc_kwargs`` go to
+    :func:`ebm_ppl.inverse.smc.smc_posterior` (``num_mcmc_steps``, ``num_final_steps``,
+    ``initial_particles``, ...). NUTS: ``num_chains`` chains per problem, ``num_warmup``
+    adaptation steps, ``num_samples`` kept draws per chain (0: the starts are the samples).
+    ``inner``: the progressive sampler's inner sampler (None: MALA, or the normal approximation
+    for priors with 100 levels or more, :func:`~ebm_ppl.inverse.density.default_inner`).
+    ``progress``: tqdm bars for the stages.
     """
-    obs = _check_observations(operator, observations)
+    from ebm_ppl.inverse import smc as smc_mod
+
+    energy, level = resolve_prior(energy, level)
+    smc_kwargs = dict(smc_kwargs or {})
+    if "prior_level" in smc_kwargs:  # the former spelling
+        legacy = int(smc_kwargs.pop("prior_level"))
+        if level and legacy != level:
+            raise ValueError(f"level {level} and smc_kwargs prior_level {legacy} disagree")
+        level = legacy
+    obs = check_observations(operator, observations)
     if tuple(operator.data_shape) != tuple(energy.data_shape):
         raise ValueError(f"operator acts on {operator.data_shape} but the prior's data shape is {energy.data_shape}")
     if method is None:
         method = "progressive" if mesh is not None else "smc+nuts"
-    prior_level = int((smc_kwargs or {}).get("prior_level", 0))
-    if prior_level and method == "progressive":
-        raise ValueError("a prior level > 0 needs method='smc' or 'smc+nuts' (smc_kwargs={'prior_level': l})")
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"unknown posterior method {method!r}; choose one of {POSTERIOR_METHODS}")
+    if level and method == "progressive":
+        raise ValueError(f"method='progressive' samples the level-0 posterior only; got level {level} "
+                         "(use method='smc' or 'smc+nuts', or level=0)")
+    smc_mod.prior_scale(energy, level)  # validates the level
+    for name, v in (("num_chains", num_chains), ("num_particles", num_particles)):
+        if int(v) < 1:
+            raise ValueError(f"{name} must be at least 1, got {v}")
+    if num_inner_steps is None:
+        num_inner_steps = DEFAULTS["num_inner_steps"] if method != "progressive" else 20
     k_prog, k_nuts = jax.random.split(key)
     if method in ("smc", "smc+nuts"):
-        from ebm_ppl.inverse.smc import smc_posterior
-
         if mesh is not None:
             raise ValueError("method='smc' runs on one device; use method='progressive' with a mesh")
-        particles, prior_x, info = smc_posterior(
-            energy, operator, noise_std, obs, k_prog, num_particles=num_particles,
-            num_inner_steps=num_inner_steps, progress=progress, **(smc_kwargs or {}),
-        )
+        kw = {"num_mcmc_steps": DEFAULTS["num_mcmc_steps"], "num_integration_steps": DEFAULTS["num_integration_steps"],
+              "num_final_steps": 0 if method == "smc+nuts" and num_samples > 0 else 10, **smc_kwargs}
+        particles, prior_x, info = smc_mod.smc_posterior(
+            energy, operator, noise_std, obs, k_prog, num_particles=num_particles, num_inner_steps=num_inner_steps,
+            inner=inner, prior_level=level, progress=progress, **kw)
         info["method"] = method
         if method == "smc":
             return PosteriorResult(particles, prior_x, jnp.mean(particles, axis=1), jnp.std(particles, axis=1), info)
@@ -477,15 +201,16 @@ def sample_posterior(
             inverse_mass_matrix = pooled_covariance(particles)
     else:
         warm, info = progressive_posterior(
-            energy, operator, noise_std, obs, k_prog, num_chains=num_chains, inner=inner,
+            energy, operator, noise_std, obs, k_prog, num_chains=num_chains, inner=inner or "mala",
             num_inner_steps=num_inner_steps, step_sizes=step_sizes, start=start, mesh=mesh,
         )
         info["method"] = method
+        info["prior_level"] = 0
     if num_samples > 0:
         samples, nuts_info = nuts_posterior(
             energy, operator, noise_std, obs, warm, k_nuts, num_warmup=num_warmup, num_samples=num_samples,
             inverse_mass_matrix=inverse_mass_matrix, max_num_doublings=max_num_doublings,
-            target_acceptance=target_acceptance, progress=progress, mesh=mesh, prior_level=prior_level,
+            target_acceptance=target_acceptance, progress=progress, mesh=mesh, prior_level=level,
         )
         info.update(nuts_info)
     else:

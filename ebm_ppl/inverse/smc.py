@@ -1,37 +1,40 @@
-"""Likelihood-tempered sequential Monte Carlo at level 0 (the posterior sampler that gets mode
-weights right).
+"""Likelihood-tempered sequential Monte Carlo (the posterior sampler that gets mode weights right),
+built on BlackJAX's ``adaptive_tempered_smc`` kernel and ``vmap``-ed over problems.
 
 For one observation, the path of targets
 
-    pi_lam(x) ∝ g(x) L(x)^lam,   g(x) = exp f(a x, 0) (the prior, data space),
+    pi_lam(x) ∝ g(x) L(x)^lam,   g = the prior (data units, level l: :func:`prior_log_density_fn`),
     log L(x) = -|obs - A x|^2 / (2 noise_std^2),   lam: 0 -> 1,
 
 starts at the prior and ends at the exact posterior. N particles per problem start from prior
-samples (the progressive sampler, :mod:`ebm_ppl.sampling.progressive`, without likelihood) and
-every step
+samples (the progressive sampler stopped at the prior's level) and each step of
+``blackjax.smc.adaptive_tempered.build_kernel``
 
-1. picks the next exponent lam' by bisection so that the effective sample size of the
-   incremental weights w_i = L(x_i)^(lam' - lam) is ``target_ess`` N (adaptive tempering,
-   Jasra et al. 2011); lam' = 1 once that is reachable;
-2. resamples (systematic) by those weights; log p(obs)/Z-ratio increments log mean w are summed
-   (``log_evidence``: log of int g L dx / int g dx, a by-product);
-3. moves every particle by ``num_mcmc_steps`` HMC transitions that leave pi_lam' invariant
-   (Metropolis-corrected, ``num_integration_steps`` leapfrog steps, BlackJAX ``hmc``), with a
-   per-problem dense inverse mass matrix = the shrunk covariance of the problem's particles and a
-   per-problem step size adapted towards acceptance ``target_acceptance`` between steps.
+1. picks the next exponent lam' by bisection so that the ESS of the increments L^(lam' - lam) is
+   ``target_ess`` N (adaptive tempering, Jasra et al. 2011);
+2. resamples (systematic) by the current weights and moves every particle by ``num_mcmc_steps`` HMC
+   transitions (``num_integration_steps`` leapfrog steps each) that leave pi_lam invariant, then
+   weights it by L^(lam' - lam); log mean of those increments sums to ``log_evidence`` = log of
+   int g L dx / int g dx.
 
-Reweighting moves probability mass *between* modes in proportion to the likelihood, which local
-MCMC cannot do; the moves only have to mix within modes. The exact-posterior mode weights are
-recovered as long as every mode with posterior mass holds prior particles (N large enough
-relative to the prior mode weights). After lam = 1, ``num_final_steps`` more moves decorrelate
-the particles; they are the posterior samples.
+The HMC moves use, per problem, a dense inverse mass matrix = the weighted covariance of that
+problem's particles (shrunk to its diagonal) and a step size adapted towards ``target_acceptance``
+between steps (a multiplicative rule, so that no problem waits for another). The transitions and
+leapfrog steps are unrolled inside one jitted SMC step: XLA:CPU runs convolutions inside while
+loops on a slow path (see :func:`ebm_ppl._jax_utils.inner_unroll`). After lam = 1 a last step
+resamples and makes ``num_final_steps`` moves (equal weights). One jitted step (module level,
+compiled once per shapes and settings) advances all P problems; the Python loop stops when every
+problem has reached lam = 1. Problems that got there first keep making moves at lam = 1 (exact
+MCMC on their posterior), which only helps them.
 
-Everything is batched over problems (``vmap``): one jitted step moves all P x N particles; the
-Python loop stops when every problem has reached lam = 1.
+Why BlackJAX's tempered SMC rather than the hand-written one this replaces (issue 19): same
+algorithm, one resampler and one tempering solver in the code base; measured on the two-mode test
+(``tests/test_inverse_smc.py``) it gives the same mode weights and evidence.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -39,89 +42,52 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import blackjax.mcmc.hmc as bj_hmc
+import blackjax.mcmc.integrators as bj_integrators
+import blackjax.smc.adaptive_tempered as bj_adaptive_tempered
+import blackjax.smc.ess as bj_ess
+import blackjax.smc.resampling as bj_resampling
+import blackjax.smc.solver as bj_solver
+import blackjax.smc.tempered as bj_tempered
+
+from ebm_ppl.inverse.density import check_observations, default_inner, prior_log_density_fn, prior_scale
+
 #: operators with M * D up to this many entries are applied as a dense matrix inside SMC
 DENSE_LIMIT = 1 << 22
 
-__all__ = ["SMCState", "smc_posterior", "prior_particles", "prior_log_density_fn", "prior_scale", "systematic_resample", "next_exponent"]
+__all__ = ["SMCState", "SMCConfig", "smc_posterior", "prior_particles", "prior_log_density_fn", "prior_scale",
+           "systematic_resample", "next_exponent"]
 
 
 class SMCState(NamedTuple):
-    """Particles (P, N, D) flat, exponent lam (P,), HMC step size (P,), log evidence (P,)."""
+    """BlackJAX tempered state per problem (particles (P, N, D) flat, weights (P, N), exponent (P,)),
+    HMC step size (P,), log evidence (P,)."""
 
-    particles: jax.Array
-    lam: jax.Array
+    smc: bj_tempered.TemperedSMCState
     step_size: jax.Array
     log_evidence: jax.Array
 
 
-def next_exponent(loglik, lam, target_ess: float, iterations: int = 40):
-    """Largest lam' in (lam, 1] whose incremental weights L^(lam' - lam) keep ESS >= target_ess N
-    (bisection; ``loglik`` (N,)). Returns 1 when the whole remaining step keeps the ESS."""
-    n = loglik.shape[0]
-    ll = jnp.where(jnp.isfinite(loglik), loglik, -jnp.inf)
+class SMCConfig(NamedTuple):
+    """Static settings of one SMC run (hashable: part of the compiled step's cache key)."""
 
-    def ess(delta):
-        lw = delta * ll
-        lw = lw - jnp.max(lw)
-        w = jnp.exp(lw)
-        return jnp.square(jnp.sum(w)) / jnp.sum(jnp.square(w)) / n
+    target_ess: float = 0.5
+    num_mcmc_steps: int = 2
+    num_integration_steps: int = 5
+    target_acceptance: float = 0.7
+    prior_level: int = 0
 
-    remaining = 1.0 - lam
 
-    def body(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        ok = ess(mid) >= target_ess
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    lo, _ = jax.lax.fori_loop(0, iterations, body, (jnp.zeros_like(lam), remaining))
-    delta = jnp.where(ess(remaining) >= target_ess, remaining, lo)
-    # always make progress (a floor of 1e-6 of the remaining path)
-    delta = jnp.maximum(delta, 1e-6 * remaining)
-    return jnp.minimum(lam + delta, 1.0)
+def next_exponent(loglik, lam, target_ess: float):
+    """Largest lam' in (lam, 1] whose increments L^(lam' - lam) keep ESS >= target_ess N (BlackJAX's
+    ESS solver, bisection; ``loglik`` (N,)); 1 when the whole remaining step keeps the ESS."""
+    delta = bj_ess.ess_solver(lambda ll: ll, loglik, target_ess, 1.0 - lam, bj_solver.dichotomy)
+    return jnp.minimum(lam + jnp.clip(delta, 0.0, 1.0 - lam), 1.0)
 
 
 def systematic_resample(key, log_weights):
-    """Indices (N,) drawn by systematic resampling from normalised ``log_weights`` (N,)."""
-    n = log_weights.shape[0]
-    w = jax.nn.softmax(log_weights)
-    cdf = jnp.cumsum(w)
-    u = (jax.random.uniform(key, ()) + jnp.arange(n)) / n
-    return jnp.clip(jnp.searchsorted(cdf, u), 0, n - 1)
-
-
-def _shrunk_covariance(x, floor: float = 1e-6):
-    """Covariance of particles x (N, D), shrunk towards its diagonal by D / (N - 1 + D)."""
-    n, d = x.shape
-    c = x - jnp.mean(x, axis=0)
-    cov = c.T @ c / (n - 1)
-    lam = d / (n - 1 + d)
-    diag = jnp.maximum(jnp.diag(cov), floor)
-    cov = (1 - lam) * cov + lam * jnp.diag(diag)
-    return cov + floor * jnp.eye(d)
-
-
-def prior_scale(energy, level: int = 0) -> float:
-    """s_l with y_l = s_l u for the data-unit variable u = x_l / abar_l = x_0 + r_l e of level l
-    (s_l = c_l abar_l; the data scale a at level 0)."""
-    sched = energy.schedule
-    if not 0 <= int(level) < energy.num_levels:
-        raise ValueError(f"prior level must be in 0..{energy.num_levels - 1}, got {level}")
-    return float(sched.model_scales[level] * sched.signal_scales[level])
-
-
-def prior_log_density_fn(energy, level: int = 0):
-    """u (data units, one example) -> log g_l(u) = f(s_l u, l) + D log s_l, the level-l density of
-    u = x_0 + r_l e (r_l = sbar_l / abar_l): the data law smoothed by N(0, r_l^2 I); level 0 is
-    the data law f(a x, 0) + D log a."""
-    s = prior_scale(energy, level)
-    shape = tuple(energy.data_shape)
-    d_log_s = math.prod(shape) * math.log(s)
-
-    def log_prior(u):
-        return energy.log_density(s * u.reshape(shape), level) + d_log_s
-
-    return log_prior
+    """Indices (N,) drawn by systematic resampling (BlackJAX) from ``log_weights`` (N,)."""
+    return bj_resampling.systematic(key, jax.nn.softmax(log_weights), log_weights.shape[0])
 
 
 def prior_particles(energy, key, num: int, *, num_inner_steps: int = 20, inner: str = "mala", level: int = 0):
@@ -137,6 +103,110 @@ def prior_particles(energy, key, num: int, *, num_inner_steps: int = 20, inner: 
     _, levels = progressive.sample(energy, key, num, inner=inner, num_inner_steps=num_inner_steps, return_levels=True)
     T = energy.num_levels
     return levels[T - 1 - level] / float(energy.schedule.signal_scales[level])
+
+
+def _weighted_covariance(x, w, floor: float = 1e-6):
+    """Covariance of particles x (N, D) under weights w (N,), shrunk towards its diagonal by D / (N - 1 + D)."""
+    n, d = x.shape
+    c = x - w @ x
+    cov = (c * w[:, None]).T @ c * (n / (n - 1))
+    lam = d / (n - 1 + d)
+    diag = jnp.maximum(jnp.diag(cov), floor)
+    cov = (1 - lam) * cov + lam * jnp.diag(diag)
+    return cov + floor * jnp.eye(d)
+
+
+def _unrolled_hmc(num_steps: int, num_integration_steps: int):
+    """An MCMC step function for BlackJAX's SMC: ``num_steps`` HMC transitions whose leapfrog steps
+    are unrolled (no while loop around the energy); info.acceptance_rate is their mean."""
+
+    def integrator(logdensity_fn, kinetic_energy_fn):
+        one = bj_integrators.velocity_verlet(logdensity_fn, kinetic_energy_fn)
+
+        def many(state, step_size):
+            for _ in range(num_integration_steps):
+                state = one(state, step_size)
+            return state
+
+        return many
+
+    kernel = bj_hmc.build_kernel(integrator=integrator)
+
+    def step(rng_key, state, logdensity_fn, step_size, inverse_mass_matrix):
+        accs = []
+        for k in jax.random.split(rng_key, num_steps):
+            state, info = kernel(k, state, logdensity_fn, step_size, inverse_mass_matrix, 1)
+            accs.append(info.acceptance_rate)
+        return state, info._replace(acceptance_rate=jnp.mean(jnp.stack(accs)))
+
+    return step
+
+
+def _problem_fns(energy, operator, A, noise_std, obs, prior_level):
+    log_prior = prior_log_density_fn(energy, prior_level)
+    inv_var = 1.0 / jnp.square(noise_std)
+    shape = tuple(energy.data_shape)
+
+    def loglik(x):
+        pred = A @ x if A is not None else operator(x.reshape(shape))
+        return -0.5 * inv_var * jnp.sum(jnp.square(obs - pred))
+
+    return log_prior, loglik
+
+
+def _problem_step(energy, operator, A, noise_std, obs, state: SMCState, rng_key, config: SMCConfig, final_steps):
+    """One adaptive tempered SMC step of one problem (``final_steps`` None) or, at lam = 1, a last
+    resample-and-move with ``final_steps`` HMC transitions."""
+    log_prior, loglik = _problem_fns(energy, operator, A, noise_std, obs, config.prior_level)
+    num_moves = config.num_mcmc_steps if final_steps is None else final_steps
+    params = {
+        "step_size": state.step_size[None],
+        "inverse_mass_matrix": _weighted_covariance(state.smc.particles, state.smc.weights)[None],
+    }
+    move = _unrolled_hmc(max(num_moves, 1), config.num_integration_steps)
+    if final_steps is None:
+        kernel = bj_adaptive_tempered.build_kernel(
+            log_prior, loglik, move, bj_hmc.init, bj_resampling.systematic, config.target_ess)
+        smc, info = kernel(rng_key, state.smc, 1, params)
+    elif final_steps == 0:  # resample only
+        idx = bj_resampling.systematic(rng_key, state.smc.weights, state.smc.weights.shape[0])
+        n = state.smc.weights.shape[0]
+        smc = state.smc._replace(particles=state.smc.particles[idx], weights=jnp.full((n,), 1.0 / n))
+        return state._replace(smc=smc), jnp.float32(jnp.nan)
+    else:
+        kernel = bj_tempered.build_kernel(log_prior, loglik, move, bj_hmc.init, bj_resampling.systematic)
+        smc, info = kernel(rng_key, state.smc, 1, jnp.float32(1.0), params)
+    acc = jnp.mean(jnp.nan_to_num(info.update_info.acceptance_rate))
+    step_size = state.step_size * jnp.exp(jnp.clip(2.0 * (acc - config.target_acceptance), -1.0, 0.7))
+    log_evidence = state.log_evidence + info.log_likelihood_increment
+    return SMCState(smc, step_size, log_evidence), acc
+
+
+@functools.partial(jax.jit, static_argnames=("config", "final_steps"))
+def _smc_step(energy, operator, A, noise_std, obs, state: SMCState, rng_key, config: SMCConfig, final_steps=None):
+    """All P problems one step: module-level jit, so it compiles once per shapes and settings."""
+    keys = jax.random.split(rng_key, obs.shape[0])
+    one = functools.partial(_problem_step, energy, operator, A, noise_std, config=config, final_steps=final_steps)
+    return jax.vmap(one)(obs, state, keys)
+
+
+def _initial_particles(energy, key, P, num_particles, initial_particles, num_inner_steps, prior_level, inner):
+    shape = tuple(energy.data_shape)
+    D = math.prod(shape)
+    if initial_particles is None:
+        if inner is None:
+            inner, num_inner_steps = default_inner(energy, num_inner_steps)
+        x0 = prior_particles(energy, key, P * num_particles, num_inner_steps=num_inner_steps, level=prior_level,
+                             inner=inner)
+        return jnp.reshape(x0, (P, num_particles, D))
+    x0 = jnp.asarray(initial_particles, jnp.float32)
+    if x0.shape[-len(shape):] != shape or x0.ndim not in (len(shape) + 1, len(shape) + 2):
+        raise ValueError(f"initial particles must have shape (N, *{shape}) or (P, N, *{shape}), got {x0.shape}")
+    x0 = x0.reshape((-1,) + x0.shape[x0.ndim - len(shape) - 1 : x0.ndim - len(shape)] + (D,))
+    x0 = jnp.broadcast_to(x0, (P,) + x0.shape[1:]) if x0.shape[0] == 1 else x0
+    if x0.shape[0] != P:
+        raise ValueError(f"initial particles for {x0.shape[0]} problems, but {P} observations")
+    return x0
 
 
 def smc_posterior(
@@ -155,23 +225,23 @@ def smc_posterior(
     initial_step_size: float = 0.3,
     target_acceptance: float = 0.7,
     num_inner_steps: int = 20,
+    inner: str | None = None,
     max_iterations: int = 500,
     prior_level: int = 0,
     progress: bool = False,
 ):
-    """Posterior particles (P, N, *data_shape) and info for every row of ``observations`` (P, M).
+    """Posterior particles (P, N, *data_shape), prior particles (P, N, *data_shape) and info for
+    every row of ``observations`` (P, M).
 
     ``initial_particles``: prior samples, (N, *shape) shared by all problems or (P, N, *shape);
-    by default P x N progressive prior samples (:func:`prior_particles`).
+    by default P x N progressive prior samples (:func:`prior_particles`; ``inner`` sampler and
+    ``num_inner_steps``, None: :func:`~ebm_ppl.inverse.density.default_inner`).
 
     ``prior_level``: the prior is the level-l density of u = x_0 + r_l e (:func:`prior_log_density_fn`;
     0 = the data law). A learned energy can be a better density at a small l > 0 than at 0 (chosen on
-    validation bits/dim); the posterior is then over the slightly smoothed u."""
-    from ebm_ppl.inverse.posterior import _check_observations
-
-    import blackjax.mcmc.hmc as bj_hmc
-
-    obs = _check_observations(operator, observations)
+    validation bits/dim: the card's ``evaluation_level``); the posterior is then over the slightly
+    smoothed u."""
+    obs = check_observations(operator, observations)
     P = obs.shape[0]
     shape = tuple(energy.data_shape)
     D = math.prod(shape)
@@ -179,112 +249,56 @@ def smc_posterior(
         raise ValueError(f"target_ess must lie in (0, 1), got {target_ess}")
     if num_particles < 4:
         raise ValueError(f"num_particles must be at least 4, got {num_particles}")
+    for name, v in (("num_mcmc_steps", num_mcmc_steps), ("num_integration_steps", num_integration_steps),
+                    ("max_iterations", max_iterations)):
+        if int(v) < 1:
+            raise ValueError(f"{name} must be at least 1, got {v}")
+    if num_final_steps < 0:
+        raise ValueError(f"num_final_steps must be non-negative, got {num_final_steps}")
+    prior_scale(energy, prior_level)
     k_prior, k_run = jax.random.split(key)
-    if initial_particles is None:
-        x0 = prior_particles(energy, k_prior, P * num_particles, num_inner_steps=num_inner_steps, level=prior_level)
-        x0 = jnp.reshape(x0, (P, num_particles, D))
-    else:
-        x0 = jnp.asarray(initial_particles, jnp.float32)
-        if x0.shape[-len(shape):] != shape or x0.ndim not in (len(shape) + 1, len(shape) + 2):
-            raise ValueError(f"initial particles must have shape (N, *{shape}) or (P, N, *{shape}), got {x0.shape}")
-        x0 = x0.reshape((-1,) + x0.shape[x0.ndim - len(shape) - 1 : x0.ndim - len(shape)] + (D,))
-        x0 = jnp.broadcast_to(x0, (P,) + x0.shape[1:]) if x0.shape[0] == 1 else x0
-        if x0.shape[0] != P:
-            raise ValueError(f"initial particles for {x0.shape[0]} problems, but {P} observations")
-        num_particles = x0.shape[1]
-    N = num_particles
-    inv_var = 1.0 / float(noise_std) ** 2
-    kernel = bj_hmc.build_kernel()
+    x0 = _initial_particles(energy, k_prior, P, num_particles, initial_particles, num_inner_steps, prior_level, inner)
+    N = x0.shape[1]
+    config = SMCConfig(float(target_ess), int(num_mcmc_steps), int(num_integration_steps), float(target_acceptance),
+                       int(prior_level))
     # small operators as a dense matrix: a matmul is far cheaper than e.g. a padded convolution on CPU
     A = None
     if operator.num_observations * D <= DENSE_LIMIT:
         with jax.ensure_compile_time_eval():
             A = jnp.asarray(operator.matrix(), jnp.float32)
-
-    def forward(x):
-        return A @ x if A is not None else operator(x.reshape(shape))
-
-    def loglik(x, o):
-        return -0.5 * inv_var * jnp.sum(jnp.square(o - forward(x)))
-
-    log_prior = prior_log_density_fn(energy, prior_level)
-
-    def move_problem(key, x, o, lam, eps, num_steps):
-        """num_steps HMC transitions of all N particles of one problem on pi_lam."""
-        imm = _shrunk_covariance(x)
-
-        def logdensity(z):
-            return log_prior(z) + lam * loglik(z, o)
-
-        states = jax.vmap(lambda z: bj_hmc.init(z, logdensity))(x)
-
-        def one(states, k):
-            ks = jax.random.split(k, N)
-            states, info = jax.vmap(lambda kk, s: kernel(kk, s, logdensity, eps, imm, num_integration_steps))(ks, states)
-            return states, info.acceptance_rate
-
-        states, acc = jax.lax.scan(one, states, jax.random.split(key, num_steps))
-        return states.position, jnp.mean(acc)
-
-    def adapt(eps, acc):
-        return eps * jnp.exp(jnp.clip(2.0 * (acc - target_acceptance), -1.0, 0.7))
-
-    @jax.jit
-    def step(state: SMCState, key):
-        def one(k, x, o, lam, eps, logz):
-            k_res, k_move = jax.random.split(k)
-            ll = jax.vmap(loglik, in_axes=(0, None))(x, o)
-            lam_new = next_exponent(ll, lam, target_ess)
-            lw = (lam_new - lam) * jnp.where(jnp.isfinite(ll), ll, -jnp.inf)
-            logz = logz + jax.nn.logsumexp(lw) - jnp.log(N)
-            idx = systematic_resample(k_res, lw)
-            x = x[idx]
-            x, acc = move_problem(k_move, x, o, lam_new, eps, num_mcmc_steps)
-            return x, lam_new, adapt(eps, acc), logz, acc
-
-        x, lam, eps, logz, acc = jax.vmap(one)(
-            jax.random.split(key, P), state.particles, obs, state.lam, state.step_size, state.log_evidence)
-        return SMCState(x, lam, eps, logz), acc
-
-    @jax.jit
-    def final(state: SMCState, key):
-        def one(k, x, o, eps):
-            return move_problem(k, x, o, 1.0, eps, num_final_steps)
-
-        return jax.vmap(one)(jax.random.split(key, P), state.particles, obs, state.step_size)
-
-    state = SMCState(x0, jnp.zeros((P,), jnp.float32), jnp.full((P,), initial_step_size, jnp.float32),
-                     jnp.zeros((P,), jnp.float32))
+    noise = jnp.float32(noise_std)
+    state = SMCState(
+        jax.vmap(bj_tempered.init)(x0)._replace(tempering_param=jnp.zeros((P,), jnp.float32)),
+        jnp.full((P,), initial_step_size, jnp.float32), jnp.zeros((P,), jnp.float32))
     bar = _bar(progress)
-    lam_path, accs = [], []
+    accs = []
     it = 0
     while it < max_iterations:
-        state, acc = step(state, jax.random.fold_in(k_run, it))
+        state, acc = _smc_step(energy, operator, A, noise, obs, state, jax.random.fold_in(k_run, it), config)
         it += 1
-        lam_min = float(jnp.min(state.lam))
-        lam_path.append(lam_min)
+        lam_min = float(jnp.min(state.smc.tempering_param))
         accs.append(np.asarray(acc))
         bar.set_description(f"SMC lam_min={lam_min:.3g}")
         bar.update(1)
-        if lam_min >= 1.0:
+        if lam_min >= 1.0 - 1e-6:
             break
-    final_acc = None
-    if num_final_steps > 0:
-        x, final_acc = final(state, jax.random.fold_in(k_run, 10**6))
-        state = state._replace(particles=x)
+    if float(jnp.min(state.smc.tempering_param)) < 1.0 - 1e-6:
+        bar.close()
+        raise RuntimeError(f"SMC did not reach lam = 1 in {max_iterations} steps "
+                           f"(min lam {float(jnp.min(state.smc.tempering_param)):.3g})")
+    state, final_acc = _smc_step(energy, operator, A, noise, obs, state, jax.random.fold_in(k_run, 10**6), config,
+                                 final_steps=int(num_final_steps))
     bar.close()
-    if float(jnp.min(state.lam)) < 1.0:
-        raise RuntimeError(f"SMC did not reach lam = 1 in {max_iterations} steps (min lam {float(jnp.min(state.lam)):.3g})")
     info = {
         "smc_iterations": it,
         "smc_particles": N,
         "smc_acceptance": float(np.mean(np.stack(accs))),
-        "smc_final_acceptance": None if final_acc is None else float(jnp.mean(final_acc)),
+        "smc_final_acceptance": None if num_final_steps == 0 else float(jnp.mean(final_acc)),
         "smc_step_size": state.step_size,
         "log_evidence": state.log_evidence,
         "prior_level": int(prior_level),
     }
-    return state.particles.reshape((P, N) + shape), x0.reshape((P, N) + shape), info
+    return state.smc.particles.reshape((P, N) + shape), x0.reshape((P, N) + shape), info
 
 
 def _bar(enabled):
