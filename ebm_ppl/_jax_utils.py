@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 #: Inner MCMC loops up to this length are fully unrolled.
 MAX_FULL_UNROLL = 64
 
@@ -25,20 +27,49 @@ def is_traced(*trees) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
 
 
+_JIT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def cached_jit(fn):
+    """``jax.jit(fn)``, built once per function object (a module-level ``fn`` compiles once per
+    shapes; a closure made anew on each call still recompiles, so pass data as arguments instead)."""
+    import jax
+
+    if hasattr(fn, "lower"):  # already a jitted function
+        return fn
+    try:
+        return _JIT_CACHE[fn]
+    except (KeyError, TypeError):
+        pass
+    jitted = jax.jit(fn)
+    try:
+        _JIT_CACHE[fn] = jitted
+    except TypeError:  # not weak-referenceable (e.g. a functools.partial of a builtin)
+        pass
+    return jitted
+
+
 def scan_or_loop(step, carry, xs):
     """``lax.scan(step, carry, xs)``, run as a Python loop over a jitted ``step`` when nothing is traced.
 
     Same results (same keys, same order). Outside a trace the loop avoids XLA:CPU's slow path for
-    convolutions inside while loops (see :func:`inner_unroll`); ``step`` is compiled once and
-    dispatched per element of ``xs``. Inside jit/vmap it is the plain scan, so callers stay
-    transformable.
+    convolutions inside while loops (see :func:`inner_unroll`); ``step`` is compiled by
+    :func:`cached_jit` (once per function object, so a module-level step or an already jitted one,
+    e.g. ``functools.partial(jitted_fn, energy=..., config=...)`` keeps its compilation across
+    calls) and dispatched per element of ``xs``. Inside jit/vmap it is the plain scan, so callers
+    stay transformable.
     """
+    import functools
+
     import jax
     import jax.numpy as jnp
 
     if is_traced(carry, xs):
         return jax.lax.scan(step, carry, xs)
-    step_jit = jax.jit(step)
+    if isinstance(step, functools.partial) and hasattr(step.func, "lower"):
+        step_jit = step  # a partial of a jitted function: its own cache applies
+    else:
+        step_jit = cached_jit(step)
     length = jax.tree_util.tree_leaves(xs)[0].shape[0]
     outputs = []
     for i in range(length):
@@ -46,4 +77,3 @@ def scan_or_loop(step, carry, xs):
         outputs.append(y)
     stacked = jax.tree_util.tree_map(lambda *ys: jnp.stack(ys), *outputs) if outputs else None
     return carry, stacked
-

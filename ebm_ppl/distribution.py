@@ -182,19 +182,11 @@ class EBMPrior(Distribution):
 
 
 def _progressive_to_level(energy, key, n, level, kwargs):
-    """Progressive samples of x_level (the level's own variable), shape (n, *data_shape)."""
-    from ebm_ppl._jax_utils import scan_or_loop
+    """Progressive samples of x_level (the level's own variable), shape (n, *data_shape).
+
+    ``kwargs``: options of :func:`ebm_ppl.sampling.progressive.sample` (``inner``,
+    ``num_inner_steps``, ``step_scale``, ``step_sizes``, ``start``, ...); without them its defaults
+    (MALA, tuned steps). Compiled once per shapes and settings, the tuned steps cached per energy."""
     from ebm_ppl.sampling import progressive
 
-    kernel = progressive.build_kernel(**kwargs)
-    k_init, k_run = jax.random.split(key)
-    x_top = jax.random.normal(k_init, (n,) + tuple(energy.data_shape))
-    states = jax.vmap(lambda x: progressive.init(x, energy))(x_top)
-
-    def level_step(states, k):
-        keys = jax.random.split(k, n)
-        states, _ = jax.vmap(kernel, in_axes=(0, 0, None))(keys, states, energy)
-        return states, None
-
-    states, _ = scan_or_loop(level_step, states, jax.random.split(k_run, energy.num_levels - level))
-    return states.position
+    return progressive.sample(energy, key, n, level=level, **kwargs)

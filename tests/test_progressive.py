@@ -168,3 +168,90 @@ def test_long_run_langevin_start_on_gaussian_and_errors():
         long_run.run(e, jax.random.key(0), 4, steps_per_level=2, start="bogus", step_sizes=np.ones(e.num_levels))
     with pytest.raises(ValueError, match="step_sizes must have shape"):
         long_run.run(e, jax.random.key(0), 4, steps_per_level=2, step_sizes=np.ones(3))
+
+
+# --- defaults: MH-corrected inner sampler, compiled once -----------------------------------------
+
+
+def _upper_mode_weight(e, x):
+    return float(np.asarray(e.responsibilities(e.to_model(x))).mean(0)[1])
+
+
+def test_default_sampler_gets_ncsn2_mode_weight_and_langevin_stays_the_papers_biased_option():
+    # ncsn2 on its default schedule drl(6): exact weight 0.8 of the (5, 5) mode. n = 2000: binomial sd
+    # 0.0089; the tempered top level resamples (descents exchangeable, not independent), so the
+    # tolerance is 0.04 (4.5 binomial sd). The old default (the paper's K = 30 Langevin) gives 0.60.
+    e = target("ncsn2")
+    n = 2000
+    x, info = progressive.sample(e, jax.random.key(0), n, return_info=True)
+    w = _upper_mode_weight(e, x)
+    assert abs(w - 0.8) < 0.04, w
+    assert int(info["top_level_stages"]) >= 1
+    assert np.all(np.asarray(info["acceptance_rate"]) > 0.4)
+    xl = progressive.sample(e, jax.random.key(0), n, inner="langevin")
+    wl = _upper_mode_weight(e, xl)
+    assert abs(wl - 0.8) > 0.1, wl  # the named paper option keeps its documented bias
+
+
+def test_default_sampler_gmm64_means_within_five_standard_errors():
+    # gmm:64:4 on drl(6), 1024 descents: every coordinate mean within 5 standard errors sd_j / sqrt(n)
+    # of the exact mean (max of 64 |N(0,1)| exceeds 5 with probability 4e-5); weights within 4.5 sd.
+    e = target("gmm:64:4")
+    n = 1024
+    x = np.asarray(progressive.sample(e, jax.random.key(1), n))
+    m = np.asarray(e.to_data(e.mean(0))).reshape(-1)
+    sd = np.sqrt(np.diag(np.asarray(e.covariance(0) / e.data_scale**2)))
+    z = np.abs(x.mean(0) - m) / (sd / np.sqrt(n))
+    assert z.max() < 5, z.max()
+    w = np.asarray(e.responsibilities(e.to_model(jnp.asarray(x)))).mean(0)
+    wt = np.asarray(e.weights)
+    assert np.all(np.abs(w - wt) < 4.5 * np.sqrt(wt * (1 - wt) / n)), (w, wt)
+
+
+def test_sample_compiles_once_and_tunes_once():
+    # a second call with the same shapes and settings neither retraces nor reruns the pilot
+    from ebm_ppl.distribution import EBMPrior
+    from ebm_ppl.sampling import top_level
+
+    e = target("gmm:4:2")
+    progressive.sample(e, jax.random.key(0), 32)
+    sizes = (progressive._level_step._cache_size(), progressive._tune_levels._cache_size(),
+             top_level.tempered_top_level._cache_size())
+    tuned = progressive._TUNED[id(e)][1].copy()
+    for seed in (1, 2):
+        progressive.sample(e, jax.random.key(seed), 32)
+    assert (progressive._level_step._cache_size(), progressive._tune_levels._cache_size(),
+            top_level.tempered_top_level._cache_size()) == sizes
+    assert progressive._TUNED[id(e)][1].keys() == tuned.keys()
+    prior = EBMPrior(e, sampler="progressive")
+    a = prior.sample(jax.random.key(3), (8,))
+    size = progressive._level_step._cache_size()
+    b = prior.sample(jax.random.key(4), (8,))
+    assert progressive._level_step._cache_size() == size and a.shape == b.shape == (8, 4)
+    prior1 = EBMPrior(e, noise_level=1, sampler="progressive", progressive_kwargs={"inner": "langevin"})
+    assert prior1.sample(jax.random.key(5), (3,)).shape == (3, 4)
+
+
+def test_scan_or_loop_jits_a_module_level_step_once():
+    from ebm_ppl import _jax_utils
+
+    carry, ys = _jax_utils.scan_or_loop(_double, jnp.ones(3), jnp.arange(4.0))
+    jitted = _jax_utils.cached_jit(_double)
+    n = jitted._cache_size()
+    _jax_utils.scan_or_loop(_double, jnp.zeros(3), jnp.arange(4.0))
+    assert jitted._cache_size() == n == 1
+    assert np.allclose(carry, 16.0) and ys.shape == (4, 3)
+
+
+def _double(c, x):
+    return 2.0 * c, c + x
+
+
+def test_sample_argument_errors():
+    e = target("gauss:3")
+    with pytest.raises(ValueError, match="level must be"):
+        progressive.sample(e, jax.random.key(0), 4, level=e.num_levels)
+    with pytest.raises(ValueError, match="num_samples"):
+        progressive.sample(e, jax.random.key(0), 0)
+    with pytest.raises(ValueError, match="top_level"):
+        progressive.sample(e, jax.random.key(0), 4, top_level="smc")

@@ -3,8 +3,11 @@
     ebm-ppl sample CKPT|--target NAME --sampler progressive|nuts|hmc|long-run
                    [--chains C] [--steps N] [--n N] --out FILE.png|FILE.npz [--json]
 
-* ``progressive``: Algorithm 2; ``--inner langevin|normal|mala|hmc|nuts``, ``--steps`` inner steps
-  per level (default: 30 for langevin, 10 otherwise), ``--n`` samples (independent descents).
+* ``progressive``: Algorithm 2; ``--inner mala|hmc|nuts|langevin|normal`` (default ``mala``: MH-corrected,
+  steps tuned per level, each level started at a normal-approximation draw, tempered SMC at a top
+  level without recovery term; ``langevin`` is the paper's K = 30 unadjusted run, biased: ncsn2
+  mode weight 0.60 for 0.80), ``--steps`` inner steps per level (default: 30 for langevin, 10
+  otherwise), ``--n`` samples (descents).
 * ``nuts`` / ``hmc``: BlackJAX on level ``--level`` (default 0) in data space, ``--chains`` chains,
   ``--steps`` draws each after as many warm-up steps (window adaptation).
 * ``long-run``: section 4.2: per level a normal draw then ``--steps`` - 1 HMC steps (2 leapfrog).
@@ -29,7 +32,9 @@ SAMPLERS = ("progressive", "nuts", "hmc", "long-run")
 def add_arguments(parser):
     add_energy_arguments(parser)
     parser.add_argument("--sampler", default="progressive", choices=SAMPLERS)
-    parser.add_argument("--inner", default="langevin", help="progressive inner sampler: langevin|normal|mala|hmc|nuts")
+    parser.add_argument("--inner", default="mala",
+                        help="progressive inner sampler: mala (default, MH-corrected, tuned steps)|hmc|nuts|"
+                             "langevin (the paper's K=30 unadjusted run: biased, see docs/sampling.md)|normal")
     parser.add_argument("--chains", type=int, default=4, help="chains (nuts/hmc); rows of the diagnostics layout otherwise")
     parser.add_argument("--steps", type=int, default=None, help="inner steps per level (progressive, long-run) or draws per chain (nuts, hmc)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps for nuts/hmc (default: --steps)")
@@ -48,7 +53,7 @@ def _positive(name, value):
         raise UsageError(f"--{name} must be a positive integer, got {value}")
 
 
-def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner: str = "langevin",
+def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner: str = "mala",
          warmup: int | None = None, level: int = 0, seed: int = 0, mesh=None, start: str = "normal") -> dict:
     """The work of the command, as a library call: returns a dict of numpy arrays and figures.
 
@@ -63,8 +68,7 @@ def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner:
     if sampler == "progressive":
         if inner not in progressive.INNER_SAMPLERS:
             raise UsageError(f"unknown --inner {inner!r}; choose one of {', '.join(progressive.INNER_SAMPLERS)}")
-        k = steps if steps is not None else (30 if inner == "langevin" else 10)
-        x, info = progressive.sample(energy, key, n, inner=inner, num_inner_steps=k, return_info=True, mesh=mesh)
+        x, info = progressive.sample(energy, key, n, inner=inner, num_inner_steps=steps, return_info=True, mesh=mesh)
         out.update(samples=np.asarray(x), step_sizes=info["step_sizes"], level_acceptance=info["acceptance_rate"],
                    final_log_density=np.asarray(info["log_density"][0]))
     elif sampler == "long-run":
