@@ -54,10 +54,12 @@ def _positive(name, value):
 
 
 def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner: str = "mala",
-         warmup: int | None = None, level: int = 0, seed: int = 0, mesh=None, start: str = "normal") -> dict:
+         warmup: int | None = None, level: int = 0, seed: int = 0, mesh=None, start: str = "normal",
+         progress: bool = False) -> dict:
     """The work of the command, as a library call: returns a dict of numpy arrays and figures.
 
-    ``mesh``: split the samples / chains over a device mesh (:mod:`ebm_ppl.sharding`)."""
+    ``mesh``: split the samples / chains over a device mesh (:mod:`ebm_ppl.sharding`);
+    ``progress``: a tqdm bar over the levels of the long run."""
     import jax
     import numpy as np
 
@@ -72,7 +74,7 @@ def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner:
         out.update(samples=np.asarray(x), step_sizes=info["step_sizes"], level_acceptance=info["acceptance_rate"],
                    final_log_density=np.asarray(info["log_density"][0]))
     elif sampler == "long-run":
-        res = long_run.run(energy, key, n, steps_per_level=steps or 100, mesh=mesh, start=start)
+        res = long_run.run(energy, key, n, steps_per_level=steps or 100, mesh=mesh, start=start, progress=progress)
         out.update(samples=np.asarray(res.samples), step_sizes=np.asarray(res.step_sizes),
                    level_acceptance=np.asarray(res.acceptance_rate), total_steps=res.total_steps,
                    final_log_density=np.asarray(res.log_density[0]))
@@ -112,7 +114,8 @@ def run(args) -> dict:
 
     t0 = time.time()
     out = draw(energy, args.sampler, n=args.n, chains=args.chains, steps=args.steps, inner=args.inner,
-               warmup=args.warmup, level=args.level, seed=args.seed, mesh=mesh, start=getattr(args, "start", "normal"))
+               warmup=args.warmup, level=args.level, seed=args.seed, mesh=mesh, start=getattr(args, "start", "normal"),
+               progress=not getattr(args, "json", False))
     seconds = time.time() - t0
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if ext == ".npz":
