@@ -1,7 +1,23 @@
-"""Training throughput: steps/s and peak memory of the t6-digits preset and of the t6-cifar
-network at batch 8 (a few steps on this machine). Writes benchmarks/results/train_throughput.json.
+"""Training throughput: CPU seconds and wall seconds per step, and time to the first step
+(compile + one step), of the t6-digits preset and of the paper's CIFAR train step (32x32x3,
+batch 8, T6, K = 30 Langevin steps, spectral norm, channels 128/256/256/256) at 2 and 8 residual
+blocks per resolution (8 = the t6-cifar preset). CPU seconds (``time.process_time``, all threads
+of this process) are the stable figure on a shared machine; wall seconds vary with the load.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps N] [--cifar-steps N]
+Each case is one entry of benchmarks/results/train_throughput.json (entries of other cases
+already in the file are kept, so cases can be run one at a time):
+
+    .venv/bin/python benchmarks/train_throughput.py --case digits --steps 20
+    .venv/bin/python benchmarks/train_throughput.py --case cifar2 --steps 3
+    .venv/bin/python benchmarks/train_throughput.py --case cifar8 --steps 2
+    .venv/bin/python benchmarks/train_throughput.py --case cifar2 --structure fused   # one jit
+    XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" ... # 1 thread
+
+``--structure split`` (default) is the library's step (``langevin_chunk=1``: begin, K Langevin
+calls, finish; see ebm_ppl/train/step.py); ``fused`` the whole step in one jit with the K steps
+unrolled; ``chunkN`` N Langevin steps per call. Reference (issue 18, official TensorFlow code on
+this machine, CPU-s): 2 blocks 10.4-10.8 per step, 24 to the first step; 8 blocks 39.7-41.3 per
+step, 86 to the first step.
 """
 
 from __future__ import annotations
@@ -17,65 +33,105 @@ import jax
 import numpy as np
 
 from ebm_ppl.energy import networks
-from ebm_ppl.train.loop import init_state, make_optimizer, make_train_step
+from ebm_ppl.train.loop import init_state, make_optimizer
 from ebm_ppl.train.presets import get_preset
+from ebm_ppl.train.step import compiled_counts, make_train_step
+
+REFERENCE_TF = {  # issue 18: official TensorFlow code, same machine, CPU-s
+    "cifar2": {"cpu_s_per_step": [10.4, 10.8], "first_step_cpu_s": 24.0},
+    "cifar8": {"cpu_s_per_step": [39.7, 41.3], "first_step_cpu_s": 86.0},
+}
+CASES = {  # name -> (preset, data shape, batch size, quantisation levels, residual blocks or None)
+    "digits": ("t6-digits", (8, 8, 1), None, 17, None),
+    "cifar2": ("t6-cifar", (32, 32, 3), 8, 256, 2),
+    "cifar8": ("t6-cifar", (32, 32, 3), 8, 256, 8),
+}
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def _device_peak_mib():
-    try:
-        stats = jax.devices()[0].memory_stats() or {}
-        return stats.get("peak_bytes_in_use", 0) / 2**20 or None
-    except Exception:
+def _chunk(structure: str):
+    if structure == "fused":
         return None
+    if structure == "split":
+        return 1
+    if structure.startswith("chunk"):
+        return int(structure[5:])
+    raise SystemExit(f"--structure must be split, fused or chunkN, got {structure!r}")
 
 
-def measure(name: str, data_shape, batch_size: int, steps: int, levels=None) -> dict:
-    cfg = get_preset(name)
-    cfg["batch_size"] = batch_size
+def _clock():
+    return time.process_time(), time.perf_counter()
+
+
+def measure(case: str, steps: int, structure: str) -> dict:
+    preset, shape, batch, levels, blocks = CASES[case]
+    cfg = get_preset(preset)
+    if batch is not None:
+        cfg["batch_size"] = batch
+    if blocks is not None:
+        cfg["network"]["num_res_blocks"] = blocks
     module = networks.build(cfg["network"])
-    tx = make_optimizer(cfg["optimizer"])
-    state = init_state(module, tx, jax.random.PRNGKey(0), data_shape)
-    info = {"data_shape": data_shape, "bin_width": None if levels is None else 2.0 / levels}
-    step_fn = make_train_step(module, cfg, info, seed=0)
-    data = jax.random.uniform(jax.random.PRNGKey(1), (max(batch_size * 4, 64),) + tuple(data_shape), minval=-1, maxval=1)
-    t0 = time.perf_counter()
-    state, m = step_fn(state, data)
-    jax.block_until_ready(m["loss"])
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    state = init_state(module, make_optimizer(cfg["optimizer"]), jax.random.PRNGKey(0), shape)
+    data = jax.random.uniform(jax.random.PRNGKey(1), (max(cfg["batch_size"] * 4, 64),) + shape, minval=-1, maxval=1)
+    jax.block_until_ready((state, data))
+    step = make_train_step(module, cfg, {"bin_width": 2.0 / levels}, 0, langevin_chunk=_chunk(structure))
+    c0, w0 = _clock()
+    state, m = step(state, data)
+    jax.block_until_ready(state)
+    c1, w1 = _clock()
+    first_cpu, first_wall = c1 - c0, w1 - w0
+    per_cpu, per_wall = [], []
     for _ in range(steps):
-        state, m = step_fn(state, data)
-    jax.block_until_ready(m["loss"])
-    dt = time.perf_counter() - t0
+        c0, w0 = _clock()
+        state, m = step(state, data)
+        jax.block_until_ready(state)
+        c1, w1 = _clock()
+        per_cpu.append(c1 - c0)
+        per_wall.append(w1 - w0)
     n_params = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(state["params"])))
-    return {
-        "preset": name, "network": cfg["network"], "data_shape": list(data_shape), "batch_size": batch_size,
-        "langevin_steps": cfg["objective"].get("num_steps"), "num_params": n_params, "timed_steps": steps,
-        "compile_and_first_step_s": compile_s, "steps_per_s": steps / dt, "s_per_step": dt / steps,
-        "peak_rss_mib": _peak_rss_mib(), "device_peak_mib": _device_peak_mib(), "final_loss": float(m["loss"]),
+    out = {
+        "case": case, "preset": preset, "structure": structure, "network": cfg["network"], "data_shape": list(shape),
+        "batch_size": cfg["batch_size"], "langevin_steps": cfg["objective"].get("num_steps"), "num_params": n_params,
+        "timed_steps": steps,
+        "first_step_cpu_s": first_cpu, "first_step_wall_s": first_wall,
+        "cpu_s_per_step": float(np.median(per_cpu)) if per_cpu else None,
+        "cpu_s_per_step_all": per_cpu, "wall_s_per_step": float(np.median(per_wall)) if per_wall else None,
+        "wall_s_per_step_all": per_wall,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "final_loss": float(m["loss"]), "compiled": compiled_counts(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+    if case in REFERENCE_TF and out["cpu_s_per_step"]:
+        ref = REFERENCE_TF[case]
+        out["reference_tf"] = ref
+        out["ratio_cpu_per_step_to_tf"] = out["cpu_s_per_step"] / float(np.mean(ref["cpu_s_per_step"]))
+        out["ratio_first_step_to_tf"] = first_cpu / ref["first_step_cpu_s"]
+    return out
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--steps", type=int, default=20, help="timed steps for t6-digits")
-    p.add_argument("--cifar-steps", type=int, default=2, help="timed steps for the t6-cifar network")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", choices=sorted(CASES), action="append", help="case(s) to run (default: digits, cifar2)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps after the first")
+    p.add_argument("--structure", default="split", help="split (default), fused or chunkN")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_throughput.json"))
     args = p.parse_args()
-    results = {
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
-                    "devices": [str(d) for d in jax.devices()]},
-        "t6-digits": measure("t6-digits", (8, 8, 1), get_preset("t6-digits")["batch_size"], args.steps, levels=17),
-        "t6-cifar@batch8": measure("t6-cifar", (32, 32, 3), 8, args.cifar_steps, levels=256),
-    }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(results, fh, indent=2)
-    print(json.dumps(results, indent=2))
+    results = {}
+    if os.path.exists(args.out):
+        with open(args.out) as fh:
+            results = json.load(fh)
+        results = {k: v for k, v in results.items() if isinstance(v, dict) and "case" in v}
+    results["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
+                          "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
+    for case in args.case or ["digits", "cifar2"]:
+        entry = measure(case, args.steps, args.structure)
+        results[f"{case}/{args.structure}"] = entry
+        print(json.dumps({k: entry[k] for k in ("case", "structure", "first_step_cpu_s", "first_step_wall_s",
+                                                "cpu_s_per_step", "wall_s_per_step")}), flush=True)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(results, fh, indent=1)
+        os.replace(tmp, args.out)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,24 @@ def test_denoiser_variance_schedule_divides_by_the_dsm_variance():
     var = s.model_scales[t] ** 2 * (s.noise_scales[t] ** 2 + (s.signal_scales[t] * s.sigmas[0]) ** 2)
     np.testing.assert_allclose(f, half_sq / var, rtol=1e-4)
     assert abs(var[0] - 1e-4 * s.model_scales[0] ** 2) < 1e-9  # level 0: the data noise sigma_0 = 0.01
+
+
+def test_long_run_compiles_once_per_energy_structure():
+    # module-level jits taking the energy as an argument: a second run on a freshly built energy of
+    # the same structure (new parameters, new key) traces and compiles nothing new
+    from ebm_ppl.energy import NetworkEnergy, networks
+    from ebm_ppl.schedules import drl
+
+    def energy(seed):
+        m = networks.build({"name": "mlp", "width": 8, "depth": 1, "temb_dim": 8})
+        return NetworkEnergy(m, networks.init_variables(m, jax.random.key(seed), (3,)), drl(3), (3,), 1.0)
+
+    def sizes():
+        return [f._cache_size() for f in (long_run._first, long_run._move, long_run._logd)]
+
+    kw = dict(steps_per_level=3, step_sizes=[0.05] * 3, start="langevin", num_start_steps=2)
+    r1 = long_run.run(energy(0), jax.random.key(0), 4, **kw)
+    before = sizes()
+    r2 = long_run.run(energy(1), jax.random.key(1), 4, **kw)
+    assert sizes() == before
+    assert not np.allclose(np.asarray(r1.samples), np.asarray(r2.samples))

@@ -174,3 +174,31 @@ def test_train_cli_runs_and_reports_json(tmp_path, capsys):
     assert result["mmd2_null_h0.1"] > 0 and result["n_samples"] == 300
     assert os.path.exists(os.path.join(out, "samples", "quality.png"))
     assert main(["train", "--data", "8gaussians", "--out", out]) == 2  # refuses to overwrite without --resume
+
+
+def test_split_step_equals_fused_step_and_compiles_once(tmp_path):
+    # The split step (begin, K Langevin calls, finish) computes the fused one-jit step: same keys,
+    # same arithmetic up to float reassociation. A second train() with the same settings and
+    # shapes (new seed, new folder) traces and compiles nothing new.
+    from ebm_ppl.train.loop import init_state, make_optimizer
+    from ebm_ppl.train.step import compiled_counts, make_train_step
+
+    x, cfg = _data(), _tiny_config()
+    module = build(cfg["network"])
+    data = jnp.asarray(x)
+    finals = {}
+    for chunk in (None, 1, 2):
+        state = init_state(module, make_optimizer(cfg["optimizer"]), jax.random.PRNGKey(0), (2,))
+        step = make_train_step(module, cfg, None, 5, langevin_chunk=chunk)
+        for _ in range(3):
+            state, m = step(state, data)
+        finals[chunk] = (float(m["loss"]), state_leaves(state))
+    for chunk in (1, 2):
+        assert finals[chunk][0] == pytest.approx(finals[None][0], rel=1e-5, abs=1e-6)
+        for a, b in zip(finals[chunk][1], finals[None][1]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    train(x, cfg, str(tmp_path / "a"), seed=1, steps=2, progress=False, write_samples=False)
+    before = compiled_counts()
+    train(x, cfg, str(tmp_path / "b"), seed=2, steps=2, progress=False, write_samples=False)
+    assert compiled_counts() == before
+    assert before["langevin"] >= 1 and before["finish"] >= 1

@@ -9,6 +9,11 @@ Each subcommand lives in its own module ``ebm_ppl.cli.<name>`` exposing
 With ``--json`` the returned dict is printed as one JSON object on the last line of stdout.
 A :class:`UsageError` (bad data set name, missing checkpoint, ...) prints one line to stderr and
 exits with code 2; nothing from deep inside JAX reaches the user for bad input.
+
+Run from the command line (``argv`` None), the command turns on JAX's persistent compilation
+cache in ``~/.cache/ebm_ppl/jax`` (``$XDG_CACHE_HOME/ebm_ppl/jax``; another folder with
+``EBM_PPL_CACHE_DIR=/path``, off with ``EBM_PPL_CACHE_DIR=off``; see
+:func:`ebm_ppl.cli.common.enable_compilation_cache`), so that a second run skips its compile.
 """
 
 from __future__ import annotations
@@ -86,6 +91,10 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad option already reported on one line
         return int(exc.code or 0)
+    if argv is None:  # the ebm-ppl command itself (not a call from Python or the tests)
+        from ebm_ppl.cli.common import enable_compilation_cache
+
+        enable_compilation_cache()
     try:
         result = mods[args.command].run(args)
     except UsageError as err:

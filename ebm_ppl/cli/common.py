@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from ebm_ppl.cli import UsageError
 
@@ -23,7 +24,50 @@ __all__ = [
     "add_energy_arguments", "resolve_energy", "add_devices_arguments", "resolve_mesh",
     "number", "check_number", "positive_int", "non_negative_int", "positive_float",
     "non_negative_float", "probability", "open_probability", "one_line_warnings", "progress_bar",
+    "compilation_cache_dir", "enable_compilation_cache", "CACHE_ENV",
 ]
+
+#: environment variable naming the persistent compilation cache folder ("off" switches it off)
+CACHE_ENV = "EBM_PPL_CACHE_DIR"
+_OFF = ("", "0", "off", "none", "false", "no")
+
+
+def compilation_cache_dir() -> str | None:
+    """The folder of the persistent compilation cache: ``$EBM_PPL_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/ebm_ppl/jax``, else ``~/.cache/ebm_ppl/jax``; None when ``EBM_PPL_CACHE_DIR``
+    is ``off`` (or ``0``, ``none``, ``false``, ``no``, empty)."""
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        return None if env.strip().lower() in _OFF else os.path.expanduser(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ebm_ppl", "jax")
+
+
+def enable_compilation_cache(path: str | None = None, *, min_compile_time_secs: float = 1.0) -> str | None:
+    """Turn on JAX's persistent compilation cache in ``path`` (default :func:`compilation_cache_dir`).
+
+    Compiled programs that took at least ``min_compile_time_secs`` to compile are written there and
+    read back by later processes with the same program, shapes, JAX version and machine, so a
+    second ``ebm-ppl train`` or ``sample`` skips its compile (docs/performance.md has the figures).
+    Returns the folder, or None when switched off (``EBM_PPL_CACHE_DIR=off``), when the user set
+    ``jax_compilation_cache_dir`` (``JAX_COMPILATION_CACHE_DIR``) themselves (theirs is kept), or
+    when the folder cannot be created. The ``ebm-ppl`` command calls it at start-up; the library
+    never does."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return None
+    folder = path if path is not None else compilation_cache_dir()
+    if folder is None:
+        return None
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
 
 
 def _rule(kind, low, high, low_open, high_open) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "build",
     "init_variables",
     "config_of",
+    "fold_spectral_norm",
     "NETWORKS",
 ]
 
@@ -303,3 +304,43 @@ def init_variables(module: nn.Module, key: jax.Array, data_shape: Sequence[int])
     t = jnp.zeros((1,), jnp.int32)
     variables = module.init({"params": key}, y, t, update_stats=True)
     return dict(variables)
+
+
+def _l2_normalize(x, eps):
+    return x * jax.lax.rsqrt(jnp.sum(x * x, keepdims=True) + eps)
+
+
+def fold_spectral_norm(module: nn.Module, variables: dict) -> tuple[nn.Module, dict]:
+    """``(plain_module, plain_variables)`` computing what ``module.apply(variables, y, t)``
+    computes (``update_stats=False``), with every spectrally normalised kernel divided by its
+    singular-value estimate once, here, instead of at every call.
+
+    The estimate is flax's ``SpectralNorm`` with ``update_stats=False``: one power-iteration step
+    from the stored vector u, v = u W^T / |.|, u' = v W / |.|, sigma = v W u'^T (W the kernel as
+    (-1, out)). Use it where the parameters are fixed over many calls (the K Langevin steps of a
+    training step, a sampler): the folded network skips K - 1 power iterations and the division
+    of every kernel. Modules without spectral norm are returned unchanged."""
+    if not getattr(module, "spectral_norm", False) or not variables.get("batch_stats"):
+        return module, variables
+    eps = 1e-12  # flax SpectralNorm's default epsilon (the one _Layer uses)
+
+    def fold(params, stats):
+        out = dict(params)
+        for key, sub in stats.items():
+            if key == "sn":
+                for name, u in sub.items():
+                    if not name.endswith("/u"):
+                        continue
+                    layer, leaf = name[: -len("/u")].split("/")
+                    w = out[layer][leaf]
+                    mat = w.reshape((-1, w.shape[-1]))
+                    v0 = _l2_normalize(u @ mat.T, eps)
+                    u1 = _l2_normalize(v0 @ mat, eps)
+                    sigma = (v0 @ mat @ u1.T)[0, 0]
+                    out[layer] = {**out[layer], leaf: (mat / jnp.where(sigma != 0, sigma, 1)).reshape(w.shape)}
+            else:
+                out[key] = fold(out[key], sub)
+        return out
+
+    plain = {"params": fold(variables["params"], variables["batch_stats"])}
+    return module.clone(spectral_norm=False), plain

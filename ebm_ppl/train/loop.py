@@ -24,59 +24,28 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ebm_ppl import checkpoint as ckpt
 from ebm_ppl.energy import NetworkEnergy
 from ebm_ppl.energy import networks
 from ebm_ppl.schedules import from_name
-from ebm_ppl.train.objectives import get_objective, network_log_density, resolve_step_scale
+from ebm_ppl.train.objectives import resolve_step_scale
+from ebm_ppl.train.step import learning_rate, make_optimizer, make_train_step
 
-__all__ = ["train", "TrainingDiverged", "sampling_options", "make_optimizer", "init_state", "make_train_step", "LOG_FILE"]
+__all__ = [
+    "train", "TrainingDiverged", "sampling_options", "make_optimizer", "learning_rate", "init_state", "make_train_step",
+    "LOG_FILE",
+]
 
 LOG_FILE = "train_log.jsonl"
 
 
 class TrainingDiverged(RuntimeError):
     """The NaN / divergence guard stopped training."""
-
-
-def learning_rate(opt: dict):
-    """The learning rate of optimizer config ``opt``: a number, or ``count -> lr`` with a linear
-    warm-up over ``warmup`` steps (lr * min((count + 1) / warmup, 1)) and, with ``decay_steps`` > 0,
-    a cosine decay from lr to ``final_lr_fraction`` * lr (default 0) over the first ``decay_steps``
-    steps, flat after them."""
-    lr, warmup = float(opt["lr"]), int(opt.get("warmup", 0))
-    decay_steps = int(opt.get("decay_steps") or 0)
-    final = float(opt.get("final_lr_fraction", 0.0))
-    if warmup <= 0 and decay_steps <= 0:
-        return lr
-
-    def schedule(count):
-        value = lr * jnp.minimum((count + 1) / max(warmup, 1), 1.0) if warmup > 0 else jnp.asarray(lr)
-        if decay_steps > 0:
-            frac = jnp.minimum(count / decay_steps, 1.0)
-            value = value * (final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac)))
-        return value
-
-    return schedule
-
-
-def make_optimizer(opt: dict) -> optax.GradientTransformation:
-    """Adam(lr, beta1, beta2) at :func:`learning_rate` (linear warm-up over ``warmup`` steps,
-    optional cosine decay over ``decay_steps``), after global-norm clipping at ``grad_clip``
-    (None: no clipping)."""
-    schedule = learning_rate(opt)
-    parts = []
-    if opt.get("grad_clip") is not None:
-        parts.append(optax.clip_by_global_norm(float(opt["grad_clip"])))
-    parts.append(optax.adam(schedule, b1=float(opt.get("beta1", 0.9)), b2=float(opt.get("beta2", 0.999))))
-    return optax.chain(*parts)
 
 
 def init_state(module, tx, key, data_shape) -> dict:
@@ -99,72 +68,6 @@ def _variables(params, batch_stats) -> dict:
 def ema_variables(state) -> dict:
     """The EMA copy as Flax variables (what sampling and checkpoints use)."""
     return _variables(state["ema_params"], state["batch_stats"])
-
-
-def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-def make_train_step(module, config: dict, data_info: dict | None, seed: int, mesh=None) -> Callable:
-    """``step(state, data) -> (state, metrics)``, jitted; ``data`` is the full training array.
-
-    With a device ``mesh`` (:func:`ebm_ppl.sharding.device_mesh`), the gathered batch is
-    constrained to ``NamedSharding(mesh, P("batch"))`` (split over the devices) and the state is
-    kept replicated: the compiler partitions the per-example work and inserts the all-reduce of
-    the mean loss and its gradient. Keys and batch indices do not depend on the mesh, so the
-    result equals the one-device step up to float reduction order. ``batch_size`` must be a
-    multiple of the mesh size.
-    """
-    from ebm_ppl import sharding
-
-    if mesh is not None:
-        sharding.check_divisible(int(config["batch_size"]), mesh, "batch_size")
-    schedule = from_name(config["schedule"])
-    obj_cfg = dict(config["objective"])
-    objective = get_objective(obj_cfg.pop("name"), schedule, **obj_cfg)
-    log_density = network_log_density(module, schedule, config.get("base_variance"))
-    tx = make_optimizer(config["optimizer"])
-    decay = float(config["optimizer"].get("ema_decay", 0.999))
-    batch_size = int(config["batch_size"])
-    max_abs = float(config.get("max_abs_loss") or np.inf)
-    bin_width = None if not data_info else data_info.get("bin_width")
-    seed_key = jax.random.PRNGKey(seed)
-    has_sn = bool(config["network"].get("spectral_norm", False))
-
-    def step_fn(state, data):
-        key = jax.random.fold_in(seed_key, state["step"])
-        k_idx, k_deq, k_obj, k_sn = jax.random.split(key, 4)
-        idx = jax.random.randint(k_idx, (batch_size,), 0, data.shape[0])
-        x0 = sharding.constrain_batch(data[idx], mesh)
-        if bin_width is not None:
-            x0 = x0 + (jax.random.uniform(k_deq, x0.shape, x0.dtype) - 0.5) * bin_width
-        batch_stats = state["batch_stats"]
-        if has_sn:  # one power-iteration step per training step
-            t_sn = jax.random.randint(k_sn, (batch_size,), 0, schedule.num_levels)
-            _, upd = module.apply(
-                _variables(state["params"], batch_stats), x0, t_sn, update_stats=True, mutable=["batch_stats"]
-            )
-            batch_stats = upd["batch_stats"]
-
-        def loss_fn(params):
-            return objective(log_density, _variables(params, batch_stats), x0, k_obj)
-
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        grad_norm = optax.tree.norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (jnp.abs(loss) < max_abs) & _all_finite(params)
-        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema_params"], params)
-        new = {"step": state["step"] + 1, "params": params, "batch_stats": batch_stats, "ema_params": ema,
-               "opt_state": opt_state}
-        new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
-        return new, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
-
-    if mesh is None:
-        return jax.jit(step_fn, donate_argnums=())
-    rep = sharding.replicated_sharding(mesh)
-    return jax.jit(step_fn, donate_argnums=(), out_shardings=rep)
 
 
 def _check_compatible(saved: dict, config: dict, path: str):

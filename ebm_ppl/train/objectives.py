@@ -49,6 +49,8 @@ __all__ = [
     "make_pairs",
     "sample_levels",
     "langevin_conditional",
+    "langevin_step_fn",
+    "contrastive_loss",
     "recovery_likelihood_loss",
     "normal_approx_loss",
     "dsm_loss",
@@ -121,6 +123,37 @@ def make_pairs(key: jax.Array, x0: jax.Array, t: jax.Array, schedule: Schedule):
     return y_t, x_next
 
 
+def langevin_step_fn(
+    log_density: LogDensity,
+    params,
+    x_next: jax.Array,
+    t: jax.Array,
+    *,
+    schedule: Schedule,
+    step_scale: float = 1.0,
+    recovery: bool = True,
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``step(y, key) -> y``: one Langevin step on p(y_t | x_{t+1}) (per-example t), the body of
+    :func:`langevin_conditional`: y + delta_t^2/2 grad_y log p + delta_t e."""
+    dt = x_next.dtype
+    sigma = _bcast(_table(schedule.conditional_sigmas, dt)[t], x_next)
+    step_sq = _bcast(_table(resolve_step_scale(schedule, step_scale) * schedule.langevin_step_sizes, dt)[t], x_next)
+
+    def conditional(y):
+        f = jnp.sum(log_density(params, y, t))
+        if recovery:
+            f = f - 0.5 * jnp.sum(jnp.square(x_next - y) / sigma**2)
+        return f
+
+    grad_fn = jax.grad(conditional)
+
+    def step(y, k):
+        noise = jax.random.normal(k, y.shape, dt)
+        return y + 0.5 * step_sq * grad_fn(y) + jnp.sqrt(step_sq) * noise
+
+    return step
+
+
 def langevin_conditional(
     log_density: LogDensity,
     params,
@@ -138,29 +171,15 @@ def langevin_conditional(
 
     With ``recovery=False`` the recovery term is dropped (sampling the marginal of level t).
     """
-    dt = x_next.dtype
-    sigma = _bcast(_table(schedule.conditional_sigmas, dt)[t], x_next)
-    step_sq = _bcast(_table(resolve_step_scale(schedule, step_scale) * schedule.langevin_step_sizes, dt)[t], x_next)
-
-    def conditional(y):
-        f = jnp.sum(log_density(params, y, t))
-        if recovery:
-            f = f - 0.5 * jnp.sum(jnp.square(x_next - y) / sigma**2)
-        return f
-
-    grad_fn = jax.grad(conditional)
-
-    def step(y, k):
-        noise = jax.random.normal(k, y.shape, dt)
-        return y + 0.5 * step_sq * grad_fn(y) + jnp.sqrt(step_sq) * noise, None
-
+    step = langevin_step_fn(log_density, params, x_next, t, schedule=schedule, step_scale=step_scale,
+                            recovery=recovery)
     y0 = x_next if init is None else init
-    y, _ = jax.lax.scan(step, y0, jax.random.split(key, num_steps),
-        unroll=inner_unroll(num_steps, x_next.ndim - 1))
+    y, _ = jax.lax.scan(lambda y, k: (step(y, k), None), y0, jax.random.split(key, num_steps),
+                        unroll=inner_unroll(num_steps, x_next.ndim - 1))
     return y
 
 
-def _contrastive(log_density, params, y_pos, y_neg, t, schedule, output_reg=0.0):
+def contrastive_loss(log_density, params, y_pos, y_neg, t, schedule, output_reg=0.0):
     """mean_b w_t s_t (f(y_neg) - f(y_pos)), negatives under stop-gradient; with ``output_reg``
     > 0 plus output_reg * mean((s_t f_pos)^2 + (s_t f_neg)^2) (Du & Mordatch's regulariser on
     the raw network scale)."""
@@ -199,7 +218,7 @@ def recovery_likelihood_loss(
         log_density, jax.lax.stop_gradient(params), k_mc, x_next, t,
         schedule=schedule, num_steps=num_steps, step_scale=step_scale,
     )
-    return _contrastive(log_density, params, y_pos, y_neg, t, schedule, output_reg)
+    return contrastive_loss(log_density, params, y_pos, y_neg, t, schedule, output_reg)
 
 
 def normal_approx_loss(
@@ -220,7 +239,7 @@ def normal_approx_loss(
     p = jax.lax.stop_gradient(params)
     score = jax.grad(lambda y: jnp.sum(log_density(p, y, t)))(x_next)
     y_neg = x_next + sigma**2 * score + sigma * jax.random.normal(k_mc, x0.shape, x0.dtype)
-    return _contrastive(log_density, params, y_pos, y_neg, t, schedule)
+    return contrastive_loss(log_density, params, y_pos, y_neg, t, schedule)
 
 
 def dsm_noise(schedule: Schedule):
