@@ -190,7 +190,7 @@ def _begin_fn(spec: StepSpec, seed_key, state, data):
     k_t, k_pair, k_mc = jax.random.split(k_obj, 3)
     t = obj.sample_levels(k_t, x0.shape[0], p.schedule.num_levels)
     y_pos, x_next = obj.make_pairs(k_pair, x0, t, p.schedule)
-    _, folded = networks.fold_spectral_norm(p.module, _variables(state["params"], batch_stats))
+    _, folded = networks.fold_spectral_norm(p.module, _variables(state["params"], batch_stats), transposed_kernels=True)
     return batch_stats, folded, t, y_pos, x_next, jax.random.split(k_mc, num_steps)
 
 
