@@ -166,7 +166,7 @@ def main(argv=None):
     S = args.size
     train = [photos.to_data(photos.photo(p)) for p in photos.PHOTO_SPLITS["train"]]
     gauss = pb.StationaryGaussian(train, (S, S))
-    val = photos.to_data(photos.centre_crop(photos.PHOTO_SPLITS["validation"][0], S))
+    val = photos.to_data(photos.centre_crop(photos.PHOTO_SPLITS["validation"][0], min(S, 256)))  # coffee is 400x600
     tv_weights = {}
     for task, (kind, s255) in TASKS.items():
         if kind == "denoise":
