@@ -141,7 +141,7 @@ def section_samplers(args):
 
         _, first = _timed(lr, jax.random.key(0))
         _, second = _timed(lr, jax.random.key(1))
-        grads = n * energy.num_levels * (S - 1) * 3  # 2 leapfrog steps + the final gradient per move
+        grads = n * energy.num_levels * (S - 1) * 2  # one value-and-gradient per leapfrog step (L = 2)
         rows.append({"row": f"sampler/long-run-hmc/{name}", "what": f"long_run.run, {n} chains, S = {S}, HMC L = 2",
                      "first_call_cpu_s": first[0], "first_call_wall_s": first[1],
                      "second_call_cpu_s": second[0], "second_call_wall_s": second[1],

@@ -10,7 +10,7 @@ already in the file are kept, so cases can be run one at a time):
     .venv/bin/python benchmarks/train_throughput.py --case digits --steps 20
     .venv/bin/python benchmarks/train_throughput.py --case cifar2 --steps 3
     .venv/bin/python benchmarks/train_throughput.py --case cifar8 --steps 2
-    .venv/bin/python benchmarks/train_throughput.py --case cifar2 --structure fused   # one jit
+    .venv/bin/python benchmarks/train_throughput.py --case cifar2 --structure split,fused  # side by side
     XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" ... # 1 thread
 
 ``--structure split`` (default) is the library's step (``langevin_chunk=1``: begin, K Langevin
@@ -62,7 +62,9 @@ def _clock():
     return time.process_time(), time.perf_counter()
 
 
-def measure(case: str, steps: int, structure: str) -> dict:
+def measure(case: str, steps: int, structures: list[str]) -> list[dict]:
+    """One entry per structure; with several, the timed steps are interleaved (structure A, B, A,
+    B, ...) so that all see the same machine load."""
     preset, shape, batch, levels, blocks = CASES[case]
     cfg = get_preset(preset)
     if batch is not None:
@@ -70,49 +72,56 @@ def measure(case: str, steps: int, structure: str) -> dict:
     if blocks is not None:
         cfg["network"]["num_res_blocks"] = blocks
     module = networks.build(cfg["network"])
-    state = init_state(module, make_optimizer(cfg["optimizer"]), jax.random.PRNGKey(0), shape)
+    state0 = init_state(module, make_optimizer(cfg["optimizer"]), jax.random.PRNGKey(0), shape)
     data = jax.random.uniform(jax.random.PRNGKey(1), (max(cfg["batch_size"] * 4, 64),) + shape, minval=-1, maxval=1)
-    jax.block_until_ready((state, data))
-    step = make_train_step(module, cfg, {"bin_width": 2.0 / levels}, 0, langevin_chunk=_chunk(structure))
-    c0, w0 = _clock()
-    state, m = step(state, data)
-    jax.block_until_ready(state)
-    c1, w1 = _clock()
-    first_cpu, first_wall = c1 - c0, w1 - w0
-    per_cpu, per_wall = [], []
-    for _ in range(steps):
+    jax.block_until_ready((state0, data))
+    steps_fn, states, first, per_cpu, per_wall, loss = {}, {}, {}, {}, {}, {}
+    for st in structures:
+        steps_fn[st] = make_train_step(module, cfg, {"bin_width": 2.0 / levels}, 0, langevin_chunk=_chunk(st))
         c0, w0 = _clock()
-        state, m = step(state, data)
-        jax.block_until_ready(state)
+        states[st], m = steps_fn[st](state0, data)
+        jax.block_until_ready(states[st])
         c1, w1 = _clock()
-        per_cpu.append(c1 - c0)
-        per_wall.append(w1 - w0)
-    n_params = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(state["params"])))
-    out = {
-        "case": case, "preset": preset, "structure": structure, "network": cfg["network"], "data_shape": list(shape),
-        "batch_size": cfg["batch_size"], "langevin_steps": cfg["objective"].get("num_steps"), "num_params": n_params,
-        "timed_steps": steps,
-        "first_step_cpu_s": first_cpu, "first_step_wall_s": first_wall,
-        "cpu_s_per_step": float(np.median(per_cpu)) if per_cpu else None,
-        "cpu_s_per_step_all": per_cpu, "wall_s_per_step": float(np.median(per_wall)) if per_wall else None,
-        "wall_s_per_step_all": per_wall,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "final_loss": float(m["loss"]), "compiled": compiled_counts(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
-    if case in REFERENCE_TF and out["cpu_s_per_step"]:
-        ref = REFERENCE_TF[case]
-        out["reference_tf"] = ref
-        out["ratio_cpu_per_step_to_tf"] = out["cpu_s_per_step"] / float(np.mean(ref["cpu_s_per_step"]))
-        out["ratio_first_step_to_tf"] = first_cpu / ref["first_step_cpu_s"]
-    return out
+        first[st], per_cpu[st], per_wall[st], loss[st] = (c1 - c0, w1 - w0), [], [], float(m["loss"])
+    for _ in range(steps):
+        for st in structures:
+            c0, w0 = _clock()
+            states[st], m = steps_fn[st](states[st], data)
+            jax.block_until_ready(states[st])
+            c1, w1 = _clock()
+            per_cpu[st].append(c1 - c0)
+            per_wall[st].append(w1 - w0)
+            loss[st] = float(m["loss"])
+    n_params = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(state0["params"])))
+    outs = []
+    for st in structures:
+        out = {
+            "case": case, "preset": preset, "structure": st, "interleaved_with": [s for s in structures if s != st],
+            "network": cfg["network"], "data_shape": list(shape), "batch_size": cfg["batch_size"],
+            "langevin_steps": cfg["objective"].get("num_steps"), "num_params": n_params, "timed_steps": steps,
+            "first_step_cpu_s": first[st][0], "first_step_wall_s": first[st][1],
+            "cpu_s_per_step": float(np.median(per_cpu[st])) if per_cpu[st] else None,
+            "cpu_s_per_step_all": per_cpu[st],
+            "wall_s_per_step": float(np.median(per_wall[st])) if per_wall[st] else None,
+            "wall_s_per_step_all": per_wall[st],
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "final_loss": loss[st], "compiled": compiled_counts(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        }
+        if case in REFERENCE_TF and out["cpu_s_per_step"]:
+            ref = REFERENCE_TF[case]
+            out["reference_tf"] = ref
+            out["ratio_cpu_per_step_to_tf"] = out["cpu_s_per_step"] / float(np.mean(ref["cpu_s_per_step"]))
+            out["ratio_first_step_to_tf"] = first[st][0] / ref["first_step_cpu_s"]
+        outs.append(out)
+    return outs
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", choices=sorted(CASES), action="append", help="case(s) to run (default: digits, cifar2)")
     p.add_argument("--steps", type=int, default=3, help="timed steps after the first")
-    p.add_argument("--structure", default="split", help="split (default), fused or chunkN")
+    p.add_argument("--structure", default="split",
+                   help="split (default), fused or chunkN; several comma-separated: timed steps interleaved")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_throughput.json"))
     args = p.parse_args()
     results = {}
@@ -123,10 +132,10 @@ def main():
     results["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
                           "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
     for case in args.case or ["digits", "cifar2"]:
-        entry = measure(case, args.steps, args.structure)
-        results[f"{case}/{args.structure}"] = entry
-        print(json.dumps({k: entry[k] for k in ("case", "structure", "first_step_cpu_s", "first_step_wall_s",
-                                                "cpu_s_per_step", "wall_s_per_step")}), flush=True)
+        for entry in measure(case, args.steps, args.structure.split(",")):
+            results[f"{case}/{entry['structure']}"] = entry
+            print(json.dumps({k: entry[k] for k in ("case", "structure", "first_step_cpu_s", "first_step_wall_s",
+                                                    "cpu_s_per_step", "wall_s_per_step")}), flush=True)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         tmp = args.out + ".tmp"
         with open(tmp, "w") as fh:
