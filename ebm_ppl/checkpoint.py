@@ -41,6 +41,8 @@ __all__ = [
     "save_logz",
     "load_logz",
     "params_digest",
+    "evaluation_level",
+    "sampler_settings",
     "atomic_write_bytes",
     "atomic_write_text",
 ]
@@ -271,7 +273,12 @@ def load(path):
     except ValueError as err:
         raise CheckpointError(f"{os.path.join(path, CONFIG_FILE)}: {err}") from None
     variables = jax.tree_util.tree_map(jax.numpy.asarray, variables)
-    return NetworkEnergy(module, variables, schedule, tuple(config["data_shape"]), config.get("base_variance"))
+    energy = NetworkEnergy(module, variables, schedule, tuple(config["data_shape"]), config.get("base_variance"))
+    # where it came from, so that ``EBMPrior(load(path))`` finds the stored log Z, the card's
+    # evaluation level and the checkpoint's sampler settings (not a pytree field: a copy made by a
+    # jax transformation simply has no path, and then acts as a bare energy)
+    object.__setattr__(energy, "checkpoint_path", os.fspath(path))
+    return energy
 
 
 def has_train_state(path) -> bool:
@@ -380,3 +387,25 @@ def evaluation_level(path, default: int | None = 0) -> int:
             return int(json.load(fh).get("evaluation_level", 0))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{fname}: corrupt JSON ({err})") from None
+
+
+def sampler_settings(path) -> dict:
+    """The checkpoint's own progressive-sampler settings (``config.json``'s ``sampling``, written by
+    the training run that made it), as keyword arguments of
+    :func:`ebm_ppl.sampling.progressive.build_kernel`: ``inner``, ``num_inner_steps`` and
+    ``step_scale`` (a float, or a tuple with one multiplier per level). ``{}`` when the config
+    names none (the sampler's defaults then apply)."""
+    cfg = read_config(path).get("sampling") or {}
+    out = {}
+    if "inner" in cfg:
+        out["inner"] = str(cfg["inner"])
+    if "num_inner_steps" in cfg:
+        out["num_inner_steps"] = int(cfg["num_inner_steps"])
+    if "step_scale" in cfg:
+        scale = cfg["step_scale"]
+        if isinstance(scale, (list, tuple)):
+            scale = tuple(float(v) for v in scale)
+            if len(set(scale)) == 1:
+                scale = scale[0]
+        out["step_scale"] = float(scale) if not isinstance(scale, tuple) else scale
+    return out

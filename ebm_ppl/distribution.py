@@ -30,9 +30,11 @@ def _missing_message(source, level):
     where = source if isinstance(source, str) else "CKPT"
     return (
         f"no log Z is known for level {level} of this energy, so log_prob cannot be normalised. "
-        f"Estimate one with `ebm-ppl logz {where} --write` (stores it in the checkpoint), or in Python "
-        f"`est = ebm_ppl.logz.ais(energy, jax.random.key(0), level={level})` and pass "
-        f"`EBMPrior(..., log_z=est)`; unnormalized_log_prob(x) needs no log Z."
+        f"Inside a NumPyro model run only by MCMC (NUTS, HMC: they need the density up to a constant), "
+        f"pass `EBMPrior(..., log_z=0.0)`. For a normalised density store an estimate with "
+        f"`ebm-ppl logz {where} --level {level} --write`, or in Python "
+        f"`est = ebm_ppl.logz.ais(energy, jax.random.key(0), level={level})` and pass `EBMPrior(..., log_z=est)`; "
+        f"unnormalized_log_prob(x) needs no log Z."
     )
 
 
@@ -40,42 +42,57 @@ class EBMPrior(Distribution):
     """A noise-conditional energy at one level as a NumPyro distribution.
 
     Args:
-      ckpt_or_energy: a checkpoint folder (loaded with :func:`ebm_ppl.checkpoint.load`) or a bound
-        energy (``NetworkEnergy``, ``GaussianOracle``, ``MixtureOracle``, any protocol object).
-      noise_level: the level t (0 = the data); the variable is x_t with y_t = c_t x_t.
+      ckpt_or_energy: a checkpoint folder, a bound energy loaded from one (``ebm_ppl.load(path)``
+        remembers its path), or any bound energy (``GaussianOracle``, ``MixtureOracle``, ...).
+      noise_level: the level t (0 = the data); the variable is x_t with y_t = c_t x_t. ``None``
+        (default): the level the model card chose on validation (``figures.json``'s
+        ``evaluation_level``, see :func:`ebm_ppl.checkpoint.evaluation_level`) for a checkpoint,
+        0 for any other energy. Which level is a density worth using is a property of the model:
+        docs/models.md lists each shipped model's level and why.
       log_z: ``"cached"`` (the checkpoint's stored estimate for the level, or the energy's exact
-        ``log_z(t)``), a float, or a :class:`ebm_ppl.logz.LogZEstimate` for this level.
+        ``log_z(t)``), a float (``0.0`` is fine for MCMC-only use), or a
+        :class:`ebm_ppl.logz.LogZEstimate` for this level.
       sampler: how ``sample`` draws: ``"auto"`` (exact for oracles that have ``sample``,
         progressive otherwise), ``"exact"`` or ``"progressive"``.
       progressive_kwargs: options of :func:`ebm_ppl.sampling.progressive.build_kernel`
-        (``inner``, ``num_inner_steps``, ``step_scale``).
+        (``inner``, ``num_inner_steps``, ``step_scale``). ``None`` (default): the checkpoint's
+        own sampler settings (``config.json``'s ``sampling``, e.g. one normal-approximation draw
+        per level for a T1k model, see :func:`ebm_ppl.checkpoint.sampler_settings`), else the
+        progressive sampler's defaults.
 
-    ``log_prob`` is normalised; ``unnormalized_log_prob`` drops log Z. ``log_z_stderr`` holds the
-    uncertainty of an estimated log Z (0 when exact).
+    ``sample`` draws x_t: exactly for oracles; for networks by progressive sampling (Gao et al.
+    Alg. 2) from N(0, I) at level T down to level t with the settings above. ``log_prob`` is
+    normalised; ``unnormalized_log_prob`` drops log Z. ``log_z_stderr`` holds the uncertainty of
+    an estimated log Z (0 when exact) and ``log_z_reliable`` whether that estimate passed the
+    importance-weight checks (docs/logz.md, "When is a log Z estimate reliable").
     """
 
     pytree_data_fields = ("energy", "_log_z")
-    pytree_aux_fields = ("noise_level", "log_z_stderr", "sampler", "_progressive", "source", "_scale", "_dim")
+    pytree_aux_fields = ("noise_level", "log_z_stderr", "log_z_reliable", "sampler", "_progressive", "source",
+                         "_scale", "_dim")
 
-    def __init__(self, ckpt_or_energy, noise_level: int = 0, log_z="cached", *, sampler: str = "auto",
+    def __init__(self, ckpt_or_energy, noise_level: int | None = None, log_z="cached", *, sampler: str = "auto",
                  progressive_kwargs: dict | None = None, validate_args=None):
-        source = None
+        from ebm_ppl import checkpoint
+
         energy = ckpt_or_energy
         if isinstance(ckpt_or_energy, (str, os.PathLike)):
-            from ebm_ppl import checkpoint
-
-            source = os.fspath(ckpt_or_energy)
-            energy = checkpoint.load(source)
+            energy = checkpoint.load(os.fspath(ckpt_or_energy))
         if not (hasattr(energy, "log_density") and hasattr(energy, "schedule")):
             raise TypeError(f"EBMPrior needs a checkpoint path or a noise-conditional energy, got {type(energy).__name__}")
+        source = getattr(energy, "checkpoint_path", None)
         T = energy.num_levels
-        if int(noise_level) != noise_level or not 0 <= int(noise_level) <= T:
+        if noise_level is None:
+            noise_level = checkpoint.evaluation_level(source, default=0) if source is not None else 0
+        if isinstance(noise_level, bool) or int(noise_level) != noise_level or not 0 <= int(noise_level) <= T:
             raise ValueError(f"noise_level must be an integer in 0..{T}, got {noise_level!r}")
         noise_level = int(noise_level)
         if sampler not in ("auto", "exact", "progressive"):
             raise ValueError(f"sampler must be 'auto', 'exact' or 'progressive', got {sampler!r}")
         if sampler == "exact" and not hasattr(energy, "sample"):
             raise ValueError("sampler='exact' needs an energy with an exact .sample (an oracle)")
+        if progressive_kwargs is None and source is not None:
+            progressive_kwargs = checkpoint.sampler_settings(source)
         self.energy = energy
         self.noise_level = noise_level
         self.source = source
@@ -83,44 +100,54 @@ class EBMPrior(Distribution):
         self._progressive = tuple(sorted((progressive_kwargs or {}).items()))
         self._scale = float(energy.schedule.model_scales[noise_level])
         self._dim = int(math.prod(energy.data_shape))
-        value, stderr = self._resolve_log_z(log_z)
+        value, stderr, reliable = self._resolve_log_z(log_z)
         self._log_z = None if value is None else jnp.asarray(value, jnp.float32)
         self.log_z_stderr = stderr
+        self.log_z_reliable = reliable
         super().__init__(batch_shape=(), event_shape=tuple(energy.data_shape), validate_args=validate_args)
+
+    @classmethod
+    def from_checkpoint(cls, path, noise_level: int | None = None, log_z="cached", **kwargs) -> "EBMPrior":
+        """``EBMPrior(path, ...)``: the checkpoint's energy at the card's evaluation level (or
+        ``noise_level``), normalised by the stored log Z of that level."""
+        return cls(os.fspath(path), noise_level, log_z, **kwargs)
 
     # -- log Z ------------------------------------------------------------------------------------
     def _resolve_log_z(self, log_z):
-        from ebm_ppl.logz import LogZEstimate
+        """(value, stderr, reliable) of the log Z to use; an unreliable estimate warns once here."""
+        from ebm_ppl.logz import LogZEstimate, check_reliability
 
         t = self.noise_level
+        where = f"EBMPrior({self.source or type(self.energy).__name__}, noise_level={t})"
         if isinstance(log_z, LogZEstimate):
             if log_z.level != t:
                 try:
                     log_z = log_z.at_level(t)
                 except KeyError:
                     raise ValueError(f"the LogZEstimate is for level {log_z.level}, this prior is at level {t}") from None
-            return float(log_z.log_z), float(log_z.stderr)
+            return float(log_z.log_z), float(log_z.stderr), check_reliability(log_z, where)
         if isinstance(log_z, dict) and "log_z" in log_z:
-            return float(log_z["log_z"]), float(log_z.get("stderr") or 0.0)
+            return float(log_z["log_z"]), float(log_z.get("stderr") or 0.0), check_reliability(log_z, where)
         if isinstance(log_z, str):
             if log_z != "cached":
                 raise ValueError(f"log_z must be 'cached', a float or a LogZEstimate, got {log_z!r}")
             exact = self.energy.log_z(t)
             if exact is not None:
-                return float(exact), 0.0
+                return float(exact), 0.0, True
             if self.source is not None:
                 from ebm_ppl import checkpoint
 
                 entry = checkpoint.load_logz(self.source, t)
                 if entry is not None:
-                    return float(entry["log_z"]), float(entry.get("stderr") or 0.0)
-            return None, None
+                    reliable = check_reliability(entry, where)
+                    return float(entry["log_z"]), float(entry.get("stderr") or 0.0), reliable
+            return None, None, None
         if log_z is None:
-            return None, None
+            return None, None, None
         value = float(log_z)
         if not math.isfinite(value):
             raise ValueError(f"log_z must be finite, got {value}")
-        return value, 0.0
+        return value, 0.0, True
 
     @property
     def log_z(self):
@@ -146,9 +173,35 @@ class EBMPrior(Distribution):
         return self.energy.log_density(self._scale * jnp.asarray(x), self.noise_level) + self._dim * math.log(self._scale)
 
     def log_prob(self, x):
+        """Normalised log density of x at the level, shape ``batch`` for x of shape (*batch, *event)."""
         if self._log_z is None:
             raise MissingLogZError(_missing_message(self.source, self.noise_level))
+        if self._validate_args:
+            self._check_finite(x)
         return self.unnormalized_log_prob(x) - self._log_z
+
+    def _check_finite(self, x):
+        if isinstance(x, jax.core.Tracer):
+            return
+        a = np.asarray(x)
+        if a.shape[a.ndim - len(self.event_shape):] != tuple(self.event_shape):
+            raise ValueError(f"EBMPrior.log_prob: expected shape (*batch, {', '.join(map(str, self.event_shape))}), "
+                             f"got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"EBMPrior.log_prob: x has {int(np.size(a) - np.isfinite(a).sum())} NaN or infinite "
+                             f"values (validate_args=True)")
+
+    def entropy(self):
+        raise NotImplementedError(
+            "the entropy of a learned energy has no closed form: estimate it as -mean(log_prob(samples)) "
+            "from prior.sample(key, (n,)) (needs a stored log Z)")
+
+    def cdf(self, value):
+        raise NotImplementedError("an energy-based prior over images has no cumulative distribution function "
+                                  "(there is no ordering of multivariate values); use log_prob or samples")
+
+    def icdf(self, q):
+        raise NotImplementedError("an energy-based prior has no inverse CDF; draw with sample(key, shape)")
 
     def sample(self, key, sample_shape=()):
         sample_shape = tuple(sample_shape)
