@@ -44,13 +44,18 @@ class HistogramTV(NamedTuple):
     bounds: tuple
 
 
+def _log_prob_rows(prior, x, chunk: int) -> np.ndarray:
+    """``prior.log_prob`` of the rows of ``x`` (n, *event) in jitted chunks, float64 (n,)."""
+    fn = jax.jit(prior.log_prob)
+    x = np.asarray(x, np.float32)
+    return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + chunk]))) for i in range(0, len(x), chunk)]).astype(np.float64)
+
+
 def _grid_log_density(prior, lo, hi, spacing, chunk=65536):
     centres = np.arange(lo + spacing / 2, hi, spacing)
     xx, yy = np.meshgrid(centres, centres, indexing="ij")
-    pts = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float32)
-    fn = jax.jit(prior.log_prob)
-    out = np.concatenate([np.asarray(fn(jnp.asarray(pts[i:i + chunk]))) for i in range(0, len(pts), chunk)])
-    return out.reshape(len(centres), len(centres)).astype(np.float64)
+    pts = np.stack([xx.ravel(), yy.ravel()], 1)
+    return _log_prob_rows(prior, pts, chunk).reshape(len(centres), len(centres))
 
 
 def _tv(counts, probs):
@@ -110,7 +115,7 @@ class TwoSampleTest(NamedTuple):
 def mmd_permutation_test(x, y, rng_key, *, num_permutations: int = 200, bandwidth: float | None = None) -> TwoSampleTest:
     """Permutation test of "x and y come from one law" with the unbiased RBF MMD^2 statistic
     (bandwidth: median heuristic on the pooled sample when None). x (m, ...), y (n, ...)."""
-    from ebm_ppl.metrics import median_bandwidth
+    from ebm_ppl.metrics import _sq_dists, median_bandwidth
 
     a = np.asarray(x, np.float64).reshape(len(x), -1)
     b = np.asarray(y, np.float64).reshape(len(y), -1)
@@ -118,8 +123,7 @@ def mmd_permutation_test(x, y, rng_key, *, num_permutations: int = 200, bandwidt
         raise ValueError(f"x and y have different dimensions: {a.shape[1]} and {b.shape[1]}")
     z = np.concatenate([a, b])
     h = median_bandwidth(z) if bandwidth is None else float(bandwidth)
-    sq = np.maximum((z * z).sum(1)[:, None] + (z * z).sum(1)[None, :] - 2.0 * z @ z.T, 0.0)
-    kern = np.exp(-sq / (2.0 * h * h))
+    kern = np.exp(-_sq_dists(z, z) / (2.0 * h * h))
     np.fill_diagonal(kern, 0.0)
     m, n = len(a), len(b)
 
@@ -189,7 +193,5 @@ def mcmc_agreement(prior, rng_key, *, num_chains: int = 256, num_warmup: int = 2
 
 def log_likelihood_per_point(prior, x, *, chunk: int = 4096) -> tuple[float, float]:
     """Mean and standard error of ``prior.log_prob`` over the rows of ``x`` (nats per point)."""
-    fn = jax.jit(prior.log_prob)
-    x = np.asarray(x, np.float32)
-    lp = np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + chunk]))) for i in range(0, len(x), chunk)])
+    lp = _log_prob_rows(prior, x, chunk)
     return float(lp.mean()), float(lp.std(ddof=1) / math.sqrt(len(lp)))

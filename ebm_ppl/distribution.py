@@ -54,8 +54,8 @@ class EBMPrior(Distribution):
         :class:`ebm_ppl.logz.LogZEstimate` for this level.
       sampler: how ``sample`` draws: ``"auto"`` (exact for oracles that have ``sample``,
         progressive otherwise), ``"exact"`` or ``"progressive"``.
-      progressive_kwargs: options of :func:`ebm_ppl.sampling.progressive.build_kernel`
-        (``inner``, ``num_inner_steps``, ``step_scale``). ``None`` (default): the checkpoint's
+      progressive_kwargs: options of :func:`ebm_ppl.sampling.progressive.sample` (``inner``,
+        ``num_inner_steps``, ``step_scale``, ...). ``None`` (default): the checkpoint's
         own sampler settings (``config.json``'s ``sampling``, e.g. one normal-approximation draw
         per level for a T1k model, see :func:`ebm_ppl.checkpoint.sampler_settings`), else the
         progressive sampler's defaults.
@@ -181,12 +181,10 @@ class EBMPrior(Distribution):
         return self.unnormalized_log_prob(x) - self._log_z
 
     def _check_finite(self, x):
+        """validate_args: NaN/inf in a concrete x is an error (the shape is checked by the energy)."""
         if isinstance(x, jax.core.Tracer):
             return
         a = np.asarray(x)
-        if a.shape[a.ndim - len(self.event_shape):] != tuple(self.event_shape):
-            raise ValueError(f"EBMPrior.log_prob: expected shape (*batch, {', '.join(map(str, self.event_shape))}), "
-                             f"got {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"EBMPrior.log_prob: x has {int(np.size(a) - np.isfinite(a).sum())} NaN or infinite "
                              f"values (validate_args=True)")

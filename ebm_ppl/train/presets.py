@@ -31,6 +31,32 @@ _COMMON = {
     "sample": {"inner": "langevin", "num_inner_steps": 30},
 }
 
+
+def _denoiser_2d(schedule: str, description: str) -> dict:
+    """A 2-D bounded-denoiser DSM preset on ``schedule`` (the network divides by that schedule's
+    DSM variance when it is a ``drl`` one, whose energy scale is not that variance)."""
+    network = {"name": "denoiser", "width": 256, "depth": 3, "temb_dim": 32, "activation": "swish"}
+    if schedule.startswith("drl:"):
+        network["variance_schedule"] = schedule
+    return {
+        **_COMMON,
+        "description": description,
+        "data": "checkerboard",
+        "network": network,
+        "schedule": schedule,
+        "objective": {"name": "dsm"},
+        "base_variance": None,
+        "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 100, "grad_clip": 1.0, "ema_decay": 0.995,
+                      "decay_steps": 6000, "final_lr_fraction": 0.02},
+        "batch_size": 512,
+        "steps": 6000,
+        "ckpt_every": 1000,
+        "sample_every": 3000,
+        "num_samples": 1000,
+        "sample": {"inner": "mala", "num_inner_steps": 100, "step_scale": 1.0},
+    }
+
+
 PRESETS: dict[str, dict] = {
     "t6-2d": {
         **_COMMON,
@@ -53,44 +79,17 @@ PRESETS: dict[str, dict] = {
         "sample_every": 1000,
         "num_samples": 1000,
     },
-    "t6-denoiser-2d": {
-        **_COMMON,
-        "description": "density first on 2-D data: the six T6 levels (drl:6) with a bounded-denoiser energy "
-                       "f = -|y - 1.05 tanh(MLP)|^2 / (2 v_t) trained by DSM on the marginal score, so every level's "
-                       "exp f is a normalisable density that its progressive sampler draws (issue 16)",
-        "data": "checkerboard",
-        "network": {"name": "denoiser", "width": 256, "depth": 3, "temb_dim": 32, "activation": "swish",
-                    "variance_schedule": "drl:6"},
-        "schedule": "drl:6",
-        "objective": {"name": "dsm"},
-        "base_variance": None,
-        "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 100, "grad_clip": 1.0, "ema_decay": 0.995,
-                      "decay_steps": 6000, "final_lr_fraction": 0.02},
-        "batch_size": 512,
-        "steps": 6000,
-        "ckpt_every": 1000,
-        "sample_every": 3000,
-        "num_samples": 1000,
-        "sample": {"inner": "mala", "num_inner_steps": 100, "step_scale": 1.0},
-    },
-    "dsm-denoiser-2d": {
-        **_COMMON,
-        "description": "density first on 2-D data: bounded-denoiser energy, DSM on a geometric NCSN ladder "
-                       "1.0..0.01 (L=12), annealed progressive sampling with MH-corrected steps",
-        "data": "checkerboard",
-        "network": {"name": "denoiser", "width": 256, "depth": 3, "temb_dim": 32, "activation": "swish"},
-        "schedule": "ncsn:12:1.0:0.01",
-        "objective": {"name": "dsm"},
-        "base_variance": None,
-        "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 100, "grad_clip": 1.0, "ema_decay": 0.995,
-                      "decay_steps": 6000, "final_lr_fraction": 0.02},
-        "batch_size": 512,
-        "steps": 6000,
-        "ckpt_every": 1000,
-        "sample_every": 3000,
-        "num_samples": 1000,
-        "sample": {"inner": "mala", "num_inner_steps": 100, "step_scale": 1.0},
-    },
+    "t6-denoiser-2d": _denoiser_2d(
+        "drl:6",
+        "density first on 2-D data: the six T6 levels (drl:6) with a bounded-denoiser energy "
+        "f = -|y - 1.05 tanh(MLP)|^2 / (2 v_t) trained by DSM on the marginal score, so every level's "
+        "exp f is a normalisable density that its progressive sampler draws (issue 16)",
+    ),
+    "dsm-denoiser-2d": _denoiser_2d(
+        "ncsn:12:1.0:0.01",
+        "density first on 2-D data: bounded-denoiser energy, DSM on a geometric NCSN ladder "
+        "1.0..0.01 (L=12), annealed progressive sampling with MH-corrected steps",
+    ),
     "t6-digits": {
         **_COMMON,
         "description": "T6 recovery likelihood (K=30) for 8x8 digits; small spectrally normalised WRN",
