@@ -120,8 +120,12 @@ class _Reshape:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", default=["models/digits-t6", "models/digits-dsm", "models/digits-t1k"])
-    p.add_argument("--level", type=int, default=None,
-                   help="noise level of every model's density (default: each card's evaluation_level)")
+    p.add_argument(
+        "--level",
+        type=int,
+        default=None,
+        help="noise level of every model's density (default: each card's evaluation_level)",
+    )
     p.add_argument("--estimate-logz", action="store_true")
     p.add_argument("--out", default=os.path.join(HERE, "results", "bpd_digits.json"))
     args = p.parse_args(argv)
@@ -144,9 +148,15 @@ def main(argv=None):
         prior = EBMPrior(path, noise_level=level)
         r = bits_per_dim(prior, test, jax.random.key(0), levels=17)
         stored = checkpoint.load_logz(path, level) or {}
-        rows[path] = {"bpd": r.bpd, "stderr": r.stderr, "stderr_log_z": r.stderr_log_z, "level": level,
-                      "log_z": stored.get("log_z"), "log_z_weight_ess": stored.get("ess"),
-                      "log_z_num_particles": (stored.get("meta") or {}).get("num_particles")}
+        rows[path] = {
+            "bpd": r.bpd,
+            "stderr": r.stderr,
+            "stderr_log_z": r.stderr_log_z,
+            "level": level,
+            "log_z": stored.get("log_z"),
+            "log_z_weight_ess": stored.get("ess"),
+            "log_z_num_particles": (stored.get("meta") or {}).get("num_particles"),
+        }
     print(f"{'model':>24} {'test bits/dim':>14} {'stderr':>8}")
     for k, v in rows.items():
         if v.get("missing"):

@@ -61,12 +61,19 @@ def main():
             raise SystemExit(f"case {case} failed:\n{res.stderr[-3000:]}")
         r = json.loads(line[0][7:])
         first, second = r["calls"]
-        r.update(ckpt=a.ckpt, n=a.n, second_over_first_wall=second["wall_s"] / first["wall_s"],
-                 second_over_first_cpu=second["cpu_s"] / first["cpu_s"])
+        r.update(
+            ckpt=a.ckpt,
+            n=a.n,
+            second_over_first_wall=second["wall_s"] / first["wall_s"],
+            second_over_first_cpu=second["cpu_s"] / first["cpu_s"],
+        )
         rows.append(r)
-        print(f"{case:10s} first {first['wall_s']:.2f} s wall / {first['cpu_s']:.2f} s CPU, second "
-              f"{second['wall_s']:.2f} s / {second['cpu_s']:.2f} s: ratio {r['second_over_first_wall']:.3f} wall, "
-              f"{r['second_over_first_cpu']:.3f} CPU", flush=True)
+        print(
+            f"{case:10s} first {first['wall_s']:.2f} s wall / {first['cpu_s']:.2f} s CPU, second "
+            f"{second['wall_s']:.2f} s / {second['cpu_s']:.2f} s: ratio {r['second_over_first_wall']:.3f} wall, "
+            f"{r['second_over_first_cpu']:.3f} CPU",
+            flush=True,
+        )
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     tmp = a.out + ".tmp"
     with open(tmp, "w") as fh:

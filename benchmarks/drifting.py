@@ -19,7 +19,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.energy import target
@@ -28,14 +27,28 @@ from ebm_ppl.sampling import drifting as dr
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 PAPER = {
-    "gmm4": {"mean_error": 0.0754, "cov_error": 0.0425, "mmd": 0.0020, "mean_energy": 1.0045, "reference_energy": 1.0263},
+    "gmm4": {
+        "mean_error": 0.0754,
+        "cov_error": 0.0425,
+        "mmd": 0.0020,
+        "mean_energy": 1.0045,
+        "reference_energy": 1.0263,
+    },
     "double-well": {"mean_error": 0.0308, "cov_error": 0.0326, "mmd": 0.0014},
     "banana": {"mean_error": 0.0226, "mmd": 0.0019},
 }
 
 
-def run_target(name: str, steps: int, estimator: str, seed: int = 0, n_eval: int = 5000, sigma_start=None, suffix: str = "",
-               **overrides) -> dict:
+def run_target(
+    name: str,
+    steps: int,
+    estimator: str,
+    seed: int = 0,
+    n_eval: int = 5000,
+    sigma_start=None,
+    suffix: str = "",
+    **overrides,
+) -> dict:
     energy = target(name)
     config = dr.DriftingConfig(num_steps=steps, estimator=estimator, sigma_start=sigma_start, **overrides)
     t0 = time.perf_counter()
@@ -61,7 +74,13 @@ def run_target(name: str, steps: int, estimator: str, seed: int = 0, n_eval: int
         paper=PAPER.get(name),
     )
     sampler.save(os.path.join(RESULTS, f"drifting_{name}{suffix}_sampler"))
-    dr.plot_samples(energy, gen, ref, os.path.join(RESULTS, f"drifting_{name}{suffix}.png"), title=f"{name}: {steps} drifting updates ({estimator}{', sigma annealed from %g' % sigma_start if sigma_start else ''})")
+    dr.plot_samples(
+        energy,
+        gen,
+        ref,
+        os.path.join(RESULTS, f"drifting_{name}{suffix}.png"),
+        title=f"{name}: {steps} drifting updates ({estimator}{', sigma annealed from %g' % sigma_start if sigma_start else ''})",
+    )
     with open(os.path.join(RESULTS, f"drifting_{name}{suffix}.json"), "w") as f:
         json.dump(res, f, indent=1)
     return res
@@ -83,7 +102,9 @@ def noise_floor(name: str, n: int = 5000, reps: int = 200) -> dict:
     paper = PAPER.get(name) or {}
     for k in ("mean_error", "cov_error"):
         if k in paper:
-            out[k]["fraction_of_exact_below_paper"] = float(np.mean(np.array(mean_err if k == "mean_error" else cov_err) < paper[k]))
+            out[k]["fraction_of_exact_below_paper"] = float(
+                np.mean(np.array(mean_err if k == "mean_error" else cov_err) < paper[k])
+            )
     return out
 
 
@@ -95,7 +116,9 @@ def table(rows: list[dict]) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     for r in rows:
         p = r.get("paper") or {}
-        name = r["target"] + (" (sigma annealed from %g)" % r["config"]["sigma_start"] if r["config"].get("sigma_start") else "")
+        name = r["target"] + (
+            " (sigma annealed from %g)" % r["config"]["sigma_start"] if r["config"].get("sigma_start") else ""
+        )
         name += ", cosine lr" if r["config"].get("lr_schedule") == "cosine" else ""
         name += f", batch {r['config']['batch_size']}" if r["config"].get("batch_size", 1024) != 1024 else ""
         modes = f"{r['modes_covered']}/{r['modes_in_reference']}" if "modes_covered" in r else "-"
@@ -113,12 +136,20 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10_000)
     ap.add_argument("--estimator", default="mean_shift", choices=dr.ESTIMATORS)
     ap.add_argument("--tag", default="table")
-    ap.add_argument("--sigma-start", type=float, default=None, help="anneal sigma from this value (our addition; default off = the paper)")
+    ap.add_argument(
+        "--sigma-start",
+        type=float,
+        default=None,
+        help="anneal sigma from this value (our addition; default off = the paper)",
+    )
     ap.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--suffix", default=None, help="file suffix of the per-target outputs (default '' or '_anneal')")
-    ap.add_argument("--noise-floor", action="store_true",
-                    help="only the errors of exact draws against exact draws (drifting_noise_floor_<target>.json)")
+    ap.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="only the errors of exact draws against exact draws (drifting_noise_floor_<target>.json)",
+    )
     args = ap.parse_args(argv)
     os.makedirs(RESULTS, exist_ok=True)
     if args.noise_floor:
@@ -132,10 +163,20 @@ def main(argv=None):
     for name in args.targets:
         print(f"== {name}", flush=True)
         suffix = ("" if args.sigma_start is None else "_anneal") if args.suffix is None else args.suffix
-        r = run_target(name, args.steps, args.estimator, sigma_start=args.sigma_start, suffix=suffix,
-                       lr_schedule=args.lr_schedule, batch_size=args.batch_size)
+        r = run_target(
+            name,
+            args.steps,
+            args.estimator,
+            sigma_start=args.sigma_start,
+            suffix=suffix,
+            lr_schedule=args.lr_schedule,
+            batch_size=args.batch_size,
+        )
         rows.append(r)
-        print({k: r[k] for k in ("mean_error", "cov_error", "mmd", "mean_energy", "reference_energy", "train_seconds")}, flush=True)
+        print(
+            {k: r[k] for k in ("mean_error", "cov_error", "mmd", "mean_energy", "reference_energy", "train_seconds")},
+            flush=True,
+        )
     md = table(rows)
     print(md)
     with open(os.path.join(RESULTS, f"drifting_{args.tag}.md"), "w") as f:

@@ -56,10 +56,22 @@ def main(argv=None):
     rhos = dr.level_bandwidths(energy)
     eta = float(rhos[args.level_end] ** 2) if args.eta is None else args.eta
     width = 512 if args.arch == "mlp" else 64
-    cfg = dr.DriftingConfig(latent_dim=64, width=width, depth=3, arch=args.arch, init_scale=0.6, estimator="level",
-                            level_start=args.level_start, level_end=args.level_end, eta=eta, eta_scales_with_sigma=True,
-                            batch_size=args.batch_size, learning_rate=args.lr, num_steps=args.steps,
-                            sampler_include_self=not args.leave_one_out)
+    cfg = dr.DriftingConfig(
+        latent_dim=64,
+        width=width,
+        depth=3,
+        arch=args.arch,
+        init_scale=0.6,
+        estimator="level",
+        level_start=args.level_start,
+        level_end=args.level_end,
+        eta=eta,
+        eta_scales_with_sigma=True,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        num_steps=args.steps,
+        sampler_include_self=not args.leave_one_out,
+    )
     print(f"rho_t = {np.round(rhos, 4).tolist()}; eta at level {args.level_end} = {eta:.4g}", flush=True)
     sampler, hist, _ = dr.train(energy, jax.random.PRNGKey(0), cfg, chunk=50)
     tag = f"drifting_{args.tag}"
@@ -102,30 +114,51 @@ def main(argv=None):
         "level_bandwidths": rhos.tolist(),
         "train_seconds": hist["seconds"],
         "final_loss": hist["loss"][-1],
-        "one_step": {"frechet_distance_test": fd_one, "seconds_per_360": one_s, "samples_per_second": N / one_s,
-                     "class_proportions": [float(v) for v in np.asarray(hist_one.proportions)] if hasattr(hist_one, "proportions") else None,
-                     "median_nn_train_distance": nn_one},
-        "progressive": {"frechet_distance_test": fd_prog, "seconds_per_360": prog_s, "samples_per_second": N / prog_s,
-                        "options": {k: (v if isinstance(v, (int, float, str, type(None))) else str(v)) for k, v in opts.items()},
-                        "median_nn_train_distance": nn_prog},
+        "one_step": {
+            "frechet_distance_test": fd_one,
+            "seconds_per_360": one_s,
+            "samples_per_second": N / one_s,
+            "class_proportions": [float(v) for v in np.asarray(hist_one.proportions)]
+            if hasattr(hist_one, "proportions")
+            else None,
+            "median_nn_train_distance": nn_one,
+        },
+        "progressive": {
+            "frechet_distance_test": fd_prog,
+            "seconds_per_360": prog_s,
+            "samples_per_second": N / prog_s,
+            "options": {k: (v if isinstance(v, (int, float, str, type(None))) else str(v)) for k, v in opts.items()},
+            "median_nn_train_distance": nn_prog,
+        },
         "train360_vs_test_frechet": fd_data,
         "test_median_nn_train_distance": nn_test,
     }
-    print(json.dumps({k: v for k, v in res.items() if k in ("one_step", "progressive", "train360_vs_test_frechet")}, indent=1))
+    print(
+        json.dumps(
+            {k: v for k, v in res.items() if k in ("one_step", "progressive", "train360_vs_test_frechet")}, indent=1
+        )
+    )
     with open(os.path.join(RESULTS, f"{tag}.json"), "w") as f:
         json.dump(res, f, indent=1)
-    md = "\n".join([
-        "| sampler | classifier FD vs test (360) | samples / s (CPU, 360 per call) | median distance to nearest train image | training |",
-        "|---|---|---|---|---|",
-        f"| one-step drifting ({args.arch}, {args.steps} updates{', leave-one-out sampler side' if args.leave_one_out else ''}) | {fd_one:.2f} | {N / one_s:.0f} | {nn_one:.2f} | {hist['seconds']:.0f} s |",
-        f"| progressive ({args.ckpt}, own options) | {fd_prog:.2f} | {N / prog_s:.1f} | {nn_prog:.2f} | - |",
-        f"| train[:360] vs test (floor) | {fd_data:.2f} | - | {nn_test:.2f} (test) | - |",
-    ])
+    md = "\n".join(
+        [
+            "| sampler | classifier FD vs test (360) | samples / s (CPU, 360 per call) | median distance to nearest train image | training |",
+            "|---|---|---|---|---|",
+            f"| one-step drifting ({args.arch}, {args.steps} updates{', leave-one-out sampler side' if args.leave_one_out else ''}) | {fd_one:.2f} | {N / one_s:.0f} | {nn_one:.2f} | {hist['seconds']:.0f} s |",
+            f"| progressive ({args.ckpt}, own options) | {fd_prog:.2f} | {N / prog_s:.1f} | {nn_prog:.2f} | - |",
+            f"| train[:360] vs test (floor) | {fd_data:.2f} | - | {nn_test:.2f} (test) | - |",
+        ]
+    )
     print(md)
     with open(os.path.join(RESULTS, f"{tag}.md"), "w") as f:
         f.write(md + "\n")
     grid = np.concatenate([x_one[:50], x_prog[:50]])
-    save_image_grid(grid, os.path.join(RESULTS, f"{tag}.png"), title=f"top 5 rows: one-step drifting (FD {fd_one:.1f}); bottom: progressive (FD {fd_prog:.1f})", ncols=10)
+    save_image_grid(
+        grid,
+        os.path.join(RESULTS, f"{tag}.png"),
+        title=f"top 5 rows: one-step drifting (FD {fd_one:.1f}); bottom: progressive (FD {fd_prog:.1f})",
+        ncols=10,
+    )
 
 
 def energy_config(ckpt):

@@ -144,8 +144,14 @@ def run_drifting(name, energy, steps, seed=0):
     t0 = time.perf_counter()
     jax.block_until_ready(sampler.sample(jax.random.PRNGKey(7), N_EVAL))
     evals = steps * cfg.batch_size * cfg.num_perturbations
-    return x, {"energy_evals": int(evals), "grad_evals": 0, "evals": int(evals), "train_seconds": hist["seconds"],
-               "sample_seconds_5000": time.perf_counter() - t0, "config": cfg.to_dict()}
+    return x, {
+        "energy_evals": int(evals),
+        "grad_evals": 0,
+        "evals": int(evals),
+        "train_seconds": hist["seconds"],
+        "sample_seconds_5000": time.perf_counter() - t0,
+        "config": cfg.to_dict(),
+    }
 
 
 def run_nuts(name, energy, budget, seed=1, num_warmup=200):
@@ -174,9 +180,22 @@ def run_nuts(name, energy, budget, seed=1, num_warmup=200):
     ngrad = np.asarray(ch.num_gradient_evaluations)
     grads = float(ngrad.sum()) + warm * chains * float(ngrad.mean())  # warm-up counted at the sampling rate
     x = np.asarray(ch.position[:, -keep:]).reshape((chains * keep,) + tuple(energy.data_shape))
-    return x, {"energy_evals": 0, "grad_evals": int(grads), "evals": int(grads), "seconds": secs,
-               "chains": chains, "draws_kept_per_chain": keep, "sized_for_grads_per_step": per_step, "max_num_doublings": depth, "warmup": warm, "samples_per_chain": n_samp, "grads_per_step": float(ngrad.mean()), "note": "gmm40: 64-chain sizing pilot not counted",
-               "acceptance": float(np.mean(np.asarray(ch.acceptance_rate))), "init_std": s}
+    return x, {
+        "energy_evals": 0,
+        "grad_evals": int(grads),
+        "evals": int(grads),
+        "seconds": secs,
+        "chains": chains,
+        "draws_kept_per_chain": keep,
+        "sized_for_grads_per_step": per_step,
+        "max_num_doublings": depth,
+        "warmup": warm,
+        "samples_per_chain": n_samp,
+        "grads_per_step": float(ngrad.mean()),
+        "note": "gmm40: 64-chain sizing pilot not counted",
+        "acceptance": float(np.mean(np.asarray(ch.acceptance_rate))),
+        "init_std": s,
+    }
 
 
 def run_progressive(energy_name, budget, seed=2):
@@ -184,26 +203,50 @@ def run_progressive(energy_name, budget, seed=2):
     T = energy.num_levels
     k = max(1, int(budget / (N_EVAL * T)))
     t0 = time.perf_counter()
-    x, info = progressive.sample(energy, jax.random.PRNGKey(seed), N_EVAL, inner="mala", num_inner_steps=k,
-                                 start="x_next", return_info=True)
+    x, info = progressive.sample(
+        energy, jax.random.PRNGKey(seed), N_EVAL, inner="mala", num_inner_steps=k, start="x_next", return_info=True
+    )
     x = np.asarray(x)
     grads = N_EVAL * T * k
-    return x, {"energy_evals": 0, "grad_evals": int(grads), "evals": int(grads), "seconds": time.perf_counter() - t0,
-               "schedule": energy.schedule.name, "inner": "mala", "inner_steps_per_level": k,
-               "acceptance_per_level": [float(a) for a in np.asarray(info["acceptance_rate"])],
-               "note": "step-size tuning runs not counted"}
+    return x, {
+        "energy_evals": 0,
+        "grad_evals": int(grads),
+        "evals": int(grads),
+        "seconds": time.perf_counter() - t0,
+        "schedule": energy.schedule.name,
+        "inner": "mala",
+        "inner_steps_per_level": k,
+        "acceptance_per_level": [float(a) for a in np.asarray(info["acceptance_rate"])],
+        "note": "step-size tuning runs not counted",
+    }
 
 
 def run_ais(energy, budget, seed=3, num_steps=2):
     n = N_EVAL
     bridges = max(8, int(budget / (n * num_steps)))
     t0 = time.perf_counter()
-    est, y, log_w = logz.ais(energy, jax.random.PRNGKey(seed), level=0, num_particles=n, num_bridges=bridges,
-                             num_steps=num_steps, return_samples=True, batch_size=1000)
+    est, y, log_w = logz.ais(
+        energy,
+        jax.random.PRNGKey(seed),
+        level=0,
+        num_particles=n,
+        num_bridges=bridges,
+        num_steps=num_steps,
+        return_samples=True,
+        batch_size=1000,
+    )
     x, ess = _resample(jax.random.PRNGKey(seed + 100), np.asarray(y), np.asarray(log_w, np.float64), N_EVAL)
-    return x, {"energy_evals": int(est.num_energy_evals), "grad_evals": int(est.num_grad_evals), "evals": int(est.num_grad_evals),
-               "seconds": time.perf_counter() - t0, "bridges": bridges, "mala_steps_per_bridge": num_steps,
-               "weight_ess": ess, "log_z": est.log_z, "exact_log_z": energy.log_z(0)}
+    return x, {
+        "energy_evals": int(est.num_energy_evals),
+        "grad_evals": int(est.num_grad_evals),
+        "evals": int(est.num_grad_evals),
+        "seconds": time.perf_counter() - t0,
+        "bridges": bridges,
+        "mala_steps_per_bridge": num_steps,
+        "weight_ess": ess,
+        "log_z": est.log_z,
+        "exact_log_z": energy.log_z(0),
+    }
 
 
 def plot(name, samples: dict, ref, path):
@@ -250,12 +293,26 @@ def run_target(name, steps):
     if name == "gmm40":
         print(f"== {name}: progressive", flush=True)
         x, meta = run_progressive(name, budget)
-        rows.append({"target": name, "method": "progressive (MALA, ncsn:10:60:0.01)", **meta, **evaluate(name, energy, x, ref, p_right)})
+        rows.append(
+            {
+                "target": name,
+                "method": "progressive (MALA, ncsn:10:60:0.01)",
+                **meta,
+                **evaluate(name, energy, x, ref, p_right),
+            }
+        )
         samples["progressive"] = x
     else:
         print(f"== {name}: AIS", flush=True)
         x, meta = run_ais(energy, budget)
-        rows.append({"target": name, "method": "AIS N(0,I) -> target, resampled", **meta, **evaluate(name, energy, x, ref, p_right)})
+        rows.append(
+            {
+                "target": name,
+                "method": "AIS N(0,I) -> target, resampled",
+                **meta,
+                **evaluate(name, energy, x, ref, p_right),
+            }
+        )
         samples["AIS (resampled)"] = x
     print(rows[-1]["mmd"], flush=True)
     plot(name, samples, ref, os.path.join(RESULTS, f"drifting_hard_{name}.png"))
@@ -273,12 +330,16 @@ def table(rows) -> str:
         if r["target"] == "gmm40":
             modes = f"{r['modes_with_5']}/40 modes with >= 5 samples, TV {r['mode_tv']:.3f}"
         else:
-            modes = (f"{r['pairs_matched']}/16 pairs within 3 SE of P(a>0) = {r['exact_right_mass']:.4f}; "
-                     f"mean abs err {r['right_mass_abs_error']:.3f}; {r['sign_patterns_hit']} sign patterns; "
-                     f"pair MMD^2 {r['pair_mmd_mean']:.4f}")
+            modes = (
+                f"{r['pairs_matched']}/16 pairs within 3 SE of P(a>0) = {r['exact_right_mass']:.4f}; "
+                f"mean abs err {r['right_mass_abs_error']:.3f}; {r['sign_patterns_hit']} sign patterns; "
+                f"pair MMD^2 {r['pair_mmd_mean']:.4f}"
+            )
         ev = "-" if r.get("evals") is None else f"{r['evals']:.3g}"
         secs = r.get("train_seconds", r.get("seconds"))
-        lines.append(f"| {r['target']} | {r['method']} | {ev} | {r['mmd']:.4f} | {modes} | {'-' if secs is None else f'{secs:.0f}'} |")
+        lines.append(
+            f"| {r['target']} | {r['method']} | {ev} | {r['mmd']:.4f} | {modes} | {'-' if secs is None else f'{secs:.0f}'} |"
+        )
     return "\n".join(lines)
 
 

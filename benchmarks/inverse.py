@@ -46,11 +46,32 @@ BUDGETS = {
     "64p-smc-10final": dict(method="smc", num_particles=64, smc_kwargs={"num_final_steps": 10}),
     "64p-16x(20+10)": dict(num_particles=64, num_chains=16, num_warmup=20, num_samples=10),
 }
-KEYS = ["level", "psnr", "baseline_psnr", "exact_psnr", "coverage50", "coverage90", "coverage95", "exact_coverage90",
-        "baseline_coverage90", "mean_error", "mean_error_rel", "nuts_acceptance", "nuts_mean_integration_steps",
-        "nuts_divergences", "mc_error_rel", "mc_error_chains_rel", "replicate_mean_error_rel", "smc_iterations",
-        "smc_acceptance", "seconds", "cpu_seconds", "problems_per_minute", "ess_per_problem",
-        "effective_samples_per_second"]
+KEYS = [
+    "level",
+    "psnr",
+    "baseline_psnr",
+    "exact_psnr",
+    "coverage50",
+    "coverage90",
+    "coverage95",
+    "exact_coverage90",
+    "baseline_coverage90",
+    "mean_error",
+    "mean_error_rel",
+    "nuts_acceptance",
+    "nuts_mean_integration_steps",
+    "nuts_divergences",
+    "mc_error_rel",
+    "mc_error_chains_rel",
+    "replicate_mean_error_rel",
+    "smc_iterations",
+    "smc_acceptance",
+    "seconds",
+    "cpu_seconds",
+    "problems_per_minute",
+    "ess_per_problem",
+    "effective_samples_per_second",
+]
 
 
 def parse(argv):
@@ -64,13 +85,22 @@ def parse(argv):
     p.add_argument("--operators", default=None, help="comma-separated subset (budget: the budget names)")
     p.add_argument("--problems", type=int, default=None, help="200 (oracle) / 100 (digits, budget) by default")
     p.add_argument("--method", default="smc+nuts", choices=["smc", "smc+nuts", "progressive"])
-    p.add_argument("--level", "--prior-level", dest="level", type=int, default=None,
-                   help="prior level (default: the card's evaluation level; 0 for the oracle)")
+    p.add_argument(
+        "--level",
+        "--prior-level",
+        dest="level",
+        type=int,
+        default=None,
+        help="prior level (default: the card's evaluation level; 0 for the oracle)",
+    )
     p.add_argument("--particles", type=int, default=D["num_particles"])
     p.add_argument("--mcmc-steps", type=int, default=D["num_mcmc_steps"], help="SMC: HMC moves per tempering step")
     p.add_argument("--final-steps", type=int, default=0, help="SMC: HMC moves after lam = 1 (default 0; NUTS follows)")
-    p.add_argument("--replicate", action="store_true",
-                   help="oracle: run each posterior twice (independent prior particles) to estimate the Monte-Carlo error of the mean")
+    p.add_argument(
+        "--replicate",
+        action="store_true",
+        help="oracle: run each posterior twice (independent prior particles) to estimate the Monte-Carlo error of the mean",
+    )
     p.add_argument("--chains", type=int, default=D["num_chains"])
     p.add_argument("--warmup", type=int, default=D["num_warmup"])
     p.add_argument("--samples", type=int, default=D["num_samples"])
@@ -121,10 +151,17 @@ def main(argv=None):
         ops = DIGITS_OPERATORS if args.part == "digits" else ["inpaint:half"]
         source = f"digits test ({args.ckpt})"
     baseline = fit_gaussian(train)
-    settings = dict(method=args.method, level=level, num_particles=args.particles, num_chains=args.chains,
-                    num_warmup=args.warmup, num_samples=args.samples, num_inner_steps=args.inner_steps,
-                    max_num_doublings=args.max_doublings,
-                    smc_kwargs={"num_mcmc_steps": args.mcmc_steps, "num_final_steps": args.final_steps})
+    settings = dict(
+        method=args.method,
+        level=level,
+        num_particles=args.particles,
+        num_chains=args.chains,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        num_inner_steps=args.inner_steps,
+        max_num_doublings=args.max_doublings,
+        smc_kwargs={"num_mcmc_steps": args.mcmc_steps, "num_final_steps": args.final_steps},
+    )
     runs = [(name, name, settings) for name in ops]
     if args.part == "budget":
         runs = [(b, "inpaint:half", {**settings, **over}) for b, over in BUDGETS.items()]
@@ -138,16 +175,36 @@ def main(argv=None):
         rep = None
         if args.replicate and oracle is not None:
             rep = dict(kwargs)
-        m, _ = experiment.run(energy, op, noise, truths, jax.random.fold_in(key, 100 + (0 if args.part == "budget" else i)),
-                              baseline=baseline, oracle=oracle, sampler_kwargs=kwargs, replicate_sampler_kwargs=rep,
-                              out_dir=os.path.join(args.out, args.part, entry.replace(":", "_")),
-                              title=f"{name} on {source}", progress=sys.stderr.isatty())
+        m, _ = experiment.run(
+            energy,
+            op,
+            noise,
+            truths,
+            jax.random.fold_in(key, 100 + (0 if args.part == "budget" else i)),
+            baseline=baseline,
+            oracle=oracle,
+            sampler_kwargs=kwargs,
+            replicate_sampler_kwargs=rep,
+            out_dir=os.path.join(args.out, args.part, entry.replace(":", "_")),
+            title=f"{name} on {source}",
+            progress=sys.stderr.isatty(),
+        )
         m.pop("calibration", None)
-        results[entry] = {"source": source, "operator": name, "problems": n, "level": level,
-                          "settings": _jsonable(kwargs), **m}
+        results[entry] = {
+            "source": source,
+            "operator": name,
+            "problems": n,
+            "level": level,
+            "settings": _jsonable(kwargs),
+            **m,
+        }
         _atomic_json(results_path, results)
-        print(entry, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k in KEYS},
-              f"{time.time() - t0:.0f}s", flush=True)
+        print(
+            entry,
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k in KEYS},
+            f"{time.time() - t0:.0f}s",
+            flush=True,
+        )
     print(table(results, args.part))
     return 0
 
@@ -165,26 +222,38 @@ def _atomic_json(path, obj):
 
 def _throughput(r):
     eps = r.get("effective_samples_per_second")
-    return (f"{r['seconds']:.0f} / {r['cpu_seconds']:.0f}" if "cpu_seconds" in r else f"{r['seconds']:.0f} / -",
-            f"{r['problems_per_minute']:.1f}" if "problems_per_minute" in r else "-",
-            f"{eps:.1f}" if eps is not None else "-")
+    return (
+        f"{r['seconds']:.0f} / {r['cpu_seconds']:.0f}" if "cpu_seconds" in r else f"{r['seconds']:.0f} / -",
+        f"{r['problems_per_minute']:.1f}" if "problems_per_minute" in r else "-",
+        f"{eps:.1f}" if eps is not None else "-",
+    )
 
 
 def table(results, part):
     if part == "oracle":
-        head = ("| operator | noise | cov50 | cov90 | cov95 | exact cov90 | Gaussian cov90 | mean RMSE vs exact (/ post. std) "
-                "| MC error (/ post. std) | PSNR EBM / exact / Gaussian |")
+        head = (
+            "| operator | noise | cov50 | cov90 | cov95 | exact cov90 | Gaussian cov90 | mean RMSE vs exact (/ post. std) "
+            "| MC error (/ post. std) | PSNR EBM / exact / Gaussian |"
+        )
         lines = [head, "|" + "---|" * 10]
         for name, r in results.items():
-            mc = (f"{r['mc_error']:.4f} ({r['mc_error_rel']:.3f})" if "mc_error" in r else
-                  f"{r['mc_error_chains']:.4f} ({r['mc_error_chains_rel']:.3f}) chains" if "mc_error_chains" in r else "-")
+            mc = (
+                f"{r['mc_error']:.4f} ({r['mc_error_rel']:.3f})"
+                if "mc_error" in r
+                else f"{r['mc_error_chains']:.4f} ({r['mc_error_chains_rel']:.3f}) chains"
+                if "mc_error_chains" in r
+                else "-"
+            )
             lines.append(
                 f"| {name} | {r['noise_std']:g} | {r['coverage50']:.3f} | {r['coverage90']:.3f} | {r['coverage95']:.3f} | "
                 f"{r['exact_coverage90']:.3f} | {r['baseline_coverage90']:.3f} | {r['mean_error']:.4f} ({r['mean_error_rel']:.3f}) | "
-                f"{mc} | {r['psnr']:.2f} / {r['exact_psnr']:.2f} / {r['baseline_psnr']:.2f} |")
+                f"{mc} | {r['psnr']:.2f} / {r['exact_psnr']:.2f} / {r['baseline_psnr']:.2f} |"
+            )
     elif part == "digits":
-        head = ("| operator | noise | level | PSNR EBM | PSNR Gaussian | gain (dB) | SSIM EBM / Gaussian | cov50 / cov90 / cov95 EBM "
-                "| cov90 Gaussian | wall / CPU s | problems/min | eff. samples/s |")
+        head = (
+            "| operator | noise | level | PSNR EBM | PSNR Gaussian | gain (dB) | SSIM EBM / Gaussian | cov50 / cov90 / cov95 EBM "
+            "| cov90 Gaussian | wall / CPU s | problems/min | eff. samples/s |"
+        )
         lines = [head, "|" + "---|" * 12]
         for name, r in results.items():
             lv = r.get("level", r.get("prior_level", 0))
@@ -192,18 +261,24 @@ def table(results, part):
                 f"| {name} | {r['noise_std']:g} | {lv} | {r['psnr']:.2f} | {r['baseline_psnr']:.2f} | "
                 f"{r['psnr'] - r['baseline_psnr']:+.2f} | {r['ssim']:.3f} / {r['baseline_ssim']:.3f} | "
                 f"{r['coverage50']:.3f} / {r['coverage90']:.3f} / {r['coverage95']:.3f} | {r['baseline_coverage90']:.3f} | "
-                + " | ".join(_throughput(r)) + " |")
+                + " | ".join(_throughput(r))
+                + " |"
+            )
     else:
-        head = ("| budget | PSNR gain (dB) | cov50 / cov90 / cov95 | wall / CPU s | problems/min | ESS per problem "
-                "| eff. samples/s | CPU s per 1000 eff. samples |")
+        head = (
+            "| budget | PSNR gain (dB) | cov50 / cov90 / cov95 | wall / CPU s | problems/min | ESS per problem "
+            "| eff. samples/s | CPU s per 1000 eff. samples |"
+        )
         lines = [head, "|" + "---|" * 8]
         for name, r in results.items():
             ess = r.get("ess_per_problem")
             per_k = f"{1000 * r['cpu_seconds'] / (ess * r['num_problems']):.1f}" if ess else "-"
             lines.append(
                 f"| {name} | {r['psnr'] - r['baseline_psnr']:+.2f} | "
-                f"{r['coverage50']:.3f} / {r['coverage90']:.3f} / {r['coverage95']:.3f} | " + " | ".join(_throughput(r)[:2])
-                + f" | {ess if ess else '-'} | {_throughput(r)[2]} | {per_k} |")
+                f"{r['coverage50']:.3f} / {r['coverage90']:.3f} / {r['coverage95']:.3f} | "
+                + " | ".join(_throughput(r)[:2])
+                + f" | {ess if ess else '-'} | {_throughput(r)[2]} | {per_k} |"
+            )
     return "\n".join(lines)
 
 

@@ -32,8 +32,13 @@ def _ais_row(prior, x, key, levels):
 
     start = time.perf_counter()
     r = bits_per_dim(prior, x, key, levels=levels)
-    return {"bpd": r.bpd, "stderr": r.stderr, "stderr_mc": r.stderr_log_z, "wall_time": time.perf_counter() - start,
-            "num_grad_evals": getattr(prior, "log_z_grad_evals", None)}
+    return {
+        "bpd": r.bpd,
+        "stderr": r.stderr,
+        "stderr_mc": r.stderr_log_z,
+        "wall_time": time.perf_counter() - start,
+        "num_grad_evals": getattr(prior, "log_z_grad_evals", None),
+    }
 
 
 def _bound_rows(energy, x, key, levels, args, reference=None):
@@ -48,8 +53,14 @@ def _bound_rows(energy, x, key, levels, args, reference=None):
         elbos.append(("elbo_continuous", "continuous"))
     keys = jax.random.split(key, len(elbos) + 1)
     jobs = [(name, "elbo", k, {"elbo_method": m, "num_samples": args.samples}) for (name, m), k in zip(elbos, keys)]
-    jobs.append(("ode", "ode", keys[-1], {"num_probes": args.probes, "rtol": args.rtol, "atol": args.rtol,
-                                          "max_steps": args.ode_max_steps}))
+    jobs.append(
+        (
+            "ode",
+            "ode",
+            keys[-1],
+            {"num_probes": args.probes, "rtol": args.rtol, "atol": args.rtol, "max_steps": args.ode_max_steps},
+        )
+    )
     for name, method, k, budget in jobs:
         if reference is not None:  # elbo() drops it for the discrete bound, which has no interpolation
             budget["reference"] = reference
@@ -60,8 +71,11 @@ def _bound_rows(energy, x, key, levels, args, reference=None):
             print(f"  {name:15s} failed: {err}", flush=True)
             continue
         rows[name] = {k_: r[k_] for k_ in ("bpd", "stderr", "stderr_mc", "wall_time", "num_grad_evals", "method")}
-        print(f"  {name:15s} {r['bpd']:.4f} ± {r['stderr']:.4f} (MC {r['stderr_mc']:.4f})  "
-              f"{r['wall_time']:.1f} s  {r['num_grad_evals']} score evals", flush=True)
+        print(
+            f"  {name:15s} {r['bpd']:.4f} ± {r['stderr']:.4f} (MC {r['stderr_mc']:.4f})  "
+            f"{r['wall_time']:.1f} s  {r['num_grad_evals']} score evals",
+            flush=True,
+        )
     return rows
 
 
@@ -147,19 +161,33 @@ def main(argv=None):
     p.add_argument("--ode-max-steps", type=int, default=4096, help="solver steps before the ODE row is given up")
     p.add_argument("--oracles", action="store_true")
     args = p.parse_args(argv)
-    paths = args.models if args.models is not None else sorted(glob.glob(os.path.join(HERE, "..", "models", "*digits*")))
+    paths = (
+        args.models if args.models is not None else sorted(glob.glob(os.path.join(HERE, "..", "models", "*digits*")))
+    )
     paths = [q for q in paths if os.path.isdir(q)]
     if paths and not args.oracles:
         results, meta = run_models(paths, args)
     else:
         print("no digits checkpoints under models/: running on the oracles", flush=True)
         results, meta = run_oracles(args)
-    meta.update({"samples": args.samples, "probes": args.probes, "rtol": args.rtol, "seed": args.seed,
-                 "device": str(jax.devices()[0])})
+    meta.update(
+        {
+            "samples": args.samples,
+            "probes": args.probes,
+            "rtol": args.rtol,
+            "seed": args.seed,
+            "device": str(jax.devices()[0]),
+        }
+    )
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     out = os.path.join(HERE, "results", "likelihood_" + ("oracles" if meta["levels"] is None else "digits"))
     with open(out + ".json", "w") as f:
-        json.dump({"meta": meta, "results": results}, f, indent=1, default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o))
+        json.dump(
+            {"meta": meta, "results": results},
+            f,
+            indent=1,
+            default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o),
+        )
     plot(results, meta, out + ".png")
     print("wrote", out + ".json", out + ".png")
 

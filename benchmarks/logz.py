@@ -65,8 +65,9 @@ def run_ais(e, key, budget):
     T = e.num_levels
     pilot = logz.pilot_grad_count(e, frame=FRAME)
     bridges = max(4 * T, int((budget - pilot) / (4 * n)))  # a bridge: 2 MALA steps x 2 levels per particle
-    return logz.ais(e, key, num_particles=n, num_bridges=bridges, batch_size=64 if e.dim >= 784 else None,
-                    frame=FRAME), {"num_particles": n, "num_bridges": bridges, "frame": FRAME}
+    return logz.ais(
+        e, key, num_particles=n, num_bridges=bridges, batch_size=64 if e.dim >= 784 else None, frame=FRAME
+    ), {"num_particles": n, "num_bridges": bridges, "frame": FRAME}
 
 
 def run_smc(e, key, budget):
@@ -78,17 +79,21 @@ def run_smc(e, key, budget):
     steps = max(1, int(round((budget - spent) / (n * n_temp))))
     est = logz.smc(e, k_run, num_particles=n, num_mcmc_steps=steps, step_size=probe.meta["step_size"])
     grads = est.num_grad_evals + spent
-    return _replace_cost(est, grads, est.num_energy_evals + probe.num_energy_evals), \
-        {"num_particles": n, "num_mcmc_steps": steps, "probe_tempering_steps": n_temp,
-         "num_tempering_steps": est.meta["num_tempering_steps"]}
+    return _replace_cost(est, grads, est.num_energy_evals + probe.num_energy_evals), {
+        "num_particles": n,
+        "num_mcmc_steps": steps,
+        "probe_tempering_steps": n_temp,
+        "num_tempering_steps": est.meta["num_tempering_steps"],
+    }
 
 
 def run_ladder(e, key, budget):
     T = e.num_levels
     m = int(budget / (2 * T))
     samples = {t: _sample(e, jax.random.fold_in(key, t), m, t) for t in range(1, T)}
-    return logz.ladder(e, key, samples=samples, num_samples=m, batch_size=256 if e.dim >= 784 else None), \
-        {"num_samples": m}
+    return logz.ladder(e, key, samples=samples, num_samples=m, batch_size=256 if e.dim >= 784 else None), {
+        "num_samples": m
+    }
 
 
 def _sample(e, key, m, t):
@@ -111,10 +116,24 @@ def run_one(name, method, budget, seed):
     est, settings = RUNNERS[method](e, jax.random.key(seed), budget)
     exact = e.log_z(0)
     cost = max(est.num_grad_evals, est.num_energy_evals) if method == "ladder" else est.num_grad_evals
-    return {"target": name, "schedule": SCHEDULE, "dim": e.dim, "method": method, "budget": float(budget),
-            "seed": seed, "log_z": est.log_z, "exact": exact, "error": est.log_z - exact,
-            "stderr": est.stderr, "ess": est.ess, "cost": int(cost), "grad_evals": est.num_grad_evals,
-            "energy_evals": est.num_energy_evals, "settings": settings, "seconds": time.time() - t0}
+    return {
+        "target": name,
+        "schedule": SCHEDULE,
+        "dim": e.dim,
+        "method": method,
+        "budget": float(budget),
+        "seed": seed,
+        "log_z": est.log_z,
+        "exact": exact,
+        "error": est.log_z - exact,
+        "stderr": est.stderr,
+        "ess": est.ess,
+        "cost": int(cost),
+        "grad_evals": est.num_grad_evals,
+        "energy_evals": est.num_energy_evals,
+        "settings": settings,
+        "seconds": time.time() - t0,
+    }
 
 
 def _load(path):
@@ -145,12 +164,25 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--targets", nargs="+", default=["gauss", "gmm"], choices=["gauss", "gmm"])
-    p.add_argument("--budgets", type=float, nargs="+", default=None,
-                   help="gradient budgets (default: a per-dimension grid, BUDGETS)")
-    p.add_argument("--particles", type=int, default=None,
-                   help="AIS/SMC particles (default 512, 128 at D = 784); rows with other counts are kept apart")
-    p.add_argument("--frame", default="fit", choices=["fit", "identity"],
-                   help="AIS coordinates (default: fit, as logz.ais); rows of each frame are kept apart")
+    p.add_argument(
+        "--budgets",
+        type=float,
+        nargs="+",
+        default=None,
+        help="gradient budgets (default: a per-dimension grid, BUDGETS)",
+    )
+    p.add_argument(
+        "--particles",
+        type=int,
+        default=None,
+        help="AIS/SMC particles (default 512, 128 at D = 784); rows with other counts are kept apart",
+    )
+    p.add_argument(
+        "--frame",
+        default="fit",
+        choices=["fit", "identity"],
+        help="AIS coordinates (default: fit, as logz.ais); rows of each frame are kept apart",
+    )
     p.add_argument("--skip-done", action="store_true", help="skip rows already in logz.json")
     p.add_argument("--table-only", action="store_true", help="only rewrite logz.md / logz.png from logz.json")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -161,22 +193,32 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     jpath = os.path.join(args.out, "logz.json")
     if not args.table_only:
-        print(f"{'target':>10} {'method':>6} {'budget':>8} {'cost':>9} {'log Z err':>10} {'stderr':>8} {'ESS':>7} {'s':>6}")
+        print(
+            f"{'target':>10} {'method':>6} {'budget':>8} {'cost':>9} {'log Z err':>10} {'stderr':>8} {'ESS':>7} {'s':>6}"
+        )
         for d in args.dims:
             names = {"gauss": f"gauss:{d}", "gmm": f"gmm:{d}:4"}
             for name in (names[t] for t in args.targets):
-                for budget in (args.budgets or BUDGETS[d]):
+                for budget in args.budgets or BUDGETS[d]:
                     for method in args.methods:
                         for seed in range(args.seeds):
                             dim = int(name.split(":")[1])
-                            key = (name, method, float(budget), seed,
-                                   _particles(dim) if method != "ladder" else _default_particles(dim),
-                                   FRAME if method == "ais" else "-")
+                            key = (
+                                name,
+                                method,
+                                float(budget),
+                                seed,
+                                _particles(dim) if method != "ladder" else _default_particles(dim),
+                                FRAME if method == "ais" else "-",
+                            )
                             if args.skip_done and key in {_key(x) for x in _load(jpath)}:
                                 continue
                             r = run_one(name, method, budget, seed)
-                            print(f"{name:>10} {method:>6} {budget:>8.0e} {r['cost']:>9.2e} {r['error']:>+10.4f} "
-                                  f"{r['stderr']:>8.4f} {r['ess']:>7.1f} {r['seconds']:>6.1f}", flush=True)
+                            print(
+                                f"{name:>10} {method:>6} {budget:>8.0e} {r['cost']:>9.2e} {r['error']:>+10.4f} "
+                                f"{r['stderr']:>8.4f} {r['ess']:>7.1f} {r['seconds']:>6.1f}",
+                                flush=True,
+                            )
                             rows = {_key(x): x for x in _load(jpath)}  # re-read: other processes append too
                             rows[_key(r)] = r
                             with open(jpath, "w") as fh:
@@ -196,23 +238,31 @@ def main(argv=None):
 
 def table(rows) -> str:
     """Markdown: one line per (target, method, budget); errors over seeds."""
-    lines = [f"log Z_0 error on exact oracles ({SCHEDULE} schedule); cost = gradient evaluations of the learned "
-             "levels (ladder: energy evaluations), pilots included; |err| over seeds.", "",
-             "| target | method | budget | cost | seeds | mean err | max abs err | mean stderr | mean ESS | s/run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"log Z_0 error on exact oracles ({SCHEDULE} schedule); cost = gradient evaluations of the learned "
+        "levels (ladder: energy evaluations), pilots included; |err| over seeds.",
+        "",
+        "| target | method | budget | cost | seeds | mean err | max abs err | mean stderr | mean ESS | s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     groups = {}
     for r in rows:
-        groups.setdefault((r["dim"], r["target"], float(r["budget"]), METHODS.index(r["method"]), _row_particles(r),
-                           _row_frame(r)), []).append(r)
+        groups.setdefault(
+            (r["dim"], r["target"], float(r["budget"]), METHODS.index(r["method"]), _row_particles(r), _row_frame(r)),
+            [],
+        ).append(r)
     for (dim, name, budget, mi, n, frame), sel in sorted(groups.items()):
-        notes = ([] if n == _default_particles(dim) else [f"{n} particles"]) + \
-            (["identity frame"] if frame == "identity" else [])
+        notes = ([] if n == _default_particles(dim) else [f"{n} particles"]) + (
+            ["identity frame"] if frame == "identity" else []
+        )
         label = METHODS[mi] + (f" ({', '.join(notes)})" if notes else "")
         err = np.array([r["error"] for r in sel])
         se = [r["stderr"] for r in sel if r["stderr"] is not None and math.isfinite(r["stderr"])]
-        lines.append(f"| {name} | {label} | {budget:.0e} | {np.mean([r['cost'] for r in sel]):.2e} | {len(sel)} | "
-                     f"{err.mean():+.4f} | {np.abs(err).max():.4f} | {f'{np.mean(se):.4f}' if se else '-'} | "
-                     f"{np.mean([r['ess'] for r in sel]):.0f} | {np.mean([r['seconds'] for r in sel]):.0f} |")
+        lines.append(
+            f"| {name} | {label} | {budget:.0e} | {np.mean([r['cost'] for r in sel]):.2e} | {len(sel)} | "
+            f"{err.mean():+.4f} | {np.abs(err).max():.4f} | {f'{np.mean(se):.4f}' if se else '-'} | "
+            f"{np.mean([r['ess'] for r in sel]):.0f} | {np.mean([r['seconds'] for r in sel]):.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -228,14 +278,25 @@ def plot(rows, path):
         return
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        series = [("ais", "fit", "ais"), ("ais", "identity", "ais, identity frame"), ("smc", "-", "smc"),
-                  ("ladder", "-", "ladder")]
+        series = [
+            ("ais", "fit", "ais"),
+            ("ais", "identity", "ais, identity frame"),
+            ("smc", "-", "smc"),
+            ("ladder", "-", "ladder"),
+        ]
         for i, (method, frame, label) in enumerate(series):
             sel = [r for r in rows if r["target"] == name and r["method"] == method and _row_frame(r) == frame]
             if not sel:
                 continue
-            ax.loglog([r["cost"] for r in sel], [abs(r["error"]) + 1e-4 for r in sel], "os^v"[i], color=f"C{i}",
-                      label=label, alpha=0.75, ms=4)
+            ax.loglog(
+                [r["cost"] for r in sel],
+                [abs(r["error"]) + 1e-4 for r in sel],
+                "os^v"[i],
+                color=f"C{i}",
+                label=label,
+                alpha=0.75,
+                ms=4,
+            )
         ax.axhline(0.05, color="k", ls=":", lw=1)
         ax.axvline(2e6, color="grey", ls=":", lw=0.8)
         ax.set_title(name, fontsize=9)

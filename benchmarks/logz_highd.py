@@ -50,8 +50,9 @@ OUT = os.path.join(os.path.dirname(__file__), "results")
 NUM_REFLECTIONS = 8
 
 
-@register_pytree(data_fields=("log_weights", "means", "variances", "reflections"),
-                 static_fields=("schedule", "data_shape", "name"))
+@register_pytree(
+    data_fields=("log_weights", "means", "variances", "reflections"), static_fields=("schedule", "data_shape", "name")
+)
 class RotatedMixture(Energy):
     """Exact noise-conditional energy of sum_k w_k N(R m_k, R diag(v_k) R^T), R = H_1 ... H_m
     (Householder reflections, rows of ``reflections``; none: axis-aligned). O(K D + m D) per point."""
@@ -127,10 +128,23 @@ def _row(case, method, est, seed, exact, wall, **extra):
     se = est.stderr
     flagged = not est.reliable
     within = bool(abs(err) <= 3 * se) if math.isfinite(se) else None
-    return {"case": case, "method": method, "seed": seed, "log_z": est.log_z, "exact": exact, "error": err,
-            "stderr": se, "ess": est.ess, "khat": est.khat, "reliable": not flagged,
-            "within_3se": within, "silent_miss": bool(within is False and not flagged),
-            "num_grad_evals": int(est.num_grad_evals), "wall_s": wall, **extra}
+    return {
+        "case": case,
+        "method": method,
+        "seed": seed,
+        "log_z": est.log_z,
+        "exact": exact,
+        "error": err,
+        "stderr": se,
+        "ess": est.ess,
+        "khat": est.khat,
+        "reliable": not flagged,
+        "within_3se": within,
+        "silent_miss": bool(within is False and not flagged),
+        "num_grad_evals": int(est.num_grad_evals),
+        "wall_s": wall,
+        **extra,
+    }
 
 
 def run_case(e, seed, bridges_ladder, rows, done):
@@ -145,11 +159,23 @@ def run_case(e, seed, bridges_ladder, rows, done):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est = logz.ais(e, key)
-        rows.append(_row(e.name, "default", est, seed, exact, time.time() - t0, budget=0,
-                         num_bridges=est.meta["num_bridges"], num_particles=est.meta["num_particles"]))
+        rows.append(
+            _row(
+                e.name,
+                "default",
+                est,
+                seed,
+                exact,
+                time.time() - t0,
+                budget=0,
+                num_bridges=est.meta["num_bridges"],
+                num_particles=est.meta["num_particles"],
+            )
+        )
         print(json.dumps(rows[-1]), flush=True)
-    default_grads = next(r["num_grad_evals"] for r in rows if r["case"] == e.name and r["method"] == "default"
-                         and r["seed"] == seed)
+    default_grads = next(
+        r["num_grad_evals"] for r in rows if r["case"] == e.name and r["method"] == "default" and r["seed"] == seed
+    )
     for b in bridges_ladder:
         if have("ais", b):
             continue
@@ -165,33 +191,54 @@ def run_case(e, seed, bridges_ladder, rows, done):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             probe = logz.smc(e, k_probe, num_particles=128, num_mcmc_steps=1)
-            steps = max(1, int(round((default_grads - probe.num_grad_evals) / (512 * probe.meta["num_tempering_steps"]))))
+            steps = max(
+                1, int(round((default_grads - probe.num_grad_evals) / (512 * probe.meta["num_tempering_steps"])))
+            )
             est = logz.smc(e, k_run, num_particles=512, num_mcmc_steps=steps, step_size=probe.meta["step_size"])
-        rows.append(_row(e.name, "smc", est, seed, exact, time.time() - t0, budget=0, num_mcmc_steps=steps,
-                         num_tempering_steps=est.meta["num_tempering_steps"], finished=est.meta["finished"],
-                         probe_grad_evals=int(probe.num_grad_evals)))
+        rows.append(
+            _row(
+                e.name,
+                "smc",
+                est,
+                seed,
+                exact,
+                time.time() - t0,
+                budget=0,
+                num_mcmc_steps=steps,
+                num_tempering_steps=est.meta["num_tempering_steps"],
+                finished=est.meta["finished"],
+                probe_grad_evals=int(probe.num_grad_evals),
+            )
+        )
         rows[-1]["num_grad_evals"] += int(probe.num_grad_evals)
         print(json.dumps(rows[-1]), flush=True)
 
 
 def tables(rows) -> str:
     cases = sorted({r["case"] for r in rows}, key=lambda c: (int(c.split(":")[1]), c))
-    out = ["**Default `logz.ais` (512 particles, 900 bridges, fitted frame)**: error, reported stderr, k-hat, verdict\n",
-           "| case | seeds | errors (nats) | stderr | k-hat | ESS | within 3 se | flagged | silent misses | gradients | s/run |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "**Default `logz.ais` (512 particles, 900 bridges, fitted frame)**: error, reported stderr, k-hat, verdict\n",
+        "| case | seeds | errors (nats) | stderr | k-hat | ESS | within 3 se | flagged | silent misses | gradients | s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in cases:
         d = [r for r in rows if r["case"] == c and r["method"] == "default"]
         if not d:
             continue
-        out.append(f"| {c} | {len(d)} | {', '.join(f'{r['error']:+.3f}' for r in d)} | "
-                   f"{max(r['stderr'] for r in d):.3f} | {max(r['khat'] for r in d):.2f} | "
-                   f"{min(r['ess'] for r in d):.0f} | {sum(bool(r['within_3se']) for r in d)}/{len(d)} | "
-                   f"{sum(not r['reliable'] for r in d)} | {sum(r['silent_miss'] for r in d)} | "
-                   f"{np.mean([r['num_grad_evals'] for r in d]):.3g} | {np.mean([r['wall_s'] for r in d]):.0f} |")
-    out += ["", "**Budget to |error| <= 0.5 nats** (all seeds; AIS ladder over bridges at 512 particles) beside "
-            "BlackJAX adaptive tempered SMC at the default AIS run's gradient count\n",
-            "| case | AIS: bridges | AIS: gradients | AIS max abs error there | SMC gradients | SMC errors (nats) |",
-            "|---|---|---|---|---|---|"]
+        out.append(
+            f"| {c} | {len(d)} | {', '.join(f'{r["error"]:+.3f}' for r in d)} | "
+            f"{max(r['stderr'] for r in d):.3f} | {max(r['khat'] for r in d):.2f} | "
+            f"{min(r['ess'] for r in d):.0f} | {sum(bool(r['within_3se']) for r in d)}/{len(d)} | "
+            f"{sum(not r['reliable'] for r in d)} | {sum(r['silent_miss'] for r in d)} | "
+            f"{np.mean([r['num_grad_evals'] for r in d]):.3g} | {np.mean([r['wall_s'] for r in d]):.0f} |"
+        )
+    out += [
+        "",
+        "**Budget to |error| <= 0.5 nats** (all seeds; AIS ladder over bridges at 512 particles) beside "
+        "BlackJAX adaptive tempered SMC at the default AIS run's gradient count\n",
+        "| case | AIS: bridges | AIS: gradients | AIS max abs error there | SMC gradients | SMC errors (nats) |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in cases:
         if not any(r["case"] == c and r["method"] in ("ais", "smc") for r in rows):
             continue
@@ -211,8 +258,11 @@ def tables(rows) -> str:
         smc_e = ", ".join(f"{r['error']:+.2f}" for r in s) if s else "-"
         if not ladder:
             reached = "not run"
-        out.append(f"| {c} | {reached}" + (f" (of {', '.join(map(str, ladder))})" if ladder else "")
-                   + f" | {grads} | {worst} | {smc_g} | {smc_e} |")
+        out.append(
+            f"| {c} | {reached}"
+            + (f" (of {', '.join(map(str, ladder))})" if ladder else "")
+            + f" | {grads} | {worst} | {smc_g} | {smc_e} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -242,7 +292,12 @@ def main(argv=None):
                                 done |= {(e.name, "smc", 0, seed)}
                             run_case(e, seed, args.bridges, rows, done)
                             _write(jpath, json.dumps(rows, indent=1) + "\n")
-    md = "Command: `benchmarks/logz_highd.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`\n\n" + tables(rows)
+    md = (
+        "Command: `benchmarks/logz_highd.py "
+        + " ".join(argv if argv is not None else sys.argv[1:])
+        + "`\n\n"
+        + tables(rows)
+    )
     _write(os.path.join(args.out, "logz_highd.md"), md)
     print(md)
 

@@ -49,11 +49,18 @@ def summarise(var, sims, khat_reps, rng, num_particles) -> dict:
     lz, se, ess = sims["log_z"], sims["stderr"], sims["ess"]
     n = lz.size
     cov3 = np.abs(lz) <= 3 * se
-    row = {"var_log_w": var, "num_particles": num_particles, "reps": n,
-           "coverage_2se": float(np.mean(np.abs(lz) <= 2 * se)), "coverage_3se": float(cov3.mean()),
-           "coverage_3se_mcse": float(math.sqrt(cov3.mean() * (1 - cov3.mean()) / n)),
-           "bias": float(lz.mean()), "bias_mcse": float(lz.std(ddof=1) / math.sqrt(n)),
-           "median_stderr": float(np.median(se)), "median_ess": float(np.median(ess))}
+    row = {
+        "var_log_w": var,
+        "num_particles": num_particles,
+        "reps": n,
+        "coverage_2se": float(np.mean(np.abs(lz) <= 2 * se)),
+        "coverage_3se": float(cov3.mean()),
+        "coverage_3se_mcse": float(math.sqrt(cov3.mean() * (1 - cov3.mean()) / n)),
+        "bias": float(lz.mean()),
+        "bias_mcse": float(lz.std(ddof=1) / math.sqrt(n)),
+        "median_stderr": float(np.median(se)),
+        "median_ess": float(np.median(ess)),
+    }
     k = min(khat_reps, n)
     lw = rng.normal(-var / 2, math.sqrt(var), (k, num_particles))
     khat = np.array([pareto_khat(v) for v in lw])
@@ -66,23 +73,33 @@ def summarise(var, sims, khat_reps, rng, num_particles) -> dict:
     flag_k = khat > KHAT_MAX
     flag = flag_k | (essk < ESS_FLOOR)
     kept = ~flag
-    row.update({"khat_reps": k, "mean_khat": float(np.mean(khat)), "flagged_by_khat": float(flag_k.mean()),
-                "flagged": float(flag.mean()),
-                "coverage_3se_kept": float(np.mean(np.abs(est[kept]) <= 3 * sek[kept])) if kept.any() else None,
-                "silent_miss": float(np.mean(kept & (np.abs(est) > 3 * sek)))})
+    row.update(
+        {
+            "khat_reps": k,
+            "mean_khat": float(np.mean(khat)),
+            "flagged_by_khat": float(flag_k.mean()),
+            "flagged": float(flag.mean()),
+            "coverage_3se_kept": float(np.mean(np.abs(est[kept]) <= 3 * sek[kept])) if kept.any() else None,
+            "silent_miss": float(np.mean(kept & (np.abs(est) > 3 * sek))),
+        }
+    )
     return row
 
 
 def table(rows) -> str:
-    head = ("| Var(log w) | +-2 se cover | +-3 se cover | bias (nats) | median ESS | mean k-hat | flagged k>0.7 "
-            "| flagged (rule) | +-3 se cover, kept | silent miss |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| Var(log w) | +-2 se cover | +-3 se cover | bias (nats) | median ESS | mean k-hat | flagged k>0.7 "
+        "| flagged (rule) | +-3 se cover, kept | silent miss |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for r in rows:
         kept = "-" if r["coverage_3se_kept"] is None else f"{r['coverage_3se_kept']:.2f}"
-        lines.append(f"| {r['var_log_w']:g} | {r['coverage_2se']:.3f} | {r['coverage_3se']:.3f} +- "
-                     f"{r['coverage_3se_mcse']:.3f} | {r['bias']:+.3f} +- {r['bias_mcse']:.3f} | {r['median_ess']:.1f} "
-                     f"| {r['mean_khat']:.2f} | {r['flagged_by_khat']:.2f} | {r['flagged']:.2f} | {kept} "
-                     f"| {r['silent_miss']:.3f} |")
+        lines.append(
+            f"| {r['var_log_w']:g} | {r['coverage_2se']:.3f} | {r['coverage_3se']:.3f} +- "
+            f"{r['coverage_3se_mcse']:.3f} | {r['bias']:+.3f} +- {r['bias_mcse']:.3f} | {r['median_ess']:.1f} "
+            f"| {r['mean_khat']:.2f} | {r['flagged_by_khat']:.2f} | {r['flagged']:.2f} | {kept} "
+            f"| {r['silent_miss']:.3f} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -97,12 +114,15 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     rows = []
     for var in VARIANCES:
-        rows.append(summarise(var, simulate(var, args.num_particles, args.reps, rng), args.khat_reps, rng,
-                              args.num_particles))
+        rows.append(
+            summarise(var, simulate(var, args.num_particles, args.reps, rng), args.khat_reps, rng, args.num_particles)
+        )
         print(json.dumps(rows[-1]), flush=True)
-    md = (f"Log-normal weights, N = {args.num_particles}, {args.reps} sets per row ({args.khat_reps} for k-hat); "
-          f"`benchmarks/logz_lognormal.py --num-particles {args.num_particles} --reps {args.reps} "
-          f"--khat-reps {args.khat_reps} --seed {args.seed}`\n\n" + table(rows))
+    md = (
+        f"Log-normal weights, N = {args.num_particles}, {args.reps} sets per row ({args.khat_reps} for k-hat); "
+        f"`benchmarks/logz_lognormal.py --num-particles {args.num_particles} --reps {args.reps} "
+        f"--khat-reps {args.khat_reps} --seed {args.seed}`\n\n" + table(rows)
+    )
     os.makedirs(args.out, exist_ok=True)
     stem = "logz_lognormal" if args.num_particles == 256 else f"logz_lognormal_n{args.num_particles}"
     for ext, text in (("json", json.dumps({"args": vars(args), "rows": rows}, indent=1) + "\n"), ("md", md)):

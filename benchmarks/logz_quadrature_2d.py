@@ -35,7 +35,9 @@ def grid_log_z(energy, half_width: float, points: int, level: int = 0, batch: in
     h = axis[1] - axis[0]
     grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2).astype(np.float32)
     f = jax.jit(lambda y: energy.log_density(y, level))
-    logf = np.concatenate([np.asarray(f(jnp.asarray(grid[i : i + batch])), np.float64) for i in range(0, len(grid), batch)])
+    logf = np.concatenate(
+        [np.asarray(f(jnp.asarray(grid[i : i + batch])), np.float64) for i in range(0, len(grid), batch)]
+    )
     logf = logf.reshape(points, points)
     w = np.ones(points)
     w[0] = w[-1] = 0.5  # trapezoid weights
@@ -55,20 +57,30 @@ def main():
     p.add_argument("--particles", type=int, default=1024)
     p.add_argument("--bridges", type=int, default=600)
     p.add_argument("--tag", default="")
-    p.add_argument("--reuse-quadrature", default=None, metavar="JSON",
-                   help="take the grid figures from an earlier result for the same checkpoint and grid")
+    p.add_argument(
+        "--reuse-quadrature",
+        default=None,
+        metavar="JSON",
+        help="take the grid figures from an earlier result for the same checkpoint and grid",
+    )
     args = p.parse_args()
     energy = ebm_ppl.load(args.ckpt)
     prev = None
     if args.reuse_quadrature and os.path.exists(args.reuse_quadrature):
         with open(args.reuse_quadrature) as fh:
             prev = json.load(fh)
-        if prev.get("checkpoint") != args.ckpt or prev["grid"]["half_width"] != args.half_width \
-                or prev["grid"]["points"] != args.points:
+        if (
+            prev.get("checkpoint") != args.ckpt
+            or prev["grid"]["half_width"] != args.half_width
+            or prev["grid"]["points"] != args.points
+        ):
             prev = None
     if prev is not None:  # same checkpoint and grid: the quadrature is deterministic
-        quad, edge, quad_coarse = (prev["quadrature_log_z"], prev["grid"]["edge_density_ratio"],
-                                   prev["quadrature_half_grid_log_z"])
+        quad, edge, quad_coarse = (
+            prev["quadrature_log_z"],
+            prev["grid"]["edge_density_ratio"],
+            prev["quadrature_half_grid_log_z"],
+        )
     else:
         quad, edge = grid_log_z(energy, args.half_width, args.points)
         quad_coarse, _ = grid_log_z(energy, args.half_width, (args.points + 1) // 2)
@@ -77,10 +89,19 @@ def main():
     for seed in args.seeds:
         t0 = time.time()
         est = logz.ais(energy, jax.random.key(seed), num_particles=args.particles, num_bridges=args.bridges)
-        fresh.append({"seed": seed, "log_z": est.log_z, "difference": est.log_z - quad, "stderr": est.stderr,
-                      "ess": est.ess, "ess_by_level": {t: v["ess"] for t, v in est.levels.items()},
-                      "bridges_per_level": est.meta.get("bridges_per_level"), "num_grad_evals": est.num_grad_evals,
-                      "seconds": time.time() - t0})
+        fresh.append(
+            {
+                "seed": seed,
+                "log_z": est.log_z,
+                "difference": est.log_z - quad,
+                "stderr": est.stderr,
+                "ess": est.ess,
+                "ess_by_level": {t: v["ess"] for t, v in est.levels.items()},
+                "bridges_per_level": est.meta.get("bridges_per_level"),
+                "num_grad_evals": est.num_grad_evals,
+                "seconds": time.time() - t0,
+            }
+        )
         print(json.dumps(fresh[-1]), flush=True)
     out = {
         "checkpoint": args.ckpt,

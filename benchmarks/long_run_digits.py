@@ -54,15 +54,29 @@ def main():
     p.add_argument("--n", type=int, default=360, help="samples (360 = the test split size, as in the model cards)")
     p.add_argument("--steps", type=int, nargs="*", default=[1, 10, 100], help="steps per level S")
     p.add_argument("--sampler", default="hmc", choices=["hmc", "nuts"])
-    p.add_argument("--start", default="normal", choices=list(long_run.STARTS),
-                   help="first draw per level: normal approximation (the paper) or the model's Langevin short run")
+    p.add_argument(
+        "--start",
+        default="normal",
+        choices=list(long_run.STARTS),
+        help="first draw per level: normal approximation (the paper) or the model's Langevin short run",
+    )
     p.add_argument("--start-steps", type=int, default=30, help="Langevin steps of --start langevin")
     p.add_argument("--start-step-scale", type=float, default=1.0, help="multiplies the schedule's Langevin steps")
-    p.add_argument("--step-sizes", type=float, nargs="*", default=None,
-                   help="per-level HMC steps (t = 0..T-1) from an earlier run's JSON; skips the pilot tuning")
-    p.add_argument("--tune-levels", type=int, nargs="*", default=None,
-                   help="one number k: tune the step at k evenly spaced levels, several: at those levels, and "
-                        "interpolate log(eps / eps0) in between (T1k: 1000 levels); default every level")
+    p.add_argument(
+        "--step-sizes",
+        type=float,
+        nargs="*",
+        default=None,
+        help="per-level HMC steps (t = 0..T-1) from an earlier run's JSON; skips the pilot tuning",
+    )
+    p.add_argument(
+        "--tune-levels",
+        type=int,
+        nargs="*",
+        default=None,
+        help="one number k: tune the step at k evenly spaced levels, several: at those levels, and "
+        "interpolate log(eps / eps0) in between (T1k: 1000 levels); default every level",
+    )
     p.add_argument("--pilot-chains", type=int, default=64)
     p.add_argument("--pilot-adapt", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
@@ -84,33 +98,52 @@ def main():
             raise SystemExit(f"--step-sizes needs {energy.num_levels} numbers, got {len(a.step_sizes)}")
         steps, pilot_acc = np.asarray(a.step_sizes, np.float32), np.full(energy.num_levels, np.nan)
     else:
-        steps, pilot_acc = long_run.tune(energy, k_tune, num_chains=a.pilot_chains, num_adapt=a.pilot_adapt,
-                                         sampler=a.sampler, tune_levels=tune_levels, **start_kw)
+        steps, pilot_acc = long_run.tune(
+            energy,
+            k_tune,
+            num_chains=a.pilot_chains,
+            num_adapt=a.pilot_adapt,
+            sampler=a.sampler,
+            tune_levels=tune_levels,
+            **start_kw,
+        )
     steps = jax.block_until_ready(steps)
     tune_s = time.time() - t0
     tuned = np.flatnonzero(np.isfinite(np.asarray(pilot_acc)))
-    print(f"tuned in {tune_s:.0f} s at levels {tuned.tolist()}: step sizes {np.round(np.asarray(steps)[tuned], 5).tolist()}, "
-          f"pilot acceptance {np.round(np.asarray(pilot_acc)[tuned], 3).tolist()}", flush=True)
+    print(
+        f"tuned in {tune_s:.0f} s at levels {tuned.tolist()}: step sizes {np.round(np.asarray(steps)[tuned], 5).tolist()}, "
+        f"pilot acceptance {np.round(np.asarray(pilot_acc)[tuned], 3).tolist()}",
+        flush=True,
+    )
 
     runs, results = {}, []
     for s in tqdm(sorted(a.steps), desc="long runs"):
         t0 = time.time()
-        r = long_run.run(energy, k_run, a.n, steps_per_level=s, step_sizes=steps, sampler=a.sampler, progress=True,
-                         **start_kw)
+        r = long_run.run(
+            energy, k_run, a.n, steps_per_level=s, step_sizes=steps, sampler=a.sampler, progress=True, **start_kw
+        )
         x = np.asarray(jax.block_until_ready(r.samples))
         sec = time.time() - t0
         fig = _figures(x, test)
-        fig.update(seconds=sec, total_steps=r.total_steps,
-                   acceptance_by_level=np.round(np.asarray(r.acceptance_rate), 4).tolist())
+        fig.update(
+            seconds=sec,
+            total_steps=r.total_steps,
+            acceptance_by_level=np.round(np.asarray(r.acceptance_rate), 4).tolist(),
+        )
         runs[s] = fig
         results.append(r)
         np.savez_compressed(os.path.join(out_dir, f"samples_S{s}.npz"), x=x.astype(np.float32))
-        save_image_grid(np.clip(x[:64], -1, 1), os.path.join(out_dir, f"samples_S{s}.png"),
-                        title=f"{name}: {s} steps/level ({r.total_steps} total), FD {fig['frechet_distance']:.2f}")
+        save_image_grid(
+            np.clip(x[:64], -1, 1),
+            os.path.join(out_dir, f"samples_S{s}.png"),
+            title=f"{name}: {s} steps/level ({r.total_steps} total), FD {fig['frechet_distance']:.2f}",
+        )
         acc_s = np.asarray(fig["acceptance_by_level"])
-        tqdm.write(f"S={s}: FD {fig['frechet_distance']:.3f} (raw {fig['frechet_distance_raw']:.3f}), "
-                   f"acceptance by level {acc_s.tolist() if len(acc_s) <= 20 else (acc_s.min(), acc_s.max())}, "
-                   f"{sec:.0f} s")
+        tqdm.write(
+            f"S={s}: FD {fig['frechet_distance']:.3f} (raw {fig['frechet_distance_raw']:.3f}), "
+            f"acceptance by level {acc_s.tolist() if len(acc_s) <= 20 else (acc_s.min(), acc_s.max())}, "
+            f"{sec:.0f} s"
+        )
 
     last = results[-1]
     fig7 = long_run.plot_step_sizes(last, os.path.join(out_dir, "step_sizes.png"), energy)
@@ -141,11 +174,14 @@ def main():
         "diagnostics": {k: report[k] for k in ("num_chains", "num_draws", "pixels", "energy", "layout") if k in report},
         "plots": [fig7] + report["plots"] + [os.path.join(out_dir, f"samples_S{s}.png") for s in runs],
         "command": f"benchmarks/long_run_digits.py --ckpt {a.ckpt} --n {a.n} --steps {' '.join(map(str, sorted(a.steps)))}"
-                   + (f" --sampler {a.sampler}" if a.sampler != "hmc" else "")
-                   + (f" --start {a.start} --start-steps {a.start_steps} --start-step-scale {a.start_step_scale}"
-                      if a.start != "normal" else "")
-                   + (" --tune-levels " + " ".join(map(str, a.tune_levels)) if a.tune_levels else "")
-                   + (" --step-sizes " + " ".join(f"{v:.6g}" for v in a.step_sizes) if a.step_sizes else ""),
+        + (f" --sampler {a.sampler}" if a.sampler != "hmc" else "")
+        + (
+            f" --start {a.start} --start-steps {a.start_steps} --start-step-scale {a.start_step_scale}"
+            if a.start != "normal"
+            else ""
+        )
+        + (" --tune-levels " + " ".join(map(str, a.tune_levels)) if a.tune_levels else "")
+        + (" --step-sizes " + " ".join(f"{v:.6g}" for v in a.step_sizes) if a.step_sizes else ""),
     }
     print(json.dumps({k: out[k] for k in ("ratio", "pass")}, indent=1))
     for s, v in runs.items():

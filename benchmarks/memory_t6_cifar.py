@@ -55,30 +55,54 @@ def main():
     data = jax.ShapeDtypeStruct((args.dataset_size,) + data_shape, jnp.float32)
     if mesh is not None:
         rep = sharding.replicated_sharding(mesh)
-        state_shape = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state_shape)
+        state_shape = jax.tree_util.tree_map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state_shape
+        )
         data = jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=rep)
     t0 = time.time()
     compiled = step.lower(state_shape, data).compile()
     seconds = time.time() - t0
     ma = compiled.memory_analysis()
     gib = 2.0**30
-    figures = {k: getattr(ma, k) for k in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
-                                            "alias_size_in_bytes", "generated_code_size_in_bytes")}
+    figures = {
+        k: getattr(ma, k)
+        for k in (
+            "argument_size_in_bytes",
+            "output_size_in_bytes",
+            "temp_size_in_bytes",
+            "alias_size_in_bytes",
+            "generated_code_size_in_bytes",
+        )
+    }
     data_bytes = args.dataset_size * math.prod(data_shape) * 4
     result = {
-        "preset": args.preset, "devices": args.devices, "global_batch": args.batch,
-        "per_device_batch": args.batch // args.devices, "num_params": int(n_params),
+        "preset": args.preset,
+        "devices": args.devices,
+        "global_batch": args.batch,
+        "per_device_batch": args.batch // args.devices,
+        "num_params": int(n_params),
         "params_mib": n_params * 4 / 2**20,
         "state_mib (params, EMA, Adam m and v)": 4 * n_params * 4 / 2**20,
         "dataset_gib_replicated": data_bytes / gib,
         **{k: v for k, v in figures.items()},
         "temp_gib": figures["temp_size_in_bytes"] / gib,
-        "total_gib_per_device": (figures["argument_size_in_bytes"] + figures["output_size_in_bytes"]
-                                 + figures["temp_size_in_bytes"] - figures["alias_size_in_bytes"]) / gib,
-        "total_gib_per_device_without_dataset": (figures["argument_size_in_bytes"] + figures["output_size_in_bytes"]
-                                                 + figures["temp_size_in_bytes"] - figures["alias_size_in_bytes"]
-                                                 - data_bytes) / gib,
-        "compile_seconds": seconds, "backend": jax.default_backend(),
+        "total_gib_per_device": (
+            figures["argument_size_in_bytes"]
+            + figures["output_size_in_bytes"]
+            + figures["temp_size_in_bytes"]
+            - figures["alias_size_in_bytes"]
+        )
+        / gib,
+        "total_gib_per_device_without_dataset": (
+            figures["argument_size_in_bytes"]
+            + figures["output_size_in_bytes"]
+            + figures["temp_size_in_bytes"]
+            - figures["alias_size_in_bytes"]
+            - data_bytes
+        )
+        / gib,
+        "compile_seconds": seconds,
+        "backend": jax.default_backend(),
     }
     print(json.dumps(result, indent=1))
     if args.out:

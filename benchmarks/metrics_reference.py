@@ -52,9 +52,17 @@ def main():
     mmd_dig = metrics.mmd(sub, te)
     mmd_gauss = metrics.mmd(gauss, te)
     null = {}
-    for label, kw in (("unbiased_median", {}), ("biased_median", {"unbiased": False}), ("unbiased_h0.1", {"bandwidth": 0.1})):
-        r = [metrics.mmd(data.sample_2d("8gaussians", 2 * i + 10, 2000), data.sample_2d("8gaussians", 2 * i + 11, 2000), **kw).mmd2
-             for i in range(20)]
+    for label, kw in (
+        ("unbiased_median", {}),
+        ("biased_median", {"unbiased": False}),
+        ("unbiased_h0.1", {"bandwidth": 0.1}),
+    ):
+        r = [
+            metrics.mmd(
+                data.sample_2d("8gaussians", 2 * i + 10, 2000), data.sample_2d("8gaussians", 2 * i + 11, 2000), **kw
+            ).mmd2
+            for i in range(20)
+        ]
         null[label] = {"mean": float(np.mean(r)), "sd": float(np.std(r, ddof=1))}
     res = {
         "frechet_distance": fd,

@@ -87,11 +87,18 @@ def gradient_row(name, energy, batch, reps, command):
     jax.block_until_ready(out)
     f = (_clock() - c) / reps
     return {
-        "row": f"gradient/{name}", "what": f"grad_y sum f(y, t={t}), batch {batch}", "batch": batch,
-        "first_call_cpu_s": first[0], "first_call_wall_s": first[1],
-        "second_call_cpu_s": second[0], "second_call_wall_s": second[1],
-        "gradients_per_cpu_s": batch / g[0], "gradients_per_s_wall": batch / g[1],
-        "forwards_per_cpu_s": batch / f[0], "cpu_s_per_batch_gradient": g[0], "command": command,
+        "row": f"gradient/{name}",
+        "what": f"grad_y sum f(y, t={t}), batch {batch}",
+        "batch": batch,
+        "first_call_cpu_s": first[0],
+        "first_call_wall_s": first[1],
+        "second_call_cpu_s": second[0],
+        "second_call_wall_s": second[1],
+        "gradients_per_cpu_s": batch / g[0],
+        "gradients_per_s_wall": batch / g[1],
+        "forwards_per_cpu_s": batch / f[0],
+        "cpu_s_per_batch_gradient": g[0],
+        "command": command,
     }
 
 
@@ -106,8 +113,15 @@ def section_gradients(args):
         rows.append(gradient_row(name, energy, batch, args.reps, _command("gradients", f" --models {path}")))
         print(json.dumps(rows[-1]), flush=True)
     for blocks in args.cifar_blocks:
-        rows.append(gradient_row(f"cifar-wrn-{blocks}blocks", _cifar_energy(blocks), 8, max(2, args.reps // 10),
-                                 _command("gradients", f" --models --cifar-blocks {blocks}")))
+        rows.append(
+            gradient_row(
+                f"cifar-wrn-{blocks}blocks",
+                _cifar_energy(blocks),
+                8,
+                max(2, args.reps // 10),
+                _command("gradients", f" --models --cifar-blocks {blocks}"),
+            )
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -126,11 +140,20 @@ def section_samplers(args):
         _, first = _timed(lambda k: progressive.sample(energy, k, n), jax.random.key(0))
         _, second = _timed(lambda k: progressive.sample(energy, k, n), jax.random.key(1))
         grads = n * energy.num_levels * 30
-        rows.append({"row": f"sampler/progressive-langevin/{name}", "what": f"progressive.sample, {n} samples, K = 30",
-                     "first_call_cpu_s": first[0], "first_call_wall_s": first[1],
-                     "second_call_cpu_s": second[0], "second_call_wall_s": second[1],
-                     "samples_per_cpu_s": n / second[0], "samples_per_s_wall": n / second[1],
-                     "gradients_per_cpu_s": grads / second[0], "command": cmd})
+        rows.append(
+            {
+                "row": f"sampler/progressive-langevin/{name}",
+                "what": f"progressive.sample, {n} samples, K = 30",
+                "first_call_cpu_s": first[0],
+                "first_call_wall_s": first[1],
+                "second_call_cpu_s": second[0],
+                "second_call_wall_s": second[1],
+                "samples_per_cpu_s": n / second[0],
+                "samples_per_s_wall": n / second[1],
+                "gradients_per_cpu_s": grads / second[0],
+                "command": cmd,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         # long run: HMC (2 leapfrog) at fixed steps, S = 10 per level, first and second call
         steps = progressive.default_step_sizes(energy, "hmc")
@@ -142,11 +165,20 @@ def section_samplers(args):
         _, first = _timed(lr, jax.random.key(0))
         _, second = _timed(lr, jax.random.key(1))
         grads = n * energy.num_levels * (S - 1) * 2  # one value-and-gradient per leapfrog step (L = 2)
-        rows.append({"row": f"sampler/long-run-hmc/{name}", "what": f"long_run.run, {n} chains, S = {S}, HMC L = 2",
-                     "first_call_cpu_s": first[0], "first_call_wall_s": first[1],
-                     "second_call_cpu_s": second[0], "second_call_wall_s": second[1],
-                     "samples_per_cpu_s": n / second[0], "samples_per_s_wall": n / second[1],
-                     "gradients_per_cpu_s": grads / second[0], "command": cmd})
+        rows.append(
+            {
+                "row": f"sampler/long-run-hmc/{name}",
+                "what": f"long_run.run, {n} chains, S = {S}, HMC L = 2",
+                "first_call_cpu_s": first[0],
+                "first_call_wall_s": first[1],
+                "second_call_cpu_s": second[0],
+                "second_call_wall_s": second[1],
+                "samples_per_cpu_s": n / second[0],
+                "samples_per_s_wall": n / second[1],
+                "gradients_per_cpu_s": grads / second[0],
+                "command": cmd,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -168,14 +200,21 @@ def section_ais(args):
         est = run(jax.random.key(1))
         second = _clock() - c
         bare = gradient_row(name, energy, n, args.reps, "")
-        rows.append({"row": f"ais/{name}", "what": f"logz.ais, {n} particles, {bridges} bridges, MALA x2, identity frame",
-                     "first_call_cpu_s": first[0], "first_call_wall_s": first[1],
-                     "second_call_cpu_s": second[0], "second_call_wall_s": second[1],
-                     "num_grad_evals": int(est.num_grad_evals),
-                     "gradients_per_cpu_s": est.num_grad_evals / second[0],
-                     "bare_gradients_per_cpu_s": bare["gradients_per_cpu_s"],
-                     "ais_overhead": bare["gradients_per_cpu_s"] / (est.num_grad_evals / second[0]),
-                     "command": _command("ais", f" --models {path}")})
+        rows.append(
+            {
+                "row": f"ais/{name}",
+                "what": f"logz.ais, {n} particles, {bridges} bridges, MALA x2, identity frame",
+                "first_call_cpu_s": first[0],
+                "first_call_wall_s": first[1],
+                "second_call_cpu_s": second[0],
+                "second_call_wall_s": second[1],
+                "num_grad_evals": int(est.num_grad_evals),
+                "gradients_per_cpu_s": est.num_grad_evals / second[0],
+                "bare_gradients_per_cpu_s": bare["gradients_per_cpu_s"],
+                "ais_overhead": bare["gradients_per_cpu_s"] / (est.num_grad_evals / second[0]),
+                "command": _command("ais", f" --models {path}"),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -187,18 +226,24 @@ def _markdown(rows) -> str:
     def f(v, p=3):
         return "" if v is None else (f"{v:.{p}g}" if isinstance(v, float) else str(v))
 
-    lines = ["| row | what | first call CPU-s (wall) | second call CPU-s (wall) | rate | command |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| row | what | first call CPU-s (wall) | second call CPU-s (wall) | rate | command |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "gradients_per_cpu_s" in r and r["row"].startswith("gradient/"):
             rate = f"{f(r['gradients_per_cpu_s'])} grad/CPU-s ({f(r['gradients_per_s_wall'])}/s wall); fwd {f(r['forwards_per_cpu_s'])}/CPU-s"
         elif r["row"].startswith("ais/"):
-            rate = (f"{f(r['gradients_per_cpu_s'])} grad/CPU-s; bare {f(r['bare_gradients_per_cpu_s'])}; "
-                    f"overhead x{f(r['ais_overhead'])}")
+            rate = (
+                f"{f(r['gradients_per_cpu_s'])} grad/CPU-s; bare {f(r['bare_gradients_per_cpu_s'])}; "
+                f"overhead x{f(r['ais_overhead'])}"
+            )
         else:
             rate = f"{f(r['samples_per_cpu_s'])} samples/CPU-s ({f(r['gradients_per_cpu_s'])} grad/CPU-s)"
-        lines.append(f"| {r['row']} | {r['what']} | {f(r['first_call_cpu_s'])} ({f(r['first_call_wall_s'])}) | "
-                     f"{f(r['second_call_cpu_s'])} ({f(r['second_call_wall_s'])}) | {rate} | `{r['command']}` |")
+        lines.append(
+            f"| {r['row']} | {r['what']} | {f(r['first_call_cpu_s'])} ({f(r['first_call_wall_s'])}) | "
+            f"{f(r['second_call_cpu_s'])} ({f(r['second_call_wall_s'])}) | {rate} | `{r['command']}` |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -206,7 +251,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--section", choices=sorted(SECTIONS), action="append")
     p.add_argument("--models", nargs="*", default=None, help=f"checkpoint folders (default {MODELS})")
-    p.add_argument("--cifar-blocks", type=int, nargs="*", default=[], help="gradients: also the CIFAR WRN at these block counts")
+    p.add_argument(
+        "--cifar-blocks", type=int, nargs="*", default=[], help="gradients: also the CIFAR WRN at these block counts"
+    )
     p.add_argument("--reps", type=int, default=20, help="timed repetitions of the steady-state rates")
     args = p.parse_args()
     if args.models is None:
@@ -218,9 +265,16 @@ def main():
     for name in args.section or ["gradients"]:
         for r in SECTIONS[name](args):
             rows[r["row"]] = r
-    result = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
-                          "backend": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS", "")},
-              "rows": sorted(rows.values(), key=lambda r: r["row"])}
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        },
+        "rows": sorted(rows.values(), key=lambda r: r["row"]),
+    }
     os.makedirs(os.path.dirname(OUT_JSON), exist_ok=True)
     for path, text in ((OUT_JSON, json.dumps(result, indent=1)), (OUT_MD, _markdown(result["rows"]))):
         with open(path + ".tmp", "w") as fh:

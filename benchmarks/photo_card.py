@@ -36,7 +36,11 @@ def unconditional_samples(energy, key, n=16, size=32):
     u = r[T - 1] * jax.random.normal(key, (n, size, size, 1))
     for lvl in range(T - 1, 0, -1):
         d = r[lvl] ** 2 - r[lvl - 1] ** 2
-        u = u + d * score(u, lvl) + np.sqrt(d * r[lvl - 1] ** 2 / r[lvl] ** 2) * jax.random.normal(jax.random.fold_in(key, lvl), u.shape)
+        u = (
+            u
+            + d * score(u, lvl)
+            + np.sqrt(d * r[lvl - 1] ** 2 / r[lvl] ** 2) * jax.random.normal(jax.random.fold_in(key, lvl), u.shape)
+        )
     return np.asarray(u + r[0] ** 2 * score(u, 0))
 
 
@@ -71,19 +75,33 @@ def main(argv=None):
     fig = {
         "evaluation_level": int(m1024["level"]),
         "evaluation_level_8x8": int(m64["level"]),
-        "test_bpd_8x8": m64["test_bpd"], "test_bpd_8x8_stderr": m64["test_se"],
-        "validation_bpd_8x8": m64["validation_bpd"], "log_z_8x8": m64["log_z"],
-        "test_bpd_32x32": m1024["test_bpd"], "test_bpd_32x32_stderr": m1024["test_se"],
-        "validation_bpd_32x32": m1024["validation_bpd"], "log_z_32x32": m1024["log_z"],
-        "baselines_test_bpd": {f"{r['dim']}:{r['method']}": r["test_bpd"] for r in dens["rows"] if "photo prior" not in r["method"]},
-        "training_steps": int(cfg.get("step", log[-1]["step"])), "training_wall_s": wall,
+        "test_bpd_8x8": m64["test_bpd"],
+        "test_bpd_8x8_stderr": m64["test_se"],
+        "validation_bpd_8x8": m64["validation_bpd"],
+        "log_z_8x8": m64["log_z"],
+        "test_bpd_32x32": m1024["test_bpd"],
+        "test_bpd_32x32_stderr": m1024["test_se"],
+        "validation_bpd_32x32": m1024["validation_bpd"],
+        "log_z_32x32": m1024["log_z"],
+        "baselines_test_bpd": {
+            f"{r['dim']}:{r['method']}": r["test_bpd"] for r in dens["rows"] if "photo prior" not in r["method"]
+        },
+        "training_steps": int(cfg.get("step", log[-1]["step"])),
+        "training_wall_s": wall,
         "density_command": dens["command"],
     }
     if rest:
         fig["restoration_levels"] = {"start_level": rest["start_level"], "stop_level": rest["stop_level"]}
         fig["restoration_command"] = rest["command"]
-        fig["restoration"] = [{"task": r["task"], "photo": r["photo"], **r["methods"]["EBM posterior mean"],
-                               "posterior_s": r["posterior_s"]} for r in rest["results"]]
+        fig["restoration"] = [
+            {
+                "task": r["task"],
+                "photo": r["photo"],
+                **r["methods"]["EBM posterior mean"],
+                "posterior_s": r["posterior_s"],
+            }
+            for r in rest["results"]
+        ]
     tmp = os.path.join(ckpt, "figures.json.tmp")
     with open(tmp, "w") as fh:
         json.dump(fig, fh, indent=1)
@@ -106,34 +124,55 @@ def _segments(log):
 def write_card(ckpt, cfg, fig, dens, rest):
     name = os.path.basename(os.path.normpath(ckpt))
     lz8, lz32 = fig["log_z_8x8"], fig["log_z_32x32"]
-    lines = [f"# {name}", "",
-             "A fully convolutional prior of grey natural photographs: f(y, t) = -sum_p (y_p - g_p(y, t))^2 / (2 sigma_t^2), "
-             "g a bounded 8-layer CNN denoiser (receptive field 17 px), so one network scores images of any size.", "",
-             f"- data: `photos` (`ebm_ppl.data.photos`: train {', '.join(photos.PHOTO_SPLITS['train'])}; "
-             "validation coffee; test camera, astronaut; split by photo)",
-             f"- preset: `{cfg.get('preset', 'dsm-conv-photos')}`, schedule `{cfg['schedule']}`, objective DSM",
-             f"- network: `{json.dumps(cfg['network'])}`",
-             f"- trained {fig['training_steps']} steps of a {cfg.get('train', {}).get('steps')}-step cosine schedule (batch {cfg.get('train', {}).get('batch_size')}; stopped early for time), wall time {fig['training_wall_s'] / 60:.1f} min on the shared 2-core CPU",
-             f"- evaluation level {fig['evaluation_level']} (32x32) / {fig['evaluation_level_8x8']} (8x8), chosen on the validation photo",
-             f"- log Z, 8x8 inputs, level {fig['evaluation_level_8x8']}: {lz8['log_z']:.2f} ± {lz8['stderr']:.2f}, ESS {lz8['ess']:.1f} of {lz8['num_particles']}, "
-             f"k-hat {lz8['khat']:.2f}{'' if lz8['reliable'] else ' (UNRELIABLE: the stderr is a lower bound, bits/dim optimistic)'}",
-             f"- log Z, 32x32 inputs, level {fig['evaluation_level']}: {lz32['log_z']:.2f} ± {lz32['stderr']:.2f}, ESS {lz32['ess']:.1f} of {lz32['num_particles']}, "
-             f"k-hat {lz32['khat']:.2f}{'' if lz32['reliable'] else ' (UNRELIABLE: the stderr is a lower bound, bits/dim optimistic)'}",
-             "", "![samples](samples.png)", "",
-             "Unconditional 32x32 samples (ancestral descent of the ladder from sigma 1.1, one gradient per level, seed 0). "
-             "They look like high-contrast texture (gravel, grass), not like photographs: a 17-px receptive field and 2000 "
-             "CPU steps make a local prior that is useful as a denoiser and a posterior for restoration, not a generator.", "",
-             "## Held-out density (bits/dim, test photos)", "", f"Written by `{dens['command']}`.", "",
-             "| D | method | test bits/dim | validation |", "|---|---|---|---|"]
+    lines = [
+        f"# {name}",
+        "",
+        "A fully convolutional prior of grey natural photographs: f(y, t) = -sum_p (y_p - g_p(y, t))^2 / (2 sigma_t^2), "
+        "g a bounded 8-layer CNN denoiser (receptive field 17 px), so one network scores images of any size.",
+        "",
+        f"- data: `photos` (`ebm_ppl.data.photos`: train {', '.join(photos.PHOTO_SPLITS['train'])}; "
+        "validation coffee; test camera, astronaut; split by photo)",
+        f"- preset: `{cfg.get('preset', 'dsm-conv-photos')}`, schedule `{cfg['schedule']}`, objective DSM",
+        f"- network: `{json.dumps(cfg['network'])}`",
+        f"- trained {fig['training_steps']} steps of a {cfg.get('train', {}).get('steps')}-step cosine schedule (batch {cfg.get('train', {}).get('batch_size')}; stopped early for time), wall time {fig['training_wall_s'] / 60:.1f} min on the shared 2-core CPU",
+        f"- evaluation level {fig['evaluation_level']} (32x32) / {fig['evaluation_level_8x8']} (8x8), chosen on the validation photo",
+        f"- log Z, 8x8 inputs, level {fig['evaluation_level_8x8']}: {lz8['log_z']:.2f} ± {lz8['stderr']:.2f}, ESS {lz8['ess']:.1f} of {lz8['num_particles']}, "
+        f"k-hat {lz8['khat']:.2f}{'' if lz8['reliable'] else ' (UNRELIABLE: the stderr is a lower bound, bits/dim optimistic)'}",
+        f"- log Z, 32x32 inputs, level {fig['evaluation_level']}: {lz32['log_z']:.2f} ± {lz32['stderr']:.2f}, ESS {lz32['ess']:.1f} of {lz32['num_particles']}, "
+        f"k-hat {lz32['khat']:.2f}{'' if lz32['reliable'] else ' (UNRELIABLE: the stderr is a lower bound, bits/dim optimistic)'}",
+        "",
+        "![samples](samples.png)",
+        "",
+        "Unconditional 32x32 samples (ancestral descent of the ladder from sigma 1.1, one gradient per level, seed 0). "
+        "They look like high-contrast texture (gravel, grass), not like photographs: a 17-px receptive field and 2000 "
+        "CPU steps make a local prior that is useful as a denoiser and a posterior for restoration, not a generator.",
+        "",
+        "## Held-out density (bits/dim, test photos)",
+        "",
+        f"Written by `{dens['command']}`.",
+        "",
+        "| D | method | test bits/dim | validation |",
+        "|---|---|---|---|",
+    ]
     for r in dens["rows"]:
-        lines.append(f"| {r['dim']} | {r['method']} | {r['test_bpd']:.3f} ± {r['test_se']:.3f} | {r['validation_bpd']:.3f} |")
+        lines.append(
+            f"| {r['dim']} | {r['method']} | {r['test_bpd']:.3f} ± {r['test_se']:.3f} | {r['validation_bpd']:.3f} |"
+        )
     if rest:
-        lines += ["", "## Restoration (posterior mean; camera and astronaut centre crops)", "",
-                  f"Written by `{rest['command']}`; full table with every baseline in benchmarks/results/photo_restore.md.", "",
-                  "| task | photo | PSNR | SSIM | cov50 | cov90 | cov95 | time (s) |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Restoration (posterior mean; camera and astronaut centre crops)",
+            "",
+            f"Written by `{rest['command']}`; full table with every baseline in benchmarks/results/photo_restore.md.",
+            "",
+            "| task | photo | PSNR | SSIM | cov50 | cov90 | cov95 | time (s) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in fig["restoration"]:
-            lines.append(f"| {r['task']} | {r['photo']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r.get('coverage50', float('nan')):.3f} | "
-                         f"{r.get('coverage90', float('nan')):.3f} | {r.get('coverage95', float('nan')):.3f} | {r['posterior_s']:.0f} |")
+            lines.append(
+                f"| {r['task']} | {r['photo']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r.get('coverage50', float('nan')):.3f} | "
+                f"{r.get('coverage90', float('nan')):.3f} | {r.get('coverage95', float('nan')):.3f} | {r['posterior_s']:.0f} |"
+            )
     lines += ["", f"Card written by `python benchmarks/photo_card.py {ckpt}`."]
     tmp = os.path.join(ckpt, "card.md.tmp")
     with open(tmp, "w") as fh:

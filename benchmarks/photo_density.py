@@ -76,15 +76,30 @@ def model_logz(energy, shape, key, particles, bridges):
 
     e = energy.replace(data_shape=shape)
     t0 = time.time()
-    est = logz.ais(e, key, level=0, num_particles=particles, num_bridges=bridges,
-                   pilot_particles=min(64, particles), frame="identity")
+    est = logz.ais(
+        e,
+        key,
+        level=0,
+        num_particles=particles,
+        num_bridges=bridges,
+        pilot_particles=min(64, particles),
+        frame="identity",
+    )
     wall = time.time() - t0
     out = {}
     for lvl in sorted(est.levels):
         el = est.at_level(lvl)
-        out[int(lvl)] = {"log_z": float(el.log_z), "stderr": float(el.stderr), "ess": float(el.ess),
-                         "khat": float(el.khat), "reliable": bool(el.reliable), "num_particles": particles,
-                         "num_bridges": bridges, "num_grad_evals": int(est.num_grad_evals), "wall_s": wall}
+        out[int(lvl)] = {
+            "log_z": float(el.log_z),
+            "stderr": float(el.stderr),
+            "ess": float(el.ess),
+            "khat": float(el.khat),
+            "reliable": bool(el.reliable),
+            "num_particles": particles,
+            "num_bridges": bridges,
+            "num_grad_evals": int(est.num_grad_evals),
+            "wall_s": wall,
+        }
     return out
 
 
@@ -93,15 +108,28 @@ def model_rows(energy, dim, va, te, lz, levels, batch):
     val = {lvl: bpd_stats(model_log_p(energy, va, lvl, lz[lvl]["log_z"], batch), dim)[0] for lvl in levels}
     best = min(val, key=val.get)
     m, se = bpd_stats(model_log_p(energy, te, best, lz[best]["log_z"], batch), dim)
-    return {"dim": dim, "method": f"photo prior (conv DSM), level {best}", "test_bpd": m, "test_se": se,
-            "validation_bpd": val[best], "validation_by_level": val, "level": best, "log_z": lz[best]}
+    return {
+        "dim": dim,
+        "method": f"photo prior (conv DSM), level {best}",
+        "test_bpd": m,
+        "test_se": se,
+        "validation_bpd": val[best],
+        "validation_by_level": val,
+        "level": best,
+        "log_z": lz[best],
+    }
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
-    ap.add_argument("--levels", type=int, nargs="+", default=[0, 2, 4, 6, 8],
-                    help="candidate evaluation levels (chosen on the validation photo)")
+    ap.add_argument(
+        "--levels",
+        type=int,
+        nargs="+",
+        default=[0, 2, 4, 6, 8],
+        help="candidate evaluation levels (chosen on the validation photo)",
+    )
     ap.add_argument("--particles8", type=int, default=256)
     ap.add_argument("--bridges8", type=int, default=600)
     ap.add_argument("--particles32", type=int, default=64)
@@ -117,8 +145,14 @@ def main(argv=None):
     rows, t_all = [], time.time()
     from ebm_ppl.inverse.images import level_noise
 
-    res = {"model": args.model, "candidate_levels": args.levels, "seed": photos.PHOTOS_SEED,
-           "noise_r": {lvl: float(level_noise(energy)[lvl]) for lvl in args.levels}, "rows": rows, "command": "python benchmarks/photo_density.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    res = {
+        "model": args.model,
+        "candidate_levels": args.levels,
+        "seed": photos.PHOTOS_SEED,
+        "noise_r": {lvl: float(level_noise(energy)[lvl]) for lvl in args.levels},
+        "rows": rows,
+        "command": "python benchmarks/photo_density.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
 
     # ---- D = 64
     tr8 = dequantised(photos.crops("train", 8, 20000), 1).reshape(20000, -1)
@@ -126,21 +160,35 @@ def main(argv=None):
     te8 = dequantised(photos.crops("test", 8, args.n_test8), 3)
     D = 64
     rows.append({"dim": D, "method": "uniform", "test_bpd": 8.0, "test_se": 0.0, "validation_bpd": 8.0})
-    for name, (tst, val) in {"full Gaussian": (gaussian_logpdf(tr8, te8.reshape(len(te8), -1)),
-                                                gaussian_logpdf(tr8, va8.reshape(len(va8), -1)))}.items():
+    for name, (tst, val) in {
+        "full Gaussian": (
+            gaussian_logpdf(tr8, te8.reshape(len(te8), -1)),
+            gaussian_logpdf(tr8, va8.reshape(len(va8), -1)),
+        )
+    }.items():
         m, se = bpd_stats(tst, D)
         rows.append({"dim": D, "method": name, "test_bpd": m, "test_se": se, "validation_bpd": bpd_stats(val, D)[0]})
     from sklearn.mixture import GaussianMixture
 
     t0 = time.time()
-    gmm = GaussianMixture(args.gmm_components, covariance_type="full", max_iter=args.gmm_iter, random_state=0,
-                          reg_covar=1e-6)
+    gmm = GaussianMixture(
+        args.gmm_components, covariance_type="full", max_iter=args.gmm_iter, random_state=0, reg_covar=1e-6
+    )
     gmm.fit(tr8[: args.gmm_train])
     m, se = bpd_stats(gmm.score_samples(te8.reshape(len(te8), -1)), D)
-    rows.append({"dim": D, "method": f"GMM-{args.gmm_components}", "test_bpd": m, "test_se": se,
-                 "validation_bpd": bpd_stats(gmm.score_samples(va8.reshape(len(va8), -1)), D)[0],
-                 "fit_s": time.time() - t0, "converged": bool(gmm.converged_), "em_iterations": int(gmm.n_iter_),
-                 "train_patches": int(min(args.gmm_train, len(tr8)))})
+    rows.append(
+        {
+            "dim": D,
+            "method": f"GMM-{args.gmm_components}",
+            "test_bpd": m,
+            "test_se": se,
+            "validation_bpd": bpd_stats(gmm.score_samples(va8.reshape(len(va8), -1)), D)[0],
+            "fit_s": time.time() - t0,
+            "converged": bool(gmm.converged_),
+            "em_iterations": int(gmm.n_iter_),
+            "train_patches": int(min(args.gmm_train, len(tr8))),
+        }
+    )
     print(rows[-1], flush=True)
     lz = model_logz(energy, (8, 8, 1), jax.random.PRNGKey(10), args.particles8, args.bridges8)
     print("log Z 8x8", lz, flush=True)
@@ -154,8 +202,15 @@ def main(argv=None):
     te32 = dequantised(photos.crops("test", 32, args.n_test32), 6)
     rows.append({"dim": D, "method": "uniform", "test_bpd": 8.0, "test_se": 0.0, "validation_bpd": 8.0})
     m, se = bpd_stats(gaussian_logpdf(tr32, te32.reshape(len(te32), -1)), D)
-    rows.append({"dim": D, "method": "full Gaussian", "test_bpd": m, "test_se": se,
-                 "validation_bpd": bpd_stats(gaussian_logpdf(tr32, va32.reshape(len(va32), -1)), D)[0]})
+    rows.append(
+        {
+            "dim": D,
+            "method": "full Gaussian",
+            "test_bpd": m,
+            "test_se": se,
+            "validation_bpd": bpd_stats(gaussian_logpdf(tr32, va32.reshape(len(va32), -1)), D)[0],
+        }
+    )
     lz = model_logz(energy, (32, 32, 1), jax.random.PRNGKey(11), args.particles32, args.bridges32)
     print("log Z 32x32", lz, flush=True)
     rows.append(model_rows(energy, D, va32, te32, lz, args.levels, 64))
@@ -169,16 +224,28 @@ def write(res, out):
     with open(tmp, "w") as fh:
         json.dump(res, fh, indent=1)
     os.replace(tmp, out + ".json")
-    lines = [f"Bits/dim of held-out photo patches (test photos camera + astronaut, validation coffee; model "
-             f"{res['model']}; its evaluation level chosen on validation among {res['candidate_levels']}, noise r = "
-             f"{res['noise_r']}). Written by `{res['command']}`.", "",
-             "| D | method | test bits/dim | validation bits/dim | log Z (ESS, k-hat) |", "|---|---|---|---|---|"]
+    lines = [
+        f"Bits/dim of held-out photo patches (test photos camera + astronaut, validation coffee; model "
+        f"{res['model']}; its evaluation level chosen on validation among {res['candidate_levels']}, noise r = "
+        f"{res['noise_r']}). Written by `{res['command']}`.",
+        "",
+        "| D | method | test bits/dim | validation bits/dim | log Z (ESS, k-hat) |",
+        "|---|---|---|---|---|",
+    ]
     for r in res["rows"]:
         lz = r.get("log_z")
-        lzs = "" if not lz else (f"{lz['log_z']:.2f} ± {lz['stderr']:.2f} (ESS {lz['ess']:.1f}/{lz['num_particles']}, "
-                                 f"k-hat {lz['khat']:.2f}{'' if lz['reliable'] else ', UNRELIABLE: stderr is a lower bound'})")
-        lines.append(f"| {r['dim']} | {r['method']} | {r['test_bpd']:.3f} ± {r['test_se']:.3f} | "
-                     f"{r['validation_bpd']:.3f} | {lzs} |")
+        lzs = (
+            ""
+            if not lz
+            else (
+                f"{lz['log_z']:.2f} ± {lz['stderr']:.2f} (ESS {lz['ess']:.1f}/{lz['num_particles']}, "
+                f"k-hat {lz['khat']:.2f}{'' if lz['reliable'] else ', UNRELIABLE: stderr is a lower bound'})"
+            )
+        )
+        lines.append(
+            f"| {r['dim']} | {r['method']} | {r['test_bpd']:.3f} ± {r['test_se']:.3f} | "
+            f"{r['validation_bpd']:.3f} | {lzs} |"
+        )
     lines.append("")
     lines.append(f"Total wall time {res.get('wall_s', 0) / 60:.1f} min on the shared 2-core CPU.")
     tmp = out + ".md.tmp"

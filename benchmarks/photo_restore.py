@@ -37,8 +37,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-import ebm_ppl  # noqa: E402
 import photo_baselines as pb  # noqa: E402
+
+import ebm_ppl  # noqa: E402
 from ebm_ppl.data import photos  # noqa: E402
 from ebm_ppl.inverse import operators  # noqa: E402
 from ebm_ppl.inverse.images import (  # noqa: E402
@@ -51,9 +52,13 @@ from ebm_ppl.inverse.images import (  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 TASKS = {
-    "denoise15": ("denoise", 15.0), "denoise25": ("denoise", 25.0), "denoise50": ("denoise", 50.0),
-    "inpaint50": ("inpaint:random0.5", 1.0), "inpaint80": ("inpaint:random0.8", 1.0),
-    "box32": ("box32", 1.0), "deblur": ("blur:gauss1.6", 2.55),
+    "denoise15": ("denoise", 15.0),
+    "denoise25": ("denoise", 25.0),
+    "denoise50": ("denoise", 50.0),
+    "inpaint50": ("inpaint:random0.5", 1.0),
+    "inpaint80": ("inpaint:random0.8", 1.0),
+    "box32": ("box32", 1.0),
+    "deblur": ("blur:gauss1.6", 2.55),
 }
 
 
@@ -75,8 +80,10 @@ def scores(est, truth):
 
     e = np.clip((np.asarray(est, np.float64).reshape(truth.shape) + 1) / 2, 0, 1)
     t = (truth + 1) / 2
-    return {"psnr": float(peak_signal_noise_ratio(t, e, data_range=1.0)),
-            "ssim": float(structural_similarity(t, e, data_range=1.0))}
+    return {
+        "psnr": float(peak_signal_noise_ratio(t, e, data_range=1.0)),
+        "ssim": float(structural_similarity(t, e, data_range=1.0)),
+    }
 
 
 def run_task(task, name, x, energy, gauss, tv_weights, args, key):
@@ -113,8 +120,18 @@ def run_task(task, name, x, energy, gauss, tv_weights, args, key):
         start = args.start_level
     out["baseline_s"] = time.time() - t0
     t0 = time.time()
-    post = sample_image_posterior(key, energy, op, sigma, obs, num_samples=args.num_samples, init=init,
-                                  start_level=start, stop_level=args.stop_level, tile=args.tile)
+    post = sample_image_posterior(
+        key,
+        energy,
+        op,
+        sigma,
+        obs,
+        num_samples=args.num_samples,
+        init=init,
+        start_level=start,
+        stop_level=args.stop_level,
+        tile=args.tile,
+    )
     out["posterior_s"] = time.time() - t0
     est["EBM posterior mean"] = post.mean[..., 0]
     for m, e in est.items():
@@ -172,15 +189,30 @@ def main(argv=None):
         if kind == "denoise":
             noisy = val + to255(s255) * np.random.default_rng(99).standard_normal(val.shape)
             tv_weights[task] = pb.tune_tv(val, noisy)
-    res = {"model": args.model, "size": S, "num_samples": args.num_samples, "start_level": args.start_level,
-           "stop_level": args.stop_level, "tv_weights": tv_weights, "results": [],
-           "command": "python benchmarks/photo_restore.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    res = {
+        "model": args.model,
+        "size": S,
+        "num_samples": args.num_samples,
+        "start_level": args.start_level,
+        "stop_level": args.stop_level,
+        "tv_weights": tv_weights,
+        "results": [],
+        "command": "python benchmarks/photo_restore.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
     for task in args.tasks:
         rows = []
         for name in args.photos:
             x = photos.to_data(photos.centre_crop(name, S))
-            out, obs_img, est, post = run_task(task, name, x, energy, gauss, tv_weights, args,
-                                               jax.random.PRNGKey(zlib.crc32(f"{name}:{task}".encode())))
+            out, obs_img, est, post = run_task(
+                task,
+                name,
+                x,
+                energy,
+                gauss,
+                tv_weights,
+                args,
+                jax.random.PRNGKey(zlib.crc32(f"{name}:{task}".encode())),
+            )
             print(json.dumps(out), flush=True)
             res["results"].append(out)
             rows.append((name, x, est, obs_img, post, out))
@@ -194,16 +226,22 @@ def write(res, out):
     with open(tmp, "w") as fh:
         json.dump(res, fh, indent=1)
     os.replace(tmp, out + ".json")
-    lines = [f"Restoration of {res['size']}x{res['size']} centre crops (model {res['model']}, {res['num_samples']} "
-             f"posterior samples, stop level {res['stop_level']}). PSNR (dB) / SSIM from skimage.metrics; coverage of "
-             f"the EBM's 50/90/95% intervals. Written by `{res['command']}`.", "",
-             "| task | photo | method | PSNR | SSIM | cov50 | cov90 | cov95 | time (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Restoration of {res['size']}x{res['size']} centre crops (model {res['model']}, {res['num_samples']} "
+        f"posterior samples, stop level {res['stop_level']}). PSNR (dB) / SSIM from skimage.metrics; coverage of "
+        f"the EBM's 50/90/95% intervals. Written by `{res['command']}`.",
+        "",
+        "| task | photo | method | PSNR | SSIM | cov50 | cov90 | cov95 | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in res["results"]:
         for m, v in r["methods"].items():
             ours = m == "EBM posterior mean"
             cov = [f"{v[k]:.3f}" if k in v else "" for k in ("coverage50", "coverage90", "coverage95")]
             t = f"{r['posterior_s']:.0f}" if ours else ""
-            lines.append(f"| {r['task']} | {r['photo']} | {m} | {v['psnr']:.2f} | {v['ssim']:.3f} | {' | '.join(cov)} | {t} |")
+            lines.append(
+                f"| {r['task']} | {r['photo']} | {m} | {v['psnr']:.2f} | {v['ssim']:.3f} | {' | '.join(cov)} | {t} |"
+            )
     tmp = out + ".md.tmp"
     with open(tmp, "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -42,8 +42,15 @@ def ncsn2_cli(inner=None):
         sec = time.time() - t0
         x = np.load(out)["samples"]
     w = float(np.asarray(e.responsibilities(e.to_model(jnp.asarray(x)))).mean(0)[1])
-    return {"case": "ncsn2 CLI", "command": "ebm-ppl " + " ".join(argv[:-2]), "inner": inner or "default",
-            "mode_weight": w, "exact": 0.8, "error": w - 0.8, "seconds": sec}
+    return {
+        "case": "ncsn2 CLI",
+        "command": "ebm-ppl " + " ".join(argv[:-2]),
+        "inner": inner or "default",
+        "mode_weight": w,
+        "exact": 0.8,
+        "error": w - 0.8,
+        "seconds": sec,
+    }
 
 
 def gmm64(schedule, inner=None, chains=4, draws=4000):
@@ -58,10 +65,17 @@ def gmm64(schedule, inner=None, chains=4, draws=4000):
     mcse = np.array([float(az.mcse(ch[:, :, j], method="mean")) for j in range(ch.shape[-1])])
     z = (x.mean(0) - m) / mcse
     w = np.asarray(e.responsibilities(e.to_model(jnp.asarray(x)))).mean(0)
-    return {"case": f"gmm:64:4 {e.schedule.name if hasattr(e.schedule, 'name') else schedule}",
-            "schedule": schedule or "default (drl:6)", "inner": inner or "default", "n": n,
-            "max_abs_z": float(np.nanmax(np.abs(z))), "finite": bool(np.all(np.isfinite(x))),
-            "weights": w.tolist(), "exact_weights": np.asarray(e.weights).tolist(), "seconds": sec}
+    return {
+        "case": f"gmm:64:4 {e.schedule.name if hasattr(e.schedule, 'name') else schedule}",
+        "schedule": schedule or "default (drl:6)",
+        "inner": inner or "default",
+        "n": n,
+        "max_abs_z": float(np.nanmax(np.abs(z))),
+        "finite": bool(np.all(np.isfinite(x))),
+        "weights": w.tolist(),
+        "exact_weights": np.asarray(e.weights).tolist(),
+        "seconds": sec,
+    }
 
 
 def main():

@@ -52,14 +52,25 @@ def bench(energy, name, chains, draws, bar):
     for alg, kw in (("nuts", {}), ("hmc", {"num_integration_steps": 8})):
         bar.set_postfix_str(f"{name} {alg}")
         t0 = time.time()
-        ch = hmc.sample_level(energy, jax.random.key(0), num_chains=chains, algorithm=alg,
-                              num_warmup=draws, num_samples=draws, **kw)
+        ch = hmc.sample_level(
+            energy, jax.random.key(0), num_chains=chains, algorithm=alg, num_warmup=draws, num_samples=draws, **kw
+        )
         jax.block_until_ready(ch.position)
         sec = time.time() - t0
         ess, rhat = _ess(ch.position, ch.log_density)
         grads = float(np.sum(ch.num_gradient_evaluations))
-        rows.append(dict(target=name, sampler=alg, ess=ess, rhat_energy=rhat, grads=grads, seconds=sec,
-                         acceptance=float(np.mean(ch.acceptance_rate)), divergences=int(np.sum(ch.is_divergent))))
+        rows.append(
+            dict(
+                target=name,
+                sampler=alg,
+                ess=ess,
+                rhat_energy=rhat,
+                grads=grads,
+                seconds=sec,
+                acceptance=float(np.mean(ch.acceptance_rate)),
+                divergences=int(np.sum(ch.is_divergent)),
+            )
+        )
         bar.update()
     n = chains * draws
     T = energy.num_levels
@@ -72,8 +83,11 @@ def bench(energy, name, chains, draws, bar):
         logd = energy.log_density(energy.to_model(x), 0)
         ess, rhat = _ess(np.asarray(x).reshape((chains, draws) + x.shape[1:]), np.asarray(logd).reshape(chains, draws))
         grads = n * T * max(k, 1) + (64 * T * 60 if inner == "mala" else 0)
-        rows.append(dict(target=name, sampler=f"progressive-{inner}", ess=ess, rhat_energy=rhat, grads=float(grads),
-                         seconds=sec))
+        rows.append(
+            dict(
+                target=name, sampler=f"progressive-{inner}", ess=ess, rhat_energy=rhat, grads=float(grads), seconds=sec
+            )
+        )
         bar.update()
     for r in rows:
         r["ess_per_grad"] = r["ess"] / r["grads"]
@@ -113,21 +127,41 @@ def accuracy(name, schedule, n, nuts_chains, nuts_draws, bar):
     def row(sampler, x, sec, grads, n_indep, tol, typ, extra):
         mean_err, cov_err = _moments(np.asarray(x).reshape(-1, e.dim), e)
         _, w, z = _weights(e, x, n_indep)
-        r = dict(sampler=sampler, n_independent=n_indep, mean_error=mean_err, cov_error=cov_err,
-                 tolerance=tol, typical_exact_error=typ, weights=w, max_weight_z=z, seconds=sec, grads=grads,
-                 ok=bool(mean_err < tol[0] and cov_err < tol[1] and z < 4), **extra)
+        r = dict(
+            sampler=sampler,
+            n_independent=n_indep,
+            mean_error=mean_err,
+            cov_error=cov_err,
+            tolerance=tol,
+            typical_exact_error=typ,
+            weights=w,
+            max_weight_z=z,
+            seconds=sec,
+            grads=grads,
+            ok=bool(mean_err < tol[0] and cov_err < tol[1] and z < 4),
+            **extra,
+        )
         out["rows"].append(r)
         bar.update()
 
     bar.set_postfix_str(f"{name} progressive-mala")
     t0 = time.time()
-    x, info = progressive.sample(e, jax.random.key(3), n, inner="mala", num_inner_steps=3, start="normal",
-                                 return_info=True)
+    x, info = progressive.sample(
+        e, jax.random.key(3), n, inner="mala", num_inner_steps=3, start="normal", return_info=True
+    )
     x = np.asarray(jax.block_until_ready(x))
     f = np.asarray(e.data_log_prob(x)).reshape(4, -1)
     rh = diagnostics.summarize(diagnostics.to_datatree(x.reshape(4, -1, e.dim), energy=f))["energy"]["rhat"]
-    row("progressive-mala (K=3)", x, time.time() - t0, float(n * e.num_levels * 4), n, tol_n, typ_n,
-        {"rhat_energy": rh, "acceptance_min": float(np.min(info["acceptance_rate"]))})
+    row(
+        "progressive-mala (K=3)",
+        x,
+        time.time() - t0,
+        float(n * e.num_levels * 4),
+        n,
+        tol_n,
+        typ_n,
+        {"rhat_energy": rh, "acceptance_min": float(np.min(info["acceptance_rate"]))},
+    )
 
     bar.set_postfix_str(f"{name} long-run")
     t0 = time.time()
@@ -136,24 +170,49 @@ def accuracy(name, schedule, n, nuts_chains, nuts_draws, bar):
     f = np.asarray(e.data_log_prob(x)).reshape(4, -1)
     rh = diagnostics.summarize(diagnostics.to_datatree(x.reshape(4, -1, e.dim), energy=f))["energy"]["rhat"]
     acc = np.asarray(res.acceptance_rate)
-    row("long-run (S=10, HMC 2 leapfrog)", x, time.time() - t0, float(n * e.num_levels * (1 + 9 * 2)), n, tol_n, typ_n,
-        {"rhat_energy": rh, "acceptance_range": [float(acc.min()), float(acc.max())]})
+    row(
+        "long-run (S=10, HMC 2 leapfrog)",
+        x,
+        time.time() - t0,
+        float(n * e.num_levels * (1 + 9 * 2)),
+        n,
+        tol_n,
+        typ_n,
+        {"rhat_energy": rh, "acceptance_range": [float(acc.min()), float(acc.max())]},
+    )
 
     bar.set_postfix_str(f"{name} nuts")
     t0 = time.time()
     x0 = e.sample_data(jax.random.key(7), nuts_chains)
-    ch = hmc.run_chains(jax.random.key(8), hmc.level_log_density_fn(e, 0, "data"), x0, algorithm="nuts",
-                        num_warmup=nuts_draws, num_samples=nuts_draws)
+    ch = hmc.run_chains(
+        jax.random.key(8),
+        hmc.level_log_density_fn(e, 0, "data"),
+        x0,
+        algorithm="nuts",
+        num_warmup=nuts_draws,
+        num_samples=nuts_draws,
+    )
     pos = np.asarray(jax.block_until_ready(ch.position))
     resp = np.asarray(e.responsibilities(e.to_model(jnp.asarray(pos))))
     mode = resp.argmax(-1)
     energy = np.asarray(ch.log_density)
     within = {int(k): float(az.rhat(energy[mode[:, 0] == k])) for k in np.unique(mode[:, 0])}
-    row(f"nuts ({nuts_chains} chains from exact draws, {nuts_draws} draws)", pos, time.time() - t0,
-        float(np.sum(ch.num_gradient_evaluations)), nuts_chains, tol_c, typ_c,
-        {"rhat_energy": float(az.rhat(energy)), "rhat_energy_within_mode": within,
-         "chains_switching_mode": int(np.sum(np.any(mode != mode[:, :1], axis=1))),
-         "acceptance": float(np.mean(ch.acceptance_rate)), "divergences": int(np.sum(ch.is_divergent))})
+    row(
+        f"nuts ({nuts_chains} chains from exact draws, {nuts_draws} draws)",
+        pos,
+        time.time() - t0,
+        float(np.sum(ch.num_gradient_evaluations)),
+        nuts_chains,
+        tol_c,
+        typ_c,
+        {
+            "rhat_energy": float(az.rhat(energy)),
+            "rhat_energy_within_mode": within,
+            "chains_switching_mode": int(np.sum(np.any(mode != mode[:, :1], axis=1))),
+            "acceptance": float(np.mean(ch.acceptance_rate)),
+            "divergences": int(np.sum(ch.is_divergent)),
+        },
+    )
     return out
 
 
@@ -184,16 +243,22 @@ def main():
     print("| target | sampler | ESS | gradients | ESS/grad | ESS/s | s | R-hat(energy) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['target']} | {r['sampler']} | {r['ess']:.0f} | {r['grads']:.3g} | {r['ess_per_grad']:.2e} | "
-              f"{r['ess_per_second']:.2f} | {r['seconds']:.0f} | {r['rhat_energy']:.3f} |")
+        print(
+            f"| {r['target']} | {r['sampler']} | {r['ess']:.0f} | {r['grads']:.3g} | {r['ess_per_grad']:.2e} | "
+            f"{r['ess_per_second']:.2f} | {r['seconds']:.0f} | {r['rhat_energy']:.3f} |"
+        )
     if acc:
-        print(f"\naccuracy on {acc['target']} ({acc['schedule']}), exact weights {np.round(acc['exact_weights'], 3).tolist()}")
+        print(
+            f"\naccuracy on {acc['target']} ({acc['schedule']}), exact weights {np.round(acc['exact_weights'], 3).tolist()}"
+        )
         print("| sampler | mean err (tol) | cov err (tol) | weights | max weight z | R-hat(energy) | ok |")
         print("|---|---|---|---|---|---|---|")
         for r in acc["rows"]:
-            print(f"| {r['sampler']} | {r['mean_error']:.3f} ({r['tolerance'][0]:.3f}) | {r['cov_error']:.3f} "
-                  f"({r['tolerance'][1]:.3f}) | {np.round(r['weights'], 3).tolist()} | {r['max_weight_z']:.2f} | "
-                  f"{r['rhat_energy']:.4f} | {r['ok']} |")
+            print(
+                f"| {r['sampler']} | {r['mean_error']:.3f} ({r['tolerance'][0]:.3f}) | {r['cov_error']:.3f} "
+                f"({r['tolerance'][1]:.3f}) | {np.round(r['weights'], 3).tolist()} | {r['max_weight_z']:.2f} | "
+                f"{r['rhat_energy']:.4f} | {r['ok']} |"
+            )
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as fh:
         json.dump({"config": vars(a), "rows": rows, "accuracy": acc}, fh, indent=1)

@@ -65,8 +65,9 @@ def worker(n: int, steps: int, num_samples: int) -> dict:
     train_s = time.perf_counter() - t0
 
     schedule = from_name(config["schedule"])
-    energy = NetworkEnergy(module, ema_variables(jax.tree_util.tree_map(np.asarray, state)), schedule, (2,),
-                           config.get("base_variance"))
+    energy = NetworkEnergy(
+        module, ema_variables(jax.tree_util.tree_map(np.asarray, state)), schedule, (2,), config.get("base_variance")
+    )
     opts = sampling_options(schedule, config.get("sample", {}))
     kernel = progressive.build_kernel(opts["inner"], opts["num_inner_steps"], opts["step_scale"])
     steps_sz = progressive.default_step_sizes(energy, opts["inner"], opts["step_scale"])
@@ -93,11 +94,17 @@ def worker(n: int, steps: int, num_samples: int) -> dict:
         out = jax.block_until_ready(descend(x_top, jax.random.key(3 + r)))
     sample_s = time.perf_counter() - t0
     return {
-        "devices": n, "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind,
-        "train_steps_per_s": steps / train_s, "train_examples_per_s": steps * config["batch_size"] / train_s,
-        "train_compile_s": compile_train, "global_batch": config["batch_size"],
-        "samples_per_s": reps * num_samples / sample_s, "sample_compile_s": compile_sample,
-        "num_samples": num_samples, "sample_shards": len(out.addressable_shards),
+        "devices": n,
+        "platform": jax.devices()[0].platform,
+        "device_kind": jax.devices()[0].device_kind,
+        "train_steps_per_s": steps / train_s,
+        "train_examples_per_s": steps * config["batch_size"] / train_s,
+        "train_compile_s": compile_train,
+        "global_batch": config["batch_size"],
+        "samples_per_s": reps * num_samples / sample_s,
+        "sample_compile_s": compile_sample,
+        "num_samples": num_samples,
+        "sample_shards": len(out.addressable_shards),
         "final_loss_finite": bool(np.isfinite(float(m["loss"]))),
     }
 
@@ -116,15 +123,30 @@ def main():
     rows = []
     for n in args.devices:
         env = dict(os.environ)
-        flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+        flags = [
+            f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")
+        ]
         env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={n}"])
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", str(n), "--steps", str(args.steps),
-                               "--samples", str(args.samples)], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--worker",
+                str(n),
+                "--steps",
+                str(args.steps),
+                "--samples",
+                str(args.samples),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         if proc.returncode or not line:
             print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
             raise SystemExit(f"worker for {n} devices failed")
-        rows.append(json.loads(line[0][len("RESULT "):]))
+        rows.append(json.loads(line[0][len("RESULT ") :]))
         r = rows[-1]
         print(f"N={n}: {r['train_steps_per_s']:.2f} steps/s, {r['samples_per_s']:.0f} samples/s", flush=True)
     base = rows[0]
@@ -132,15 +154,22 @@ def main():
         r["train_speedup"] = r["train_steps_per_s"] / base["train_steps_per_s"]
         r["sample_speedup"] = r["samples_per_s"] / base["samples_per_s"]
     tag = args.tag or rows[0]["platform"]
-    print(f"\n| devices | train steps/s | speed-up | samples/s | speed-up | compile train / sample (s) |")
+    print("\n| devices | train steps/s | speed-up | samples/s | speed-up | compile train / sample (s) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['devices']} | {r['train_steps_per_s']:.2f} | {r['train_speedup']:.2f} | {r['samples_per_s']:.0f} | "
-              f"{r['sample_speedup']:.2f} | {r['train_compile_s']:.1f} / {r['sample_compile_s']:.1f} |")
+        print(
+            f"| {r['devices']} | {r['train_steps_per_s']:.2f} | {r['train_speedup']:.2f} | {r['samples_per_s']:.0f} | "
+            f"{r['sample_speedup']:.2f} | {r['train_compile_s']:.1f} / {r['sample_compile_s']:.1f} |"
+        )
     out_dir = os.path.join(HERE, "results")
     os.makedirs(out_dir, exist_ok=True)
-    meta = {"command": " ".join(["python", "benchmarks/scaling.py"] + sys.argv[1:]), "cpu_count": os.cpu_count(),
-            "steps": args.steps, "samples": args.samples, "rows": rows}
+    meta = {
+        "command": " ".join(["python", "benchmarks/scaling.py"] + sys.argv[1:]),
+        "cpu_count": os.cpu_count(),
+        "steps": args.steps,
+        "samples": args.samples,
+        "rows": rows,
+    }
     with open(os.path.join(out_dir, f"scaling_{tag}.json"), "w") as fh:
         json.dump(meta, fh, indent=1)
     import matplotlib
@@ -150,8 +179,10 @@ def main():
 
     ns = [r["devices"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-    for ax, key, label in ((axes[0], "train_steps_per_s", "t6-2d train steps/s (batch 256)"),
-                           (axes[1], "samples_per_s", f"progressive samples/s ({args.samples} chains)")):
+    for ax, key, label in (
+        (axes[0], "train_steps_per_s", "t6-2d train steps/s (batch 256)"),
+        (axes[1], "samples_per_s", f"progressive samples/s ({args.samples} chains)"),
+    ):
         ax.plot(ns, [r[key] for r in rows], "o-", label="measured")
         ax.plot(ns, [base[key] * n for n in ns], "k--", lw=0.8, label="linear")
         ax.set_xlabel("devices")

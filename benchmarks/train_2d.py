@@ -49,34 +49,75 @@ def main(argv=None):
     rows, t_all = [], time.time()
     for seed in args.seeds:
         run = os.path.join(args.runs, f"{args.data}-{args.preset}-s{seed}")
-        done = os.path.exists(os.path.join(run, checkpoint.CONFIG_FILE)) and checkpoint.read_config(run).get("step") == steps
+        done = (
+            os.path.exists(os.path.join(run, checkpoint.CONFIG_FILE))
+            and checkpoint.read_config(run).get("step") == steps
+        )
         t0 = time.time()
         if not done:
             resume = os.path.exists(os.path.join(run, checkpoint.CONFIG_FILE))
-            train(data.load(args.data, "train"), config, run, data_info=data.info(args.data), seed=seed,
-                  steps=steps, resume=resume, progress=True, write_samples=False)
+            train(
+                data.load(args.data, "train"),
+                config,
+                run,
+                data_info=data.info(args.data),
+                seed=seed,
+                steps=steps,
+                resume=resume,
+                progress=True,
+                write_samples=False,
+            )
         train_s = float(checkpoint.read_config(run).get("wall_time_s") or (time.time() - t0))
         for s in args.sample_seeds:
-            png = os.path.join(args.out, f"train_2d_{args.data}.png") if (seed == args.seeds[0] and s == args.sample_seeds[0]) else None
-            _, fig = sample_quality_2d(run, None, args.data, n=args.n, key=s, scatter=png,
-                                       title=f"{args.data}, {args.preset}, seed {seed}, {steps} steps")
-            row = {"train_seed": seed, "sample_seed": s, "train_wall_s": round(train_s, 1),
-                   **{tag: v for tag, v in fig.items() if isinstance(v, dict)}}
+            png = (
+                os.path.join(args.out, f"train_2d_{args.data}.png")
+                if (seed == args.seeds[0] and s == args.sample_seeds[0])
+                else None
+            )
+            _, fig = sample_quality_2d(
+                run,
+                None,
+                args.data,
+                n=args.n,
+                key=s,
+                scatter=png,
+                title=f"{args.data}, {args.preset}, seed {seed}, {steps} steps",
+            )
+            row = {
+                "train_seed": seed,
+                "sample_seed": s,
+                "train_wall_s": round(train_s, 1),
+                **{tag: v for tag, v in fig.items() if isinstance(v, dict)},
+            }
             rows.append(row)
-            print(f"seed {seed} sample {s}: ratio median {fig['median']['mmd_ratio']:.2f}, h0.1 {fig['h0.1']['mmd_ratio']:.2f}",
-                  flush=True)
+            print(
+                f"seed {seed} sample {s}: ratio median {fig['median']['mmd_ratio']:.2f}, h0.1 {fig['h0.1']['mmd_ratio']:.2f}",
+                flush=True,
+            )
     summary = {}
     for tag in ("median", "h0.1"):
         r = np.array([row[tag]["mmd_ratio"] for row in rows])
-        summary[tag] = {"bandwidth": rows[0][tag]["bandwidth"], "mmd2_null": rows[0][tag]["mmd2_null"],
-                        "mmd2_data_data": rows[0][tag]["mmd2_data_data"],
-                        "mmd_ratio_mean": float(r.mean()), "mmd_ratio_max": float(r.max()), "mmd_ratio_min": float(r.min())}
+        summary[tag] = {
+            "bandwidth": rows[0][tag]["bandwidth"],
+            "mmd2_null": rows[0][tag]["mmd2_null"],
+            "mmd2_data_data": rows[0][tag]["mmd2_data_data"],
+            "mmd_ratio_mean": float(r.mean()),
+            "mmd_ratio_max": float(r.max()),
+            "mmd_ratio_min": float(r.min()),
+        }
     result = {
-        "data": args.data, "preset": args.preset, "steps": steps, "n": args.n, "preset_config": config,
-        "seeds": args.seeds, "sample_seeds": args.sample_seeds, "rows": rows, "summary": summary,
+        "data": args.data,
+        "preset": args.preset,
+        "steps": steps,
+        "n": args.n,
+        "preset_config": config,
+        "seeds": args.seeds,
+        "sample_seeds": args.sample_seeds,
+        "rows": rows,
+        "summary": summary,
         "wall_s": round(time.time() - t_all, 1),
         "command": "XLA_FLAGS='--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1' "
-                   ".venv/bin/python benchmarks/train_2d.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        ".venv/bin/python benchmarks/train_2d.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"train_2d_{args.data}.json")

@@ -96,16 +96,26 @@ def measure(case: str, steps: int, structures: list[str]) -> list[dict]:
     outs = []
     for st in structures:
         out = {
-            "case": case, "preset": preset, "structure": st, "interleaved_with": [s for s in structures if s != st],
-            "network": cfg["network"], "data_shape": list(shape), "batch_size": cfg["batch_size"],
-            "langevin_steps": cfg["objective"].get("num_steps"), "num_params": n_params, "timed_steps": steps,
-            "first_step_cpu_s": first[st][0], "first_step_wall_s": first[st][1],
+            "case": case,
+            "preset": preset,
+            "structure": st,
+            "interleaved_with": [s for s in structures if s != st],
+            "network": cfg["network"],
+            "data_shape": list(shape),
+            "batch_size": cfg["batch_size"],
+            "langevin_steps": cfg["objective"].get("num_steps"),
+            "num_params": n_params,
+            "timed_steps": steps,
+            "first_step_cpu_s": first[st][0],
+            "first_step_wall_s": first[st][1],
             "cpu_s_per_step": float(np.median(per_cpu[st])) if per_cpu[st] else None,
             "cpu_s_per_step_all": per_cpu[st],
             "wall_s_per_step": float(np.median(per_wall[st])) if per_wall[st] else None,
             "wall_s_per_step_all": per_wall[st],
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "final_loss": loss[st], "compiled": compiled_counts(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "final_loss": loss[st],
+            "compiled": compiled_counts(),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
         }
         if case in REFERENCE_TF and out["cpu_s_per_step"]:
             ref = REFERENCE_TF[case]
@@ -120,8 +130,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", choices=sorted(CASES), action="append", help="case(s) to run (default: digits, cifar2)")
     p.add_argument("--steps", type=int, default=3, help="timed steps after the first")
-    p.add_argument("--structure", default="split",
-                   help="split (default), fused or chunkN; several comma-separated: timed steps interleaved")
+    p.add_argument(
+        "--structure",
+        default="split",
+        help="split (default), fused or chunkN; several comma-separated: timed steps interleaved",
+    )
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_throughput.json"))
     args = p.parse_args()
     results = {}
@@ -129,13 +142,32 @@ def main():
         with open(args.out) as fh:
             results = json.load(fh)
         results = {k: v for k, v in results.items() if isinstance(v, dict) and "case" in v}
-    results["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
-                          "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
+    results["machine"] = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "devices": [str(d) for d in jax.devices()],
+    }
     for case in args.case or ["digits", "cifar2"]:
         for entry in measure(case, args.steps, args.structure.split(",")):
             results[f"{case}/{entry['structure']}"] = entry
-            print(json.dumps({k: entry[k] for k in ("case", "structure", "first_step_cpu_s", "first_step_wall_s",
-                                                    "cpu_s_per_step", "wall_s_per_step")}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        k: entry[k]
+                        for k in (
+                            "case",
+                            "structure",
+                            "first_step_cpu_s",
+                            "first_step_wall_s",
+                            "cpu_s_per_step",
+                            "wall_s_per_step",
+                        )
+                    }
+                ),
+                flush=True,
+            )
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         tmp = args.out + ".tmp"
         with open(tmp, "w") as fh:

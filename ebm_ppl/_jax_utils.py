@@ -27,7 +27,7 @@ def is_traced(*trees) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
 
 
-_JIT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_JIT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def cached_jit(fn):

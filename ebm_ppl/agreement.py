@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["HistogramTV", "histogram_tv_2d", "TwoSampleTest", "mmd_permutation_test", "MCMCAgreement",
-           "mcmc_agreement"]
+__all__ = ["HistogramTV", "histogram_tv_2d", "TwoSampleTest", "mmd_permutation_test", "MCMCAgreement", "mcmc_agreement"]
 
 
 class HistogramTV(NamedTuple):
@@ -48,7 +47,9 @@ def _log_prob_rows(prior, x, chunk: int) -> np.ndarray:
     """``prior.log_prob`` of the rows of ``x`` (n, *event) in jitted chunks, float64 (n,)."""
     fn = jax.jit(prior.log_prob)
     x = np.asarray(x, np.float32)
-    return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + chunk]))) for i in range(0, len(x), chunk)]).astype(np.float64)
+    return np.concatenate([np.asarray(fn(jnp.asarray(x[i : i + chunk]))) for i in range(0, len(x), chunk)]).astype(
+        np.float64
+    )
 
 
 def _grid_log_density(prior, lo, hi, spacing, chunk=65536):
@@ -62,8 +63,17 @@ def _tv(counts, probs):
     return 0.5 * float(np.abs(counts / counts.sum() - probs).sum())
 
 
-def histogram_tv_2d(prior, rng_key, *, num_samples: int = 4000, cell: float = 0.2, grid_spacing: float = 0.02,
-                    bounds: tuple = (-3.0, 3.0), num_null: int = 20, samples=None) -> HistogramTV:
+def histogram_tv_2d(
+    prior,
+    rng_key,
+    *,
+    num_samples: int = 4000,
+    cell: float = 0.2,
+    grid_spacing: float = 0.02,
+    bounds: tuple = (-3.0, 3.0),
+    num_null: int = 20,
+    samples=None,
+) -> HistogramTV:
     """TV between ``num_samples`` draws of ``prior.sample`` (or the given ``samples``, (n, 2))
     binned in square cells of side ``cell``, and the density ``exp(prior.log_prob)`` integrated
     over the same cells on a grid of spacing ``grid_spacing`` and normalised over ``bounds``.
@@ -94,10 +104,20 @@ def histogram_tv_2d(prior, rng_key, *, num_samples: int = 4000, cell: float = 0.
     # the samples outside the grid count as mass the density does not have there
     tv = 0.5 * float(np.abs(counts / len(x) - probs).sum()) + 0.5 * float((~inside).mean())
     rng = np.random.default_rng(int(jax.random.randint(k_null, (), 0, 2**31 - 1)))
-    nulls = [_tv(rng.multinomial(len(x), probs.ravel()).reshape(probs.shape).astype(float), probs)
-             for _ in range(num_null)]
-    return HistogramTV(tv, float(np.mean(nulls)), float(np.std(nulls)), mass_in_bounds, float(inside.mean()),
-                       int(len(x)), float(cell), float(grid_spacing), (lo, hi))
+    nulls = [
+        _tv(rng.multinomial(len(x), probs.ravel()).reshape(probs.shape).astype(float), probs) for _ in range(num_null)
+    ]
+    return HistogramTV(
+        tv,
+        float(np.mean(nulls)),
+        float(np.std(nulls)),
+        mass_in_bounds,
+        float(inside.mean()),
+        int(len(x)),
+        float(cell),
+        float(grid_spacing),
+        (lo, hi),
+    )
 
 
 class TwoSampleTest(NamedTuple):
@@ -112,7 +132,9 @@ class TwoSampleTest(NamedTuple):
     num_permutations: int
 
 
-def mmd_permutation_test(x, y, rng_key, *, num_permutations: int = 200, bandwidth: float | None = None) -> TwoSampleTest:
+def mmd_permutation_test(
+    x, y, rng_key, *, num_permutations: int = 200, bandwidth: float | None = None
+) -> TwoSampleTest:
     """Permutation test of "x and y come from one law" with the unbiased RBF MMD^2 statistic
     (bandwidth: median heuristic on the pooled sample when None). x (m, ...), y (n, ...)."""
     from ebm_ppl.metrics import _sq_dists, median_bandwidth
@@ -162,8 +184,9 @@ class MCMCAgreement(NamedTuple):
     fresh: np.ndarray
 
 
-def mcmc_agreement(prior, rng_key, *, num_chains: int = 256, num_warmup: int = 200, num_draws: int = 400,
-                   num_permutations: int = 200) -> MCMCAgreement:
+def mcmc_agreement(
+    prior, rng_key, *, num_chains: int = 256, num_warmup: int = 200, num_draws: int = 400, num_permutations: int = 200
+) -> MCMCAgreement:
     """Run ``num_chains`` BlackJAX NUTS chains (window adaptation for ``num_warmup`` steps, then
     ``num_draws`` draws) on ``prior.unnormalized_log_prob`` from ``prior.sample`` draws, and
     compare their last states with ``num_chains`` fresh ``prior.sample`` draws."""
@@ -187,8 +210,19 @@ def mcmc_agreement(prior, rng_key, *, num_chains: int = 256, num_warmup: int = 2
     end = np.asarray(chains.position[:, -1]).reshape((num_chains,) + shape)
     test = mmd_permutation_test(end, fresh, k_test, num_permutations=num_permutations)
     start_lp = float(np.mean(np.asarray(jax.vmap(logdensity)(flat))))
-    return MCMCAgreement(rhat, ess, test, start_lp, float(logd[:, -1].mean()), float(np.mean(chains.acceptance_rate)),
-                         int(num_chains), int(num_draws), np.asarray(start).reshape((num_chains,) + shape), end, fresh)
+    return MCMCAgreement(
+        rhat,
+        ess,
+        test,
+        start_lp,
+        float(logd[:, -1].mean()),
+        float(np.mean(chains.acceptance_rate)),
+        int(num_chains),
+        int(num_draws),
+        np.asarray(start).reshape((num_chains,) + shape),
+        end,
+        fresh,
+    )
 
 
 def log_likelihood_per_point(prior, x, *, chunk: int = 4096) -> tuple[float, float]:

@@ -24,8 +24,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LevelFrame", "identity_frame", "fit_frame", "check_frame", "to_model", "from_model", "to_model_batch",
-           "from_model_batch"]
+__all__ = [
+    "LevelFrame",
+    "identity_frame",
+    "fit_frame",
+    "check_frame",
+    "to_model",
+    "from_model",
+    "to_model_batch",
+    "from_model_batch",
+]
 
 
 class LevelFrame(NamedTuple):
@@ -53,8 +61,11 @@ class LevelFrame(NamedTuple):
     def describe(self) -> dict:
         """JSON-able summary: k, and level 0's standard deviations (bulk, largest and smallest leading)."""
         lead = np.asarray(self.leading[0])
-        return {"num_directions": self.num_directions, "bulk_std_level0": float(self.bulk[0]),
-                "leading_std_level0": [float(lead.max()), float(lead.min())] if lead.size else []}
+        return {
+            "num_directions": self.num_directions,
+            "bulk_std_level0": float(self.bulk[0]),
+            "leading_std_level0": [float(lead.max()), float(lead.min())] if lead.size else [],
+        }
 
 
 def _levels(energy) -> int:
@@ -143,8 +154,9 @@ def check_frame(energy, frame: LevelFrame) -> LevelFrame:
     shapes = {"offset": (T + 1, D), "bulk": (T + 1,), "leading": (T + 1, k), "basis": (D, k), "log_det": (T + 1,)}
     for name, shape in shapes.items():
         if np.shape(getattr(frame, name)) != shape:
-            raise ValueError(f"LevelFrame.{name} must have shape {shape} for this energy, got "
-                             f"{np.shape(getattr(frame, name))}")
+            raise ValueError(
+                f"LevelFrame.{name} must have shape {shape} for this energy, got {np.shape(getattr(frame, name))}"
+            )
     if not (np.allclose(frame.offset[T], 0) and np.isclose(frame.bulk[T], 1) and np.allclose(frame.leading[T], 1)):
         raise ValueError("LevelFrame: level T must be the identity (annealing starts from N(0, I) there)")
     if np.any(np.asarray(frame.bulk) <= 0) or np.any(np.asarray(frame.leading) <= 0):

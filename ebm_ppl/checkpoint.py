@@ -368,8 +368,16 @@ def load_logz(path, level: int) -> dict | None:
     if not math.isfinite(row["log_z"]):
         return None
     derived = {k: v for k, v in run.items() if k not in ("curve", "lower", "upper")}
-    derived.update(log_z=row["log_z"], stderr=row.get("stderr"), ess=row.get("ess"), level=level,
-                   curve=[], lower=None, upper=None, derived_from_level=run["level"])
+    derived.update(
+        log_z=row["log_z"],
+        stderr=row.get("stderr"),
+        ess=row.get("ess"),
+        level=level,
+        curve=[],
+        lower=None,
+        upper=None,
+        derived_from_level=run["level"],
+    )
     return derived
 
 

@@ -68,18 +68,36 @@ class EBMPrior(Distribution):
     """
 
     pytree_data_fields = ("energy", "_log_z")
-    pytree_aux_fields = ("noise_level", "log_z_stderr", "log_z_reliable", "sampler", "_progressive", "source",
-                         "_scale", "_dim")
+    pytree_aux_fields = (
+        "noise_level",
+        "log_z_stderr",
+        "log_z_reliable",
+        "sampler",
+        "_progressive",
+        "source",
+        "_scale",
+        "_dim",
+    )
 
-    def __init__(self, ckpt_or_energy, noise_level: int | None = None, log_z="cached", *, sampler: str = "auto",
-                 progressive_kwargs: dict | None = None, validate_args=None):
+    def __init__(
+        self,
+        ckpt_or_energy,
+        noise_level: int | None = None,
+        log_z="cached",
+        *,
+        sampler: str = "auto",
+        progressive_kwargs: dict | None = None,
+        validate_args=None,
+    ):
         from ebm_ppl import checkpoint
 
         energy = ckpt_or_energy
         if isinstance(ckpt_or_energy, (str, os.PathLike)):
             energy = checkpoint.load(os.fspath(ckpt_or_energy))
         if not (hasattr(energy, "log_density") and hasattr(energy, "schedule")):
-            raise TypeError(f"EBMPrior needs a checkpoint path or a noise-conditional energy, got {type(energy).__name__}")
+            raise TypeError(
+                f"EBMPrior needs a checkpoint path or a noise-conditional energy, got {type(energy).__name__}"
+            )
         source = getattr(energy, "checkpoint_path", None)
         T = energy.num_levels
         if noise_level is None:
@@ -107,7 +125,7 @@ class EBMPrior(Distribution):
         super().__init__(batch_shape=(), event_shape=tuple(energy.data_shape), validate_args=validate_args)
 
     @classmethod
-    def from_checkpoint(cls, path, noise_level: int | None = None, log_z="cached", **kwargs) -> "EBMPrior":
+    def from_checkpoint(cls, path, noise_level: int | None = None, log_z="cached", **kwargs) -> EBMPrior:
         """``EBMPrior(path, ...)``: the checkpoint's energy at the card's evaluation level (or
         ``noise_level``), normalised by the stored log Z of that level."""
         return cls(os.fspath(path), noise_level, log_z, **kwargs)
@@ -124,7 +142,9 @@ class EBMPrior(Distribution):
                 try:
                     log_z = log_z.at_level(t)
                 except KeyError:
-                    raise ValueError(f"the LogZEstimate is for level {log_z.level}, this prior is at level {t}") from None
+                    raise ValueError(
+                        f"the LogZEstimate is for level {log_z.level}, this prior is at level {t}"
+                    ) from None
             return float(log_z.log_z), float(log_z.stderr), check_reliability(log_z, where)
         if isinstance(log_z, dict) and "log_z" in log_z:
             return float(log_z["log_z"]), float(log_z.get("stderr") or 0.0), check_reliability(log_z, where)
@@ -170,7 +190,9 @@ class EBMPrior(Distribution):
 
     def unnormalized_log_prob(self, x):
         """f(c_t x, t) + D log c_t: log_prob without log Z, shape batch."""
-        return self.energy.log_density(self._scale * jnp.asarray(x), self.noise_level) + self._dim * math.log(self._scale)
+        return self.energy.log_density(self._scale * jnp.asarray(x), self.noise_level) + self._dim * math.log(
+            self._scale
+        )
 
     def log_prob(self, x):
         """Normalised log density of x at the level, shape ``batch`` for x of shape (*batch, *event)."""
@@ -186,17 +208,22 @@ class EBMPrior(Distribution):
             return
         a = np.asarray(x)
         if not np.all(np.isfinite(a)):
-            raise ValueError(f"EBMPrior.log_prob: x has {int(np.size(a) - np.isfinite(a).sum())} NaN or infinite "
-                             f"values (validate_args=True)")
+            raise ValueError(
+                f"EBMPrior.log_prob: x has {int(np.size(a) - np.isfinite(a).sum())} NaN or infinite "
+                f"values (validate_args=True)"
+            )
 
     def entropy(self):
         raise NotImplementedError(
             "the entropy of a learned energy has no closed form: estimate it as -mean(log_prob(samples)) "
-            "from prior.sample(key, (n,)) (needs a stored log Z)")
+            "from prior.sample(key, (n,)) (needs a stored log Z)"
+        )
 
     def cdf(self, value):
-        raise NotImplementedError("an energy-based prior over images has no cumulative distribution function "
-                                  "(there is no ordering of multivariate values); use log_prob or samples")
+        raise NotImplementedError(
+            "an energy-based prior over images has no cumulative distribution function "
+            "(there is no ordering of multivariate values); use log_prob or samples"
+        )
 
     def icdf(self, q):
         raise NotImplementedError("an energy-based prior has no inverse CDF; draw with sample(key, shape)")

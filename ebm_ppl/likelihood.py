@@ -46,9 +46,16 @@ class BitsPerDim(NamedTuple):
     log_z_reliable: bool | None = None
 
     def to_json(self) -> dict:
-        return {"bpd": self.bpd, "stderr": self.stderr, "stderr_data": self.stderr_data,
-                "stderr_log_z": self.stderr_log_z, "levels": self.levels, "bin_width": self.bin_width,
-                "num_examples": int(self.per_example.size), "log_z_reliable": self.log_z_reliable}
+        return {
+            "bpd": self.bpd,
+            "stderr": self.stderr,
+            "stderr_data": self.stderr_data,
+            "stderr_log_z": self.stderr_log_z,
+            "levels": self.levels,
+            "bin_width": self.bin_width,
+            "num_examples": int(self.per_example.size),
+            "log_z_reliable": self.log_z_reliable,
+        }
 
 
 def data_facts(prior=None, data_name: str | None = None) -> dict | None:
@@ -81,16 +88,29 @@ def _log_z_reliable(prior) -> bool | None:
         from ebm_ppl import checkpoint
 
         info = checkpoint.load_logz(prior.source, level)
-        if info is not None and abs(float(info["log_z"]) - float(prior.log_z)) > 1e-3 * max(1.0, abs(float(info["log_z"]))):
+        if info is not None and abs(float(info["log_z"]) - float(prior.log_z)) > 1e-3 * max(
+            1.0, abs(float(info["log_z"]))
+        ):
             info = None  # the prior was given another log Z than the stored one
     if info is None:
         return None
     return check_reliability(info, "bits_per_dim", stacklevel=4)
 
 
-def bits_per_dim(prior, data, key=None, *, levels: int | None | str = "auto", bin_width: float | None = None,
-                 data_name: str | None = None, num_dequantizations: int = 1, batch_size: int = 1024,
-                 log_z_stderr: float | None = None, mesh=None, progress=None) -> BitsPerDim:
+def bits_per_dim(
+    prior,
+    data,
+    key=None,
+    *,
+    levels: int | None | str = "auto",
+    bin_width: float | None = None,
+    data_name: str | None = None,
+    num_dequantizations: int = 1,
+    batch_size: int = 1024,
+    log_z_stderr: float | None = None,
+    mesh=None,
+    progress=None,
+) -> BitsPerDim:
     """Bits per dimension of ``data`` (data space, shape (N, *event_shape)) under ``prior``.
 
     Args:
@@ -159,6 +179,15 @@ def bits_per_dim(prior, data, key=None, *, levels: int | None | str = "auto", bi
     if log_z_stderr is None:
         log_z_stderr = getattr(prior, "log_z_stderr", None) or 0.0
     se_z = float(log_z_stderr) / (dim * math.log(2.0))
-    return BitsPerDim(bpd, float(math.hypot(se_data, se_z)), se_data, se_z, per_example, levels, bin_width,
-                      _log_z_reliable(prior))
-from ebm_ppl.likelihood_bounds import LikelihoodEstimate, bits_per_dim_without_log_z, elbo, gaussian_reference, ode_log_prob  # noqa: E402,F401  (log Z-free likelihoods, docs/likelihood.md)
+    return BitsPerDim(
+        bpd, float(math.hypot(se_data, se_z)), se_data, se_z, per_example, levels, bin_width, _log_z_reliable(prior)
+    )
+
+
+from ebm_ppl.likelihood_bounds import (  # noqa: E402,F401  (log Z-free likelihoods, docs/likelihood.md)
+    LikelihoodEstimate,
+    bits_per_dim_without_log_z,
+    elbo,
+    gaussian_reference,
+    ode_log_prob,
+)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import warnings
 from typing import NamedTuple
@@ -146,8 +145,15 @@ def mmd(x, y, bandwidth: float | None = None, *, unbiased: bool = True, block: i
     return MMDResult(float(kxx + kyy - 2.0 * kxy), h, m, n)
 
 
-def mmd2_null_expectation(reference, m: int, n: int | None = None, bandwidth: float | None = None, *,
-                          max_points: int = 4000, block: int = 1024) -> float:
+def mmd2_null_expectation(
+    reference,
+    m: int,
+    n: int | None = None,
+    bandwidth: float | None = None,
+    *,
+    max_points: int = 4000,
+    block: int = 1024,
+) -> float:
     """Expected biased (V-statistic) MMD^2 between two independent samples of sizes ``m`` and ``n``
     (default ``m``) of one law, estimated from draws ``reference`` of that law:
 
@@ -175,8 +181,9 @@ def _bandwidth_tag(h) -> str:
     return "median" if h is None else f"h{float(h):g}"
 
 
-def sample_quality_2d(samples, name: str | None = None, *, held_out=None, reference=None, n: int = 2000,
-                      bandwidths=(None, 0.1)) -> dict:
+def sample_quality_2d(
+    samples, name: str | None = None, *, held_out=None, reference=None, n: int = 2000, bandwidths=(None, 0.1)
+) -> dict:
     """Sample quality of 2-D samples (data space) against held-out data, as a ratio to the null.
 
     ``held_out`` (default: the first ``n`` test points of the built-in 2-D set ``name``) is

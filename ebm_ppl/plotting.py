@@ -91,4 +91,6 @@ def save_samples(samples, path: str, title: str | None = None, reference=None) -
         return save_image_grid(samples, path, title)
     if samples.ndim == 2 and samples.shape[1] == 2:
         return save_scatter(samples, path, title, reference)
-    raise ValueError(f"cannot picture samples of shape {samples.shape}: expected images (n, H, W[, C]) or 2-D points (n, 2)")
+    raise ValueError(
+        f"cannot picture samples of shape {samples.shape}: expected images (n, H, W[, C]) or 2-D points (n, 2)"
+    )

@@ -203,8 +203,13 @@ def drl(num_levels: int, merge: str = "auto", b_square: float = DRL_STEP_SIZE_SQ
         kind = "official"
     steps = _official_step_sizes(sigmas, b_square)
     name = f"drl:{num_levels}" if merge == "auto" else f"drl:{num_levels}:{kind}"
-    return Schedule(name=name, sigmas=sigmas, langevin_step_sizes=steps, energy_scales=steps,
-                    top_level_marginal=_destroys_signal(sigmas))
+    return Schedule(
+        name=name,
+        sigmas=sigmas,
+        langevin_step_sizes=steps,
+        energy_scales=steps,
+        top_level_marginal=_destroys_signal(sigmas),
+    )
 
 
 def _destroys_signal(sigmas: np.ndarray) -> bool:
@@ -230,8 +235,13 @@ def ncsn(num_levels: int = 10, sigma_max: float = 1.0, sigma_min: float = 0.01) 
     cum_signal_sq = 1.0 - cum_noise**2
     step_alpha_sq = cum_signal_sq[1:] / cum_signal_sq[:-1]
     sigmas = np.sqrt(np.concatenate([[cum_noise[0] ** 2], 1.0 - step_alpha_sq]))
-    sched_tmp = Schedule(f"ncsn:{num_levels}:{sigma_max:g}:{sigma_min:g}", sigmas, np.ones(num_levels),
-                         np.ones(num_levels), top_level_marginal=True)
+    sched_tmp = Schedule(
+        f"ncsn:{num_levels}:{sigma_max:g}:{sigma_min:g}",
+        sigmas,
+        np.ones(num_levels),
+        np.ones(num_levels),
+        top_level_marginal=True,
+    )
     c = sched_tmp.model_scales[:-1] * np.sqrt(cum_signal_sq[:-1])  # y_t = c (x_raw + r_t e)
     steps = NCSN_EPS * ratios**2 / ratios[0] ** 2 * c**2
     energy_scales = (c * ratios) ** 2

@@ -109,8 +109,13 @@ def devices_of(x) -> int:
     return len(x.sharding.device_set)
 
 
-def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None, *, local_device_ids=None) -> dict:
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    local_device_ids=None,
+) -> dict:
     """Multi-host start-up: ``jax.distributed.initialize`` with the given (or auto-detected) cluster.
 
     Call it once per process, before any other JAX call. With every argument None, JAX detects

@@ -49,8 +49,11 @@ def _gmm_baseline_2d(train, val, test):
         if best is None or v > best[0]:
             best = (v, k, gm)
     lp = best[2].score_samples(test)
-    return {"nats_per_point": float(lp.mean()), "stderr": float(lp.std(ddof=1) / math.sqrt(len(lp))),
-            "n_components_chosen_on_validation": best[1]}
+    return {
+        "nats_per_point": float(lp.mean()),
+        "stderr": float(lp.std(ddof=1) / math.sqrt(len(lp))),
+        "n_components_chosen_on_validation": best[1],
+    }
 
 
 def _choose_level_2d(path, data_name):
@@ -86,23 +89,31 @@ def check_2d(path, name, config, key, choose_level):
     tv = agreement.histogram_tv_2d(prior, key, num_samples=4000)
     test = data.load(data_name, "test")
     mean, se = agreement.log_likelihood_per_point(prior, test)
-    figures.update({
-        "level": prior.noise_level,
-        "sampler": dict(prior._progressive),
-        "tv_samples_vs_density": tv.tv, "tv_null_exact_sampler": tv.null_tv, "tv_null_sd": tv.null_tv_sd,
-        "tv_cell": tv.cell, "tv_grid_spacing": tv.grid_spacing, "tv_num_samples": tv.num_samples,
-        "density_mass_in_bounds": tv.mass_in_bounds, "sample_fraction_in_bounds": tv.fraction_in_bounds,
-        "test_nats_per_point": mean, "test_nats_per_point_stderr": se,
-        "baseline_uniform_nats_per_point": -math.log(4.0),
-        "baseline_gmm": _gmm_baseline_2d(data.load(data_name, "train"), data.load(data_name, "validation"), test),
-        "log_z_reliable": prior.log_z_reliable,
-    })
+    figures.update(
+        {
+            "level": prior.noise_level,
+            "sampler": dict(prior._progressive),
+            "tv_samples_vs_density": tv.tv,
+            "tv_null_exact_sampler": tv.null_tv,
+            "tv_null_sd": tv.null_tv_sd,
+            "tv_cell": tv.cell,
+            "tv_grid_spacing": tv.grid_spacing,
+            "tv_num_samples": tv.num_samples,
+            "density_mass_in_bounds": tv.mass_in_bounds,
+            "sample_fraction_in_bounds": tv.fraction_in_bounds,
+            "test_nats_per_point": mean,
+            "test_nats_per_point_stderr": se,
+            "baseline_uniform_nats_per_point": -math.log(4.0),
+            "baseline_gmm": _gmm_baseline_2d(data.load(data_name, "train"), data.load(data_name, "validation"), test),
+            "log_z_reliable": prior.log_z_reliable,
+        }
+    )
     figures["passes"] = bool(tv.tv <= 0.15 and mean > -math.log(4.0))
     return figures
 
 
 def check_images(path, name, config, key, chains, warmup, draws):
-    from ebm_ppl import EBMPrior, agreement, data, metrics
+    from ebm_ppl import EBMPrior, agreement, metrics
 
     prior = EBMPrior(path)
     t0 = time.time()
@@ -111,10 +122,17 @@ def check_images(path, name, config, key, chains, warmup, draws):
         "level": prior.noise_level,
         "sampler": {k: (list(v) if isinstance(v, tuple) else v) for k, v in prior._progressive},
         "mcmc": f"BlackJAX NUTS on log_prob, {chains} chains from sample() draws, {warmup} warm-up + {draws} draws",
-        "rhat_log_density": r.rhat, "ess_bulk_log_density": r.ess_bulk, "nuts_acceptance": r.acceptance,
-        "mean_log_prob_start": r.mean_log_prob_start, "mean_log_prob_end": r.mean_log_prob_end,
-        "mmd2_end_vs_fresh": r.test.mmd2, "mmd2_null_mean": r.test.null_mean, "mmd2_null_sd": r.test.null_sd,
-        "mmd_p_value": r.test.p_value, "mmd_bandwidth": r.test.bandwidth, "mmd_permutations": r.test.num_permutations,
+        "rhat_log_density": r.rhat,
+        "ess_bulk_log_density": r.ess_bulk,
+        "nuts_acceptance": r.acceptance,
+        "mean_log_prob_start": r.mean_log_prob_start,
+        "mean_log_prob_end": r.mean_log_prob_end,
+        "mmd2_end_vs_fresh": r.test.mmd2,
+        "mmd2_null_mean": r.test.null_mean,
+        "mmd2_null_sd": r.test.null_sd,
+        "mmd_p_value": r.test.p_value,
+        "mmd_bandwidth": r.test.bandwidth,
+        "mmd_permutations": r.test.num_permutations,
         "seconds": time.time() - t0,
     }
     data_name = config["data"]["name"]
@@ -123,8 +141,12 @@ def check_images(path, name, config, key, chains, warmup, draws):
         clip = lambda v: np.clip(v, -1, 1)  # noqa: E731
         figures["frechet_end_vs_fresh"] = float(metrics.frechet_distance(clip(r.end), clip(r.fresh)))
         figures["frechet_null_fresh_vs_fresh"] = float(metrics.frechet_distance(clip(second), clip(r.fresh)))
-        figures["class_proportions_end"] = np.round(np.asarray(metrics.class_histogram(clip(r.end)).proportions), 3).tolist()
-        figures["class_proportions_fresh"] = np.round(np.asarray(metrics.class_histogram(clip(r.fresh)).proportions), 3).tolist()
+        figures["class_proportions_end"] = np.round(
+            np.asarray(metrics.class_histogram(clip(r.end)).proportions), 3
+        ).tolist()
+        figures["class_proportions_fresh"] = np.round(
+            np.asarray(metrics.class_histogram(clip(r.fresh)).proportions), 3
+        ).tolist()
         bpd_file = os.path.join(ROOT, "benchmarks", "results", "bpd_digits.json")
         with open(bpd_file) as fh:
             table = json.load(fh)
@@ -132,8 +154,9 @@ def check_images(path, name, config, key, chains, warmup, draws):
         figures["test_bpd"] = mine.get("bpd")
         figures["test_bpd_stderr"] = mine.get("stderr")
         figures["test_bpd_level"] = mine.get("level")
-        figures["baselines_bpd"] = {k: table[k]["bpd"] for k in ("uniform", "diag_gaussian", "full_gaussian", "kde", "gmm")
-                                    if k in table}
+        figures["baselines_bpd"] = {
+            k: table[k]["bpd"] for k in ("uniform", "diag_gaussian", "full_gaussian", "kde", "gmm") if k in table
+        }
         figures["bpd_source"] = "benchmarks/bpd_digits.py (benchmarks/results/bpd_digits.json)"
     figures["passes"] = bool(r.rhat < 1.01 and r.test.p_value > 0.01)
     return figures
@@ -167,17 +190,28 @@ def _fmt(v):
 
 
 def _card_section(name, figures):
-    lines = [SECTION, "",
-             f"Written by `.venv/bin/python models/agreement.py {name} --write` "
-             "(`ebm_ppl.agreement`; docs/models.md explains each check).", "",
-             "| figure | value |", "|---|---|"]
+    lines = [
+        SECTION,
+        "",
+        f"Written by `.venv/bin/python models/agreement.py {name} --write` "
+        "(`ebm_ppl.agreement`; docs/models.md explains each check).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
     for k, v in figures.items():
         if k == "validation_by_level":
             continue
         lines.append(f"| {k} | {_fmt(v)} |")
     if "validation_by_level" in figures:
-        lines += ["", "Validation log-likelihood by level (nats per point; the best reliable level is the "
-                  "card's `evaluation_level`):", "", "| level | validation | stderr | log Z reliable |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Validation log-likelihood by level (nats per point; the best reliable level is the "
+            "card's `evaluation_level`):",
+            "",
+            "| level | validation | stderr | log Z reliable |",
+            "|---|---|---|---|",
+        ]
         for t, r in figures["validation_by_level"].items():
             lines.append(f"| {t} | {r['validation_nats_per_point']:.4f} | {r['stderr']:.4f} | {r['log_z_reliable']} |")
     return "\n".join(lines) + "\n"
@@ -191,7 +225,7 @@ def _write_card(path, name, figures):
     if SECTION in text:
         head, rest = text.split(SECTION, 1)
         nxt = rest.find("\n## ")
-        tail = rest[nxt + 1:] if nxt >= 0 else ""
+        tail = rest[nxt + 1 :] if nxt >= 0 else ""
         text = head + _card_section(name, figures) + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + _card_section(name, figures)

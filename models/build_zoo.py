@@ -40,8 +40,12 @@ ZOO = {
     "digits-t6": {"data": "digits", "preset": "t6-digits", "steps": 5000},
     "digits-dsm": {"data": "digits", "preset": "dsm-denoiser-digits", "steps": 6000},
     # T1k (1000 levels): AIS needs at least 4 bridges per level, so 4000 bridges and a 4-per-level pilot
-    "digits-t1k": {"data": "digits", "preset": "t1k-denoiser-digits", "steps": 20000,
-                   "ais": dict(num_particles=256, num_bridges=4000, pilot_bridges_per_level=4)},
+    "digits-t1k": {
+        "data": "digits",
+        "preset": "t1k-denoiser-digits",
+        "steps": 20000,
+        "ais": dict(num_particles=256, num_bridges=4000, pilot_bridges_per_level=4),
+    },
 }
 #: AIS budget for the shipped log Z (per model kind).
 AIS_BUDGET = {
@@ -52,7 +56,18 @@ AIS_BUDGET = {
 
 def train(name: str, spec: dict, runs: str) -> str:
     out = os.path.join(runs, name)
-    args = ["train", "--data", spec["data"], "--preset", spec["preset"], "--steps", str(spec["steps"]), "--out", out, "--quiet"]
+    args = [
+        "train",
+        "--data",
+        spec["data"],
+        "--preset",
+        spec["preset"],
+        "--steps",
+        str(spec["steps"]),
+        "--out",
+        out,
+        "--quiet",
+    ]
     if os.path.exists(os.path.join(out, checkpoint.CONFIG_FILE)):
         args.append("--resume")
     from ebm_ppl.cli import main
@@ -81,8 +96,15 @@ def score_2d(energy, config, dest, data_name):
     """2000 progressive samples (the checkpoint's sampler, key 0) against 2000 test points:
     biased MMD^2 at h = 0.1 and the median h, with the data-vs-data null and their ratio
     (:func:`ebm_ppl.train.evaluate.sample_quality_2d`); the scatter goes to ``samples.png``."""
-    _, figures = sample_quality_2d(energy, config.get("sampling") or {}, data_name, n=2000, key=0,
-                                   scatter=os.path.join(dest, "samples.png"), title=f"{data_name}: 2000 progressive samples")
+    _, figures = sample_quality_2d(
+        energy,
+        config.get("sampling") or {},
+        data_name,
+        n=2000,
+        key=0,
+        scatter=os.path.join(dest, "samples.png"),
+        title=f"{data_name}: 2000 progressive samples",
+    )
     return flat_figures(figures)
 
 

@@ -61,8 +61,26 @@ def check_train(out):
     for n in (1, 4):
         d = os.path.join(out, f"train_d{n}")
         t0 = time.time()
-        r = cli_json(["train", "--data", "8gaussians", "--preset", "t6-2d", "--steps", "15", "--seed", "0",
-                      "--devices", str(n), "--out", d, "--no-samples", "--no-eval", "--quiet"])
+        r = cli_json(
+            [
+                "train",
+                "--data",
+                "8gaussians",
+                "--preset",
+                "t6-2d",
+                "--steps",
+                "15",
+                "--seed",
+                "0",
+                "--devices",
+                str(n),
+                "--out",
+                d,
+                "--no-samples",
+                "--no-eval",
+                "--quiet",
+            ]
+        )
         assert r["devices"] == n, r
         res[n] = (d, time.time() - t0)
     pts = np.asarray(jax.random.normal(jax.random.key(5), (64, 2))) * 1.5
@@ -85,17 +103,36 @@ def check_ais(out):
     recomputed from the final weights agree with the reported ones)."""
     from ebm_ppl import logz
     from ebm_ppl.energy import target
+
     e = target("gmm:16:4")
     exact = float(e.log_z(0))
-    r = cli_json(["logz", "--target", "gmm:16:4", "--samples", "128", "--bridges", "300", "--frame", "identity",
-                  "--seed", "0", "--devices", "4", "--out", os.path.join(out, "logz.png")])
+    r = cli_json(
+        [
+            "logz",
+            "--target",
+            "gmm:16:4",
+            "--samples",
+            "128",
+            "--bridges",
+            "300",
+            "--frame",
+            "identity",
+            "--seed",
+            "0",
+            "--devices",
+            "4",
+            "--out",
+            os.path.join(out, "logz.png"),
+        ]
+    )
     assert r["devices"] == 4, r
     z = (r["log_z"] - exact) / r["stderr"]
     assert abs(z) < 3, f"AIS {r['log_z']} +- {r['stderr']} vs exact {exact}: {z:.2f} stderr"
     assert 0 < r["stderr"] < 0.5 and r["ess"] > 5, r
     # the same run on one device: identical up to float reduction order
-    one, _, log_w = logz.ais(e, jax.random.key(0), num_particles=128, num_bridges=300, frame="identity",
-                              return_samples=True)
+    one, _, log_w = logz.ais(
+        e, jax.random.key(0), num_particles=128, num_bridges=300, frame="identity", return_samples=True
+    )
     assert abs(one.log_z - r["log_z"]) < 1e-3 * max(1.0, abs(exact)), (one.log_z, r["log_z"])
     assert abs(one.stderr - r["stderr"]) < 0.05 * one.stderr + 1e-4
     # honesty of the stderr: recomputed independently from the final log weights (delta method,
@@ -106,13 +143,13 @@ def check_ais(out):
     assert abs(se - r["stderr"]) < 0.05 * se, (se, r["stderr"])
     assert ess > 5 and abs(ess - r["ess"]) < 0.05 * ess, (ess, r["ess"])
     zs = [z]
-    emit("ais", log_z=r["log_z"], stderr=r["stderr"], exact=exact, ess=r["ess"], z_scores=zs,
-         one_device_log_z=one.log_z)
+    emit(
+        "ais", log_z=r["log_z"], stderr=r["stderr"], exact=exact, ess=r["ess"], z_scores=zs, one_device_log_z=one.log_z
+    )
 
 
 def check_chains():
     """4 chains on 4 devices: one chain per device (progressive, NUTS/HMC, long-run, SMC particles)."""
-    from ebm_ppl import logz
     from ebm_ppl.energy import target
     from ebm_ppl.sampling import hmc, long_run, progressive
     from ebm_ppl.sharding import device_mesh
@@ -124,8 +161,9 @@ def check_chains():
     one_per_device(x, 4)
     x1 = progressive.sample(e, key, 4, num_inner_steps=5)
     assert np.allclose(np.asarray(x), np.asarray(x1), atol=1e-5), "sharded draws differ from one device"
-    ch = hmc.sample_level(e, key, num_chains=4, algorithm="hmc", num_samples=10, step_size=0.1, init="normal",
-                          mesh=mesh)
+    ch = hmc.sample_level(
+        e, key, num_chains=4, algorithm="hmc", num_samples=10, step_size=0.1, init="normal", mesh=mesh
+    )
     one_per_device(ch.position, 4)
     lr = long_run.run(e, key, 4, steps_per_level=3, step_sizes=np.full(e.num_levels, 0.1), mesh=mesh)
     one_per_device(lr.samples, 4)
@@ -135,10 +173,29 @@ def check_chains():
     except ValueError as err:
         assert "multiple of 4" in str(err), err
     # the CLI: 4 chains, JSON reports 4 devices
-    r = cli_json(["sample", "--target", "gmm:2:3", "--sampler", "progressive", "--n", "4", "--steps", "5",
-                  "--devices", "4", "--out", os.path.join(OUT, "s.npz")])
+    r = cli_json(
+        [
+            "sample",
+            "--target",
+            "gmm:2:3",
+            "--sampler",
+            "progressive",
+            "--n",
+            "4",
+            "--steps",
+            "5",
+            "--devices",
+            "4",
+            "--out",
+            os.path.join(OUT, "s.npz"),
+        ]
+    )
     assert r["devices"] == 4 and r["finite"], r
-    emit("chains", shard_shape=list(x.addressable_shards[0].data.shape), devices=[str(s.device) for s in x.addressable_shards])
+    emit(
+        "chains",
+        shard_shape=list(x.addressable_shards[0].data.shape),
+        devices=[str(s.device) for s in x.addressable_shards],
+    )
 
 
 def check_bpd_and_solve(out):
@@ -159,8 +216,19 @@ def check_bpd_and_solve(out):
     assert abs(a.bpd - b.bpd) < 1e-5 and a.per_example.shape == (10,), (a.bpd, b.bpd)
     op, noise = from_name("denoise:0.3", e.data_shape, seed=0)
     obs = op.forward(jax.numpy.asarray(x[:4])) + 0.3 * jax.random.normal(jax.random.key(3), (4, op.dim))
-    res = sample_posterior(e, op, noise, obs, jax.random.key(4), num_chains=2, num_warmup=2, num_samples=2,
-                           num_inner_steps=3, max_num_doublings=2, mesh=mesh)
+    res = sample_posterior(
+        e,
+        op,
+        noise,
+        obs,
+        jax.random.key(4),
+        num_chains=2,
+        num_warmup=2,
+        num_samples=2,
+        num_inner_steps=3,
+        max_num_doublings=2,
+        mesh=mesh,
+    )
     assert res.warm_start.shape[0] == 4 and np.all(np.isfinite(np.asarray(res.samples)))
     one_per_device(res.warm_start, 4)
     emit("bpd_solve", bpd_4=a.bpd, bpd_1=b.bpd)
@@ -171,8 +239,13 @@ if __name__ == "__main__":
     wanted = set(sys.argv[2:]) or {"devices", "chains", "ais", "bpd_solve", "train"}
     os.makedirs(OUT, exist_ok=True)
     t_all = time.time()
-    for name, fn in (("devices", check_devices), ("chains", check_chains), ("ais", lambda: check_ais(OUT)),
-                     ("bpd_solve", lambda: check_bpd_and_solve(OUT)), ("train", lambda: check_train(OUT))):
+    for name, fn in (
+        ("devices", check_devices),
+        ("chains", check_chains),
+        ("ais", lambda: check_ais(OUT)),
+        ("bpd_solve", lambda: check_bpd_and_solve(OUT)),
+        ("train", lambda: check_train(OUT)),
+    ):
         if name in wanted:
             t0 = time.time()
             fn()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ebm_ppl import EBMPrior, agreement, schedules
-from ebm_ppl.energy import GaussianOracle, MixtureOracle
+from ebm_ppl.energy import GaussianOracle
 
 MEAN = np.array([0.3, -0.2])
 COV = np.array([[0.20, 0.06], [0.06, 0.10]])
@@ -43,11 +43,16 @@ def test_mmd_permutation_test_has_a_calibrated_null_and_power():
     """Same law: p-values of 40 independent tests are roughly uniform (mean 0.5 +- 0.05 for 40
     draws of U(0,1), sd 0.29/sqrt(40) = 0.046; bound at 2.2 sd). Shifted law: p at its floor."""
     rng = np.random.default_rng(0)
-    ps = [agreement.mmd_permutation_test(rng.normal(size=(60, 3)), rng.normal(size=(60, 3)), jax.random.key(i),
-                                         num_permutations=99).p_value for i in range(40)]
+    ps = [
+        agreement.mmd_permutation_test(
+            rng.normal(size=(60, 3)), rng.normal(size=(60, 3)), jax.random.key(i), num_permutations=99
+        ).p_value
+        for i in range(40)
+    ]
     assert abs(np.mean(ps) - 0.5) < 0.1
-    r = agreement.mmd_permutation_test(rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 0.8, jax.random.key(0),
-                                       num_permutations=99)
+    r = agreement.mmd_permutation_test(
+        rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 0.8, jax.random.key(0), num_permutations=99
+    )
     assert r.p_value == pytest.approx(0.01)
 
 
@@ -57,11 +62,12 @@ def test_mcmc_on_log_prob_agrees_with_an_exact_sampler_and_not_with_a_wrong_one(
     contract onto the density and their last states no longer match fresh draws (p at its floor).
     Chains cannot move mass between well-separated modes, so this check does not see wrong mode
     weights: that is what the 2-D histogram and the digits class histogram are for."""
-    good = agreement.mcmc_agreement(gauss_prior, jax.random.key(0), num_chains=128, num_warmup=100, num_draws=100,
-                                    num_permutations=99)
+    good = agreement.mcmc_agreement(
+        gauss_prior, jax.random.key(0), num_chains=128, num_warmup=100, num_draws=100, num_permutations=99
+    )
     assert good.rhat < 1.02
     assert good.test.p_value > 0.01
-    assert abs(good.mean_log_prob_end - good.mean_log_prob_start) < 0.3   # both ~ E[log p] (sd 1/sqrt(128))
+    assert abs(good.mean_log_prob_end - good.mean_log_prob_start) < 0.3  # both ~ E[log p] (sd 1/sqrt(128))
 
     wide = EBMPrior(GaussianOracle(MEAN, 4 * COV, schedules.drl(6)))
 
@@ -72,7 +78,8 @@ def test_mcmc_on_log_prob_agrees_with_an_exact_sampler_and_not_with_a_wrong_one(
         unnormalized_log_prob = staticmethod(gauss_prior.unnormalized_log_prob)
         sample = staticmethod(wide.sample)
 
-    bad = agreement.mcmc_agreement(Mismatched(), jax.random.key(0), num_chains=128, num_warmup=100, num_draws=100,
-                                   num_permutations=99)
+    bad = agreement.mcmc_agreement(
+        Mismatched(), jax.random.key(0), num_chains=128, num_warmup=100, num_draws=100, num_permutations=99
+    )
     assert bad.test.p_value <= 0.02
-    assert bad.mean_log_prob_end - bad.mean_log_prob_start > 1.0   # E log p: -1.5 + c at cov, -6 + c at 4 cov
+    assert bad.mean_log_prob_end - bad.mean_log_prob_start > 1.0  # E log p: -1.5 + c at cov, -6 + c at 4 cov

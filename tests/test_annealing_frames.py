@@ -14,8 +14,14 @@ import numpy as np
 import pytest
 
 from ebm_ppl import logz, schedules
-from ebm_ppl.annealing_frames import (LevelFrame, check_frame, fit_frame, from_model_batch, identity_frame,
-                                      to_model_batch)
+from ebm_ppl.annealing_frames import (
+    LevelFrame,
+    check_frame,
+    fit_frame,
+    from_model_batch,
+    identity_frame,
+    to_model_batch,
+)
 from ebm_ppl.energy import GaussianOracle, target
 
 D = 16

@@ -23,10 +23,21 @@ def saved(tmp_path):
     module = build(NET)
     variables = init_variables(module, jax.random.PRNGKey(0), (8, 8, 1))
     # make the parameters non-trivial
-    variables = jax.tree_util.tree_map(lambda v: v + 0.01 * jnp.arange(v.size, dtype=v.dtype).reshape(v.shape), variables)
+    variables = jax.tree_util.tree_map(
+        lambda v: v + 0.01 * jnp.arange(v.size, dtype=v.dtype).reshape(v.shape), variables
+    )
     path = str(tmp_path / "ckpt")
-    ck.save(path, network=config_of(module), variables=variables, schedule="drl:6", data=DATA, step=7,
-            base_variance=4.0, objective={"name": "recovery_likelihood"}, preset="t6-digits")
+    ck.save(
+        path,
+        network=config_of(module),
+        variables=variables,
+        schedule="drl:6",
+        data=DATA,
+        step=7,
+        base_variance=4.0,
+        objective={"name": "recovery_likelihood"},
+        preset="t6-digits",
+    )
     return path, module, variables
 
 
@@ -85,8 +96,10 @@ def test_logz_cache(saved):
     # a level with no file of its own comes from the levels table of the costliest run that passed it
     table = {3: {"log_z": -4.0, "stderr": 0.1, "ess": 50.0}, 2: {"log_z": -7.0, "stderr": 0.2, "ess": 40.0}}
     ck.save_logz(path, {"level": 2, "log_z": -7.0, "num_grad_evals": 10, "levels": table, "curve": [[1, 2]]})
-    ck.save_logz(path, {"level": 1, "log_z": -9.0, "num_grad_evals": 99,
-                        "levels": {3: {"log_z": -3.9, "stderr": 0.05, "ess": 80.0}}})
+    ck.save_logz(
+        path,
+        {"level": 1, "log_z": -9.0, "num_grad_evals": 99, "levels": {3: {"log_z": -3.9, "stderr": 0.05, "ess": 80.0}}},
+    )
     derived = ck.load_logz(path, 3)
     assert derived["log_z"] == -3.9 and derived["level"] == 3 and derived["derived_from_level"] == 1
     assert derived["curve"] == [] and derived["ess"] == 80.0

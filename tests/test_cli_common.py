@@ -19,22 +19,40 @@ from ebm_ppl.cli.common import (
 )
 
 
-@pytest.mark.parametrize("fn, good, expect", [
-    (positive_int, "3", 3), (non_negative_int, "0", 0), (positive_float, "1e-3", 1e-3),
-    (non_negative_float, "0", 0.0), (probability, "1", 1.0), (open_probability, "0.8", 0.8),
-    (number(int, low=10), "10", 10), (number(float, low=-1, high=1), "-1", -1.0),
-])
+@pytest.mark.parametrize(
+    "fn, good, expect",
+    [
+        (positive_int, "3", 3),
+        (non_negative_int, "0", 0),
+        (positive_float, "1e-3", 1e-3),
+        (non_negative_float, "0", 0.0),
+        (probability, "1", 1.0),
+        (open_probability, "0.8", 0.8),
+        (number(int, low=10), "10", 10),
+        (number(float, low=-1, high=1), "-1", -1.0),
+    ],
+)
 def test_checkers_accept(fn, good, expect):
     assert fn(good) == expect and type(fn(good)) is type(expect)
 
 
-@pytest.mark.parametrize("fn, bad, words", [
-    (positive_int, "-2", "integer >= 1"), (positive_int, "0", ">= 1"), (positive_int, "2.5", "integer"),
-    (positive_int, "x", "integer"), (non_negative_int, "-1", ">= 0"),
-    (positive_float, "0", "> 0"), (positive_float, "nan", "finite"), (positive_float, "inf", "finite"),
-    (non_negative_float, "-0.1", ">= 0"), (probability, "1.01", "<= 1"),
-    (open_probability, "1", "< 1"), (open_probability, "0", "> 0"),
-])
+@pytest.mark.parametrize(
+    "fn, bad, words",
+    [
+        (positive_int, "-2", "integer >= 1"),
+        (positive_int, "0", ">= 1"),
+        (positive_int, "2.5", "integer"),
+        (positive_int, "x", "integer"),
+        (non_negative_int, "-1", ">= 0"),
+        (positive_float, "0", "> 0"),
+        (positive_float, "nan", "finite"),
+        (positive_float, "inf", "finite"),
+        (non_negative_float, "-0.1", ">= 0"),
+        (probability, "1.01", "<= 1"),
+        (open_probability, "1", "< 1"),
+        (open_probability, "0", "> 0"),
+    ],
+)
 def test_checkers_reject_with_rule_and_value(fn, bad, words):
     with pytest.raises(argparse.ArgumentTypeError) as err:
         fn(bad)
@@ -50,10 +68,16 @@ def test_check_number_after_parsing():
         check_number("--lr", math.nan, float, low=0, low_open=True)
 
 
-@pytest.mark.parametrize("argv, option", [
-    (["--steps", "-2"], "--steps"), (["--batch-size", "0"], "--batch-size"),
-    (["--lr", "nan"], "--lr"), (["--lr", "-1"], "--lr"), (["--levels", "1"], "--levels"),
-])
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["--steps", "-2"], "--steps"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--lr", "nan"], "--lr"),
+        (["--lr", "-1"], "--lr"),
+        (["--levels", "1"], "--levels"),
+    ],
+)
 def test_train_cli_bad_number_one_line_exit_2(tmp_path, capsys, argv, option):
     rc = main(["train", "--data", "8gaussians", "--out", str(tmp_path / "x"), *argv])
     err = capsys.readouterr().err.strip()

@@ -11,8 +11,15 @@ from ebm_ppl import diagnostics
 def test_rhat_detects_unmixed_chains_and_report_files(tmp_path):
     rng = np.random.default_rng(0)
     good = rng.standard_normal((4, 200, 3, 3))
-    dt = diagnostics.to_datatree(good, {"log_density": rng.standard_normal((4, 200)), "step_size": np.ones(4),
-                                        "is_divergent": np.zeros((4, 200), bool), "acceptance_rate": np.full((4, 200), 0.8)})
+    dt = diagnostics.to_datatree(
+        good,
+        {
+            "log_density": rng.standard_normal((4, 200)),
+            "step_size": np.ones(4),
+            "is_divergent": np.zeros((4, 200), bool),
+            "acceptance_rate": np.full((4, 200), 0.8),
+        },
+    )
     assert set(dt.children) >= {"posterior", "sample_stats"}
     assert dt["posterior"]["x"].dims == ("chain", "draw", "x_dim_0", "x_dim_1")
     s = diagnostics.write_report(dt, str(tmp_path))
@@ -28,7 +35,26 @@ def test_cli_sample_and_diagnose(tmp_path):
     from ebm_ppl.cli import main
 
     npz = str(tmp_path / "s.npz")
-    assert main(["sample", "--target", "gauss:2", "--sampler", "hmc", "--chains", "2", "--steps", "60", "--n", "50", "--out", npz]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--target",
+                "gauss:2",
+                "--sampler",
+                "hmc",
+                "--chains",
+                "2",
+                "--steps",
+                "60",
+                "--n",
+                "50",
+                "--out",
+                npz,
+            ]
+        )
+        == 0
+    )
     data = np.load(npz)
     assert data["samples"].shape == (50, 2) and data["chains"].shape == (2, 60, 2)
     assert main(["diagnose", npz, "--out", str(tmp_path / "d")]) == 0

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-import numpyro.distributions as dist
 import pytest
 from numpyro.infer import MCMC, NUTS, Predictive
 from numpyro.infer.util import initialize_model, log_density
@@ -44,7 +43,9 @@ def test_log_prob_at_a_noise_level_is_the_exact_marginal(oracle, level):
 
 
 def test_distribution_is_a_pytree_with_declared_shapes(oracle):
-    prior = EBMPrior(MixtureOracle([0.5, 0.5], [[0, 0, 0, 0.0], [1, 1, 1, 1.0]], 0.1, schedules.drl(6), data_shape=(2, 2)))
+    prior = EBMPrior(
+        MixtureOracle([0.5, 0.5], [[0, 0, 0, 0.0], [1, 1, 1, 1.0]], 0.1, schedules.drl(6), data_shape=(2, 2))
+    )
     assert prior.event_shape == (2, 2) and prior.batch_shape == ()
     assert prior.support.event_dim == 2
     leaves, tree = jax.tree_util.tree_flatten(prior)
@@ -81,7 +82,9 @@ def test_numpyro_nuts_predictive_log_density_and_blackjax_agree(oracle):
     def model():
         numpyro.sample("x", EBMPrior(oracle))
 
-    mcmc = MCMC(NUTS(model), num_warmup=300, num_samples=1000, num_chains=4, chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        NUTS(model), num_warmup=300, num_samples=1000, num_chains=4, chain_method="vectorized", progress_bar=False
+    )
     mcmc.run(jax.random.key(0))
     xs = np.asarray(mcmc.get_samples()["x"])
     np.testing.assert_allclose(xs.mean(0), MEAN, atol=0.07)

@@ -89,7 +89,7 @@ def test_shell_blocks_parse(doc, monkeypatch):
         for line in _command_lines(block):
             words = shlex.split(line)
             env = [w for w in words if re.match(r"^[A-Z_]+=", w)]
-            words = words[len(env):]
+            words = words[len(env) :]
             if not words:
                 continue
             prog = os.path.basename(words[0])

@@ -58,7 +58,16 @@ def test_sampler_side_mean_shift_matches_kde_score():
 
 
 def test_training_converges_to_gaussian_mean_and_covariance(gauss, tmp_path):
-    cfg = dr.DriftingConfig(latent_dim=4, width=32, depth=2, batch_size=256, num_perturbations=64, num_steps=400, learning_rate=3e-3, init_scale=0.5)
+    cfg = dr.DriftingConfig(
+        latent_dim=4,
+        width=32,
+        depth=2,
+        batch_size=256,
+        num_perturbations=64,
+        num_steps=400,
+        learning_rate=3e-3,
+        init_scale=0.5,
+    )
     sampler, history, _ = dr.train(gauss, jax.random.PRNGKey(0), cfg, chunk=200, progress=False)
     x = np.asarray(sampler.sample(jax.random.PRNGKey(42), 4000))
     # MC standard errors of 4000 samples: mean ~0.009, covariance entries ~0.007; the rest is the
@@ -129,8 +138,27 @@ def test_cli_distill_smoke(tmp_path):
     from ebm_ppl.cli import main
 
     out = tmp_path / "run"
-    rc = main(["distill", "--target", "banana", "--out", str(out), "--steps", "20", "--num-eval", "200", "--width", "16",
-               "--batch-size", "64", "--perturbations", "16", "--no-progress", "--json"])
+    rc = main(
+        [
+            "distill",
+            "--target",
+            "banana",
+            "--out",
+            str(out),
+            "--steps",
+            "20",
+            "--num-eval",
+            "200",
+            "--width",
+            "16",
+            "--batch-size",
+            "64",
+            "--perturbations",
+            "16",
+            "--no-progress",
+            "--json",
+        ]
+    )
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     for k in ("mean_error", "cov_error", "mmd", "mean_energy", "reference_energy"):
@@ -151,8 +179,16 @@ def test_level_estimator_is_the_exact_smoothed_score_of_an_oracle(gauss):
 
 
 def test_level_and_eta_schedules():
-    cfg = dr.DriftingConfig(num_steps=100, estimator="level", level_end=1, anneal_fraction=0.5, sigma=0.5,
-                            eta=0.1, sigma_start=2.0, eta_scales_with_sigma=True)
+    cfg = dr.DriftingConfig(
+        num_steps=100,
+        estimator="level",
+        level_end=1,
+        anneal_fraction=0.5,
+        sigma=0.5,
+        eta=0.1,
+        sigma_start=2.0,
+        eta_scales_with_sigma=True,
+    )
     levels = [int(dr.level_at(cfg, s, 5)) for s in range(0, 101, 5)]
     assert levels[0] == 5 and levels[-1] == 1 and all(a >= b for a, b in zip(levels, levels[1:]))
     assert sorted(set(levels)) == [1, 2, 3, 4, 5]
@@ -161,8 +197,19 @@ def test_level_and_eta_schedules():
 
 
 def test_level_estimator_training_converges_to_gaussian(gauss):
-    cfg = dr.DriftingConfig(latent_dim=4, width=32, depth=2, estimator="level", level_start=3, level_end=1,
-                            eta=0.05, eta_scales_with_sigma=True, batch_size=256, learning_rate=3e-3, num_steps=400)
+    cfg = dr.DriftingConfig(
+        latent_dim=4,
+        width=32,
+        depth=2,
+        estimator="level",
+        level_start=3,
+        level_end=1,
+        eta=0.05,
+        eta_scales_with_sigma=True,
+        batch_size=256,
+        learning_rate=3e-3,
+        num_steps=400,
+    )
     sampler, _, _ = dr.train(gauss, jax.random.PRNGKey(0), cfg, progress=False, chunk=200)
     x = np.asarray(sampler.sample(jax.random.PRNGKey(1), 4000))
     # 4000 draws: mean standard error <= sqrt(0.3 / 4000) = 0.009; tolerance covers the finite-batch

@@ -46,8 +46,16 @@ def test_hmc_on_numpyro_model_with_ebm_prior_conjugate_posterior():
         x = numpyro.sample("x", EBMPrior(e))
         numpyro.sample("y", dist.Normal(x, 0.5).to_event(1), obs=y)
 
-    samples, ch = hmc.sample_numpyro_model(jax.random.key(0), model, y, num_chains=4, algorithm="hmc",
-                                           num_integration_steps=8, num_warmup=300, num_samples=400)
+    samples, ch = hmc.sample_numpyro_model(
+        jax.random.key(0),
+        model,
+        y,
+        num_chains=4,
+        algorithm="hmc",
+        num_integration_steps=8,
+        num_warmup=300,
+        num_samples=400,
+    )
     xs = np.asarray(samples["x"]).reshape(-1, 3)
     post_cov = C - K @ C
     # posterior sd ~0.3; 1600 draws with ESS >~ 400: standard error <~ 0.015, tolerance ~6 of them
@@ -67,10 +75,11 @@ def test_nuts_gmm64_many_chains_from_exact_draws_mean_cov_weights():
     C, N = 128, 80
     w_true = np.asarray(e.weights)
     x0 = e.sample_data(jax.random.key(7), C) + 0.3 * jax.random.normal(jax.random.key(9), (C, 64))
-    ch = hmc.run_chains(jax.random.key(8), hmc.level_log_density_fn(e, 0, "data"), x0, algorithm="nuts",
-                        num_samples=N, step_size=0.25)
+    ch = hmc.run_chains(
+        jax.random.key(8), hmc.level_log_density_fn(e, 0, "data"), x0, algorithm="nuts", num_samples=N, step_size=0.25
+    )
     assert int(ch.is_divergent.sum()) == 0 and float(ch.acceptance_rate.mean()) > 0.5
-    pos = np.asarray(ch.position)[:, N // 2:]
+    pos = np.asarray(ch.position)[:, N // 2 :]
     resp = np.asarray(e.responsibilities(e.to_model(jnp.asarray(pos))))  # (C, N/2, K)
     mode = resp.argmax(-1)
     assert np.all(mode == mode[:, :1])  # no chain changes mode
@@ -85,7 +94,9 @@ def test_nuts_gmm64_many_chains_from_exact_draws_mean_cov_weights():
     means, vecs, vals = np.asarray(e.means), np.asarray(e.eigvecs), np.asarray(e.eigvals)  # data space
     covs = np.einsum("kij,kj,klj->kil", vecs, vals, vecs)
     m_hat = counts @ means
-    c_hat = np.einsum("k,kij->ij", counts, covs) + np.einsum("k,ki,kj->ij", counts, means, means) - np.outer(m_hat, m_hat)
+    c_hat = (
+        np.einsum("k,kij->ij", counts, covs) + np.einsum("k,ki,kj->ij", counts, means, means) - np.outer(m_hat, m_hat)
+    )
     x = pos.reshape(-1, 64)
     n_eff = x.shape[0] / 10
     within = np.einsum("k,kij->ij", counts, covs)
@@ -95,4 +106,4 @@ def test_nuts_gmm64_many_chains_from_exact_draws_mean_cov_weights():
     # within each mode the chains agree on the energy (rank R-hat over that mode's chains); across
     # modes they cannot (the log-density level differs by mode), which is why many chains are needed
     for k in range(4):
-        assert float(az.rhat(np.asarray(ch.log_density)[:, N // 2:][mode[:, 0] == k])) < 1.2
+        assert float(az.rhat(np.asarray(ch.log_density)[:, N // 2 :][mode[:, 0] == k])) < 1.2

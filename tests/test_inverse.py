@@ -110,8 +110,9 @@ def small_problem():
     op, s = from_name("inpaint:half", orc.data_shape)
     truths = orc.sample_data(jax.random.PRNGKey(1), 24)
     obs = op(truths) + s * jax.random.normal(jax.random.PRNGKey(2), (24, op.num_observations))
-    res = sample_posterior(orc, op, s, obs, jax.random.PRNGKey(3), num_chains=4, num_warmup=60, num_samples=75,
-                           method="progressive")
+    res = sample_posterior(
+        orc, op, s, obs, jax.random.PRNGKey(3), num_chains=4, num_warmup=60, num_samples=75, method="progressive"
+    )
     return orc, op, s, truths, obs, res, exact_posterior(orc, op, s, obs)
 
 

@@ -33,8 +33,19 @@ def level_problem():
     op, s = from_name("inpaint:half", orc.data_shape)
     truths = smooth.sample_data(jax.random.PRNGKey(1), 16)
     obs = op(truths) + s * jax.random.normal(jax.random.PRNGKey(2), (16, op.num_observations))
-    res = sample_posterior(orc, op, s, obs, jax.random.PRNGKey(3), level=2, num_particles=32, num_chains=8,
-                           num_warmup=30, num_samples=40, num_inner_steps=5)
+    res = sample_posterior(
+        orc,
+        op,
+        s,
+        obs,
+        jax.random.PRNGKey(3),
+        level=2,
+        num_particles=32,
+        num_chains=8,
+        num_warmup=30,
+        num_samples=40,
+        num_inner_steps=5,
+    )
     return orc, smooth, r2, op, s, truths, obs, res
 
 
@@ -82,31 +93,47 @@ def test_smc_kwargs_prior_level_still_accepted_and_checked(level_problem):
 
 def test_cost_estimate_counts():
     orc = target("gmm:16:3")  # drl:6
-    est = estimate_cost(orc, 10, level=2, num_particles=16, num_chains=4, num_warmup=30, num_samples=30,
-                        max_num_doublings=4, num_inner_steps=10, num_mcmc_steps=2, num_integration_steps=5,
-                        per_gradient=(1e-6, 2e-6, 0.0))
+    est = estimate_cost(
+        orc,
+        10,
+        level=2,
+        num_particles=16,
+        num_chains=4,
+        num_warmup=30,
+        num_samples=30,
+        max_num_doublings=4,
+        num_inner_steps=10,
+        num_mcmc_steps=2,
+        num_integration_steps=5,
+        per_gradient=(1e-6, 2e-6, 0.0),
+    )
     from ebm_ppl.inverse import budget
 
     assert est.gradients["prior"] == 10 * 16 * 4 * 10 + budget.PILOT_CHAINS * budget.PILOT_STEPS * 4
     assert est.gradients["smc"] == budget.SMC_STEPS_GUESS * 10 * 16 * (2 * 6 + 1)
     assert est.gradients["nuts"] == 10 * 4 * 60 * 15
-    assert est.seconds == pytest.approx((est.gradients["prior"] + est.gradients["smc"]) * 1e-6 + est.gradients["nuts"] * 2e-6)
+    assert est.seconds == pytest.approx(
+        (est.gradients["prior"] + est.gradients["smc"]) * 1e-6 + est.gradients["nuts"] * 2e-6
+    )
     assert est.seconds <= est.seconds_max
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--chains", "0"], "--chains must be at least 2"),
-    (["--n-images", "0"], "--n-images must be at least 1"),
-    (["--noise-std", "nan"], "--noise-std must be a positive number"),
-    (["--noise-std", "-0.1"], "--noise-std must be a positive number"),
-    (["--max-doublings", "0"], "--max-doublings must be at least 1"),
-    (["--particles", "2"], "--particles must be at least 4"),
-    (["--level", "-1"], "--level must be non-negative"),
-    (["--level", "9"], "--level must be in 0..5"),
-    (["--warmup", "-3"], "--warmup must be non-negative"),
-    (["--inner-steps", "0"], "--inner-steps must be at least 1"),
-    (["--level", "1", "--method", "progressive"], "--level > 0 needs"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--chains", "0"], "--chains must be at least 2"),
+        (["--n-images", "0"], "--n-images must be at least 1"),
+        (["--noise-std", "nan"], "--noise-std must be a positive number"),
+        (["--noise-std", "-0.1"], "--noise-std must be a positive number"),
+        (["--max-doublings", "0"], "--max-doublings must be at least 1"),
+        (["--particles", "2"], "--particles must be at least 4"),
+        (["--level", "-1"], "--level must be non-negative"),
+        (["--level", "9"], "--level must be in 0..5"),
+        (["--warmup", "-3"], "--warmup must be non-negative"),
+        (["--inner-steps", "0"], "--inner-steps must be at least 1"),
+        (["--level", "1", "--method", "progressive"], "--level > 0 needs"),
+    ],
+)
 def test_solve_rejects_bad_numbers_with_one_line(capsys, extra, message):
     from ebm_ppl.cli import main
 
@@ -119,8 +146,28 @@ def test_solve_end_to_end_json(tmp_path, capsys):
     from ebm_ppl.cli import main
 
     out = tmp_path / "solve"
-    rc = main(["solve", "--target", "gmm:16:3", "--operator", "denoise:0.5", "--n-images", "6", "--particles", "8",
-               "--warmup", "10", "--samples", "10", "--inner-steps", "3", "--out", str(out), "--json"])
+    rc = main(
+        [
+            "solve",
+            "--target",
+            "gmm:16:3",
+            "--operator",
+            "denoise:0.5",
+            "--n-images",
+            "6",
+            "--particles",
+            "8",
+            "--warmup",
+            "10",
+            "--samples",
+            "10",
+            "--inner-steps",
+            "3",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("estimated sampling time") for line in lines)

@@ -16,8 +16,13 @@ def two_modes():
     """Two components 11 within-std apart in 4-D (no local sampler crosses), prior weights 0.3 / 0.7,
     denoising at noise 1: posterior mode weights vary from problem to problem."""
     D = 4
-    orc = MixtureOracle([0.3, 0.7], np.stack([-1.5 * np.ones(D), 1.5 * np.ones(D)]), np.stack([0.3 * np.eye(D)] * 2),
-                        target("gmm:16:3").schedule, data_shape=(D,))
+    orc = MixtureOracle(
+        [0.3, 0.7],
+        np.stack([-1.5 * np.ones(D), 1.5 * np.ones(D)]),
+        np.stack([0.3 * np.eye(D)] * 2),
+        target("gmm:16:3").schedule,
+        data_shape=(D,),
+    )
     op, s = Denoise((D,)), 1.0
     P, N = 12, 256
     truths = orc.sample_data(jax.random.PRNGKey(0), P)
@@ -47,7 +52,9 @@ def test_smc_log_evidence_matches_exact(two_modes):
     # exact log int g(x) L(x) dx with L = exp(-|obs - x|^2 / (2 s^2)) unnormalised:
     # log sum_k w_k N(obs; m_k, C_k + s^2 I) + D/2 log(2 pi s^2)
     var = 0.3 + s**2
-    comp = -0.5 * np.sum((np.asarray(obs)[:, None, :] - np.asarray(orc.means)[None]) ** 2, -1) / var - 0.5 * D * np.log(2 * np.pi * var)
+    comp = -0.5 * np.sum((np.asarray(obs)[:, None, :] - np.asarray(orc.means)[None]) ** 2, -1) / var - 0.5 * D * np.log(
+        2 * np.pi * var
+    )
     exact = np.log(np.exp(comp) @ np.array([0.3, 0.7])) + 0.5 * D * np.log(2 * np.pi * s**2)
     # SMC log-evidence, 256 particles, ~5 tempering steps at ESS 0.5: variance ~ sum_t 1/ESS_t ~ 5/128,
     # sd ~ 0.2 per problem; over 12 problems the RMS error stays below 0.3 and the mean error (bias) below 0.15

@@ -9,13 +9,14 @@ max |error| 0.002 and 0.001 nats/dim at rtol = atol = 1e-5.
 
 from __future__ import annotations
 
+import importlib
+
 import jax
 import numpy as np
 import pytest
 
 from ebm_ppl.energy import target
 from ebm_ppl.likelihood_bounds import continuous_elbo, discrete_elbo, elbo, ode_log_prob
-import importlib
 
 elbo_module = importlib.import_module("ebm_ppl.likelihood_bounds.elbo")
 ode_module = importlib.import_module("ebm_ppl.likelihood_bounds.ode")
@@ -107,8 +108,7 @@ def test_continuous_elbo_bound():
 def test_continuous_elbo_interpolated_score_and_smallest_time():
     """The network path (score interpolated between levels) and an explicit smallest time."""
     oracle, x, exact = _problem("gmm:16:3", n=32)
-    est = continuous_elbo(oracle, jax.random.PRNGKey(5), x, num_samples=512, chunk=512, score="interpolate",
-                          t_min=5.0)
+    est = continuous_elbo(oracle, jax.random.PRNGKey(5), x, num_samples=512, chunk=512, score="interpolate", t_min=5.0)
     assert est.info["u_min"] > 0
     assert _elbo_ok(est, exact, oracle.dim, tol_per_dim=0.05)
 
@@ -127,7 +127,9 @@ def test_missing_prior_term_is_caught():
 def test_wrong_divergence_sign_is_caught(monkeypatch):
     oracle, x, exact = _problem("gmm:16:3", n=64)
     good_h = elbo_module._hutchinson_divergence
-    monkeypatch.setattr(elbo_module, "_hutchinson_divergence", lambda f, x, u, v: (lambda s, d: (s, -d))(*good_h(f, x, u, v)))
+    monkeypatch.setattr(
+        elbo_module, "_hutchinson_divergence", lambda f, x, u, v: (lambda s, d: (s, -d))(*good_h(f, x, u, v))
+    )
     jax.clear_caches()  # the jitted estimators must be traced again with the broken piece
     est = continuous_elbo(oracle, jax.random.PRNGKey(1), x, num_samples=256, chunk=256)
     assert not _elbo_ok(est, exact, oracle.dim, tol_per_dim=0.02)

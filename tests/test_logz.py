@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ebm_ppl import logz, schedules
-from ebm_ppl.energy import GaussianOracle, target
+from ebm_ppl import logz
+from ebm_ppl.energy import target
 
 
 def _close(est, exact, k=3.0):
@@ -62,8 +62,14 @@ def test_ladder_with_exact_samples_and_smc_are_close():
 def test_estimate_json_round_trip():
     e = target("gauss:2")
     calls = []
-    est = logz.ais(e, jax.random.key(7), num_particles=64, num_bridges=30, level=4,
-                   progress=lambda stage, done, total: calls.append((stage, done, total)))
+    est = logz.ais(
+        e,
+        jax.random.key(7),
+        num_particles=64,
+        num_bridges=30,
+        level=4,
+        progress=lambda stage, done, total: calls.append((stage, done, total)),
+    )
     again = logz.LogZEstimate.from_json(json.loads(json.dumps(est.to_json())))
     assert again.log_z == est.log_z and again.levels.keys() == est.levels.keys()
     assert again.at_level(5).log_z == est.levels[5]["log_z"]
@@ -90,13 +96,31 @@ def test_ais_with_hmc_transitions_is_unbiased_on_an_oracle():
     # gmm:8:4, 128 particles: reported stderr ~0.03; HMC (2 leapfrog steps, jittered step) must land
     # within 3 of them (plus the float32 slack), and count 2 leapfrog gradients per step
     e = target("gmm:8:4")
-    est = logz.ais(e, jax.random.key(11), num_particles=128, num_bridges=120, num_steps=1, transition="hmc",
-                   num_leapfrog=2, pilot_particles=32, pilot_bridges_per_level=8)
+    est = logz.ais(
+        e,
+        jax.random.key(11),
+        num_particles=128,
+        num_bridges=120,
+        num_steps=1,
+        transition="hmc",
+        num_leapfrog=2,
+        pilot_particles=32,
+        pilot_bridges_per_level=8,
+    )
     _close(est, e.log_z(0))
     assert est.meta["num_leapfrog"] == 2 and est.ess > 30
-    mala = logz.ais(e, jax.random.key(11), num_particles=128, num_bridges=120, num_steps=1, pilot_particles=32,
-                    pilot_bridges_per_level=8)
-    assert est.num_grad_evals - est.meta["pilot_grad_evals"] > 1.9 * (mala.num_grad_evals - mala.meta["pilot_grad_evals"])
+    mala = logz.ais(
+        e,
+        jax.random.key(11),
+        num_particles=128,
+        num_bridges=120,
+        num_steps=1,
+        pilot_particles=32,
+        pilot_bridges_per_level=8,
+    )
+    assert est.num_grad_evals - est.meta["pilot_grad_evals"] > 1.9 * (
+        mala.num_grad_evals - mala.meta["pilot_grad_evals"]
+    )
 
 
 def test_smc_step_size_is_blackjax_convention():
@@ -151,8 +175,16 @@ def test_single_survivor_ais_reports_large_khat_and_warns():
     # carries all the weight (ESS 1); the stderr (~1 nat, its ceiling) must not read as a standard error
     fn = lambda y: -0.5 * jnp.sum((y - 1.0) ** 2) / 0.01  # noqa: E731
     with pytest.warns(logz.UnreliableLogZWarning, match="unreliable"):
-        est = logz.ais(fn, jax.random.key(0), data_shape=(16,), num_particles=256, num_bridges=4, pilot_particles=32,
-                       pilot_bridges_per_level=8, frame="identity")
+        est = logz.ais(
+            fn,
+            jax.random.key(0),
+            data_shape=(16,),
+            num_particles=256,
+            num_bridges=4,
+            pilot_particles=32,
+            pilot_bridges_per_level=8,
+            frame="identity",
+        )
     assert est.khat > 0.7 and est.ess < 2 and not est.reliable
     assert "lower bound" in str(est) and "standard error" not in str(est).split(";")[0]
     js = est.to_json()
@@ -192,8 +224,15 @@ def test_ais_weight_increment_is_computed_before_the_move():
     e = target("gmm:16:4")
     errs, ses = [], []
     for s in range(3):
-        est = logz.ais(e, jax.random.key(100 + s), num_particles=128, num_bridges=60, pilot_particles=32,
-                       pilot_bridges_per_level=8, frame="identity")
+        est = logz.ais(
+            e,
+            jax.random.key(100 + s),
+            num_particles=128,
+            num_bridges=60,
+            pilot_particles=32,
+            pilot_bridges_per_level=8,
+            frame="identity",
+        )
         errs.append(est.log_z - e.log_z(0))
         ses.append(est.stderr)
     joint = math.sqrt(sum(s**2 for s in ses)) / len(ses)

@@ -48,7 +48,9 @@ def test_denoiser_variance_schedule_divides_by_the_dsm_variance():
 
     s = drl(1000)
     plain = networks.build({"name": "denoiser", "width": 16, "depth": 1, "temb_dim": 8})
-    scaled = networks.build({"name": "denoiser", "width": 16, "depth": 1, "temb_dim": 8, "variance_schedule": "drl:1000"})
+    scaled = networks.build(
+        {"name": "denoiser", "width": 16, "depth": 1, "temb_dim": 8, "variance_schedule": "drl:1000"}
+    )
     assert networks.config_of(scaled)["variance_schedule"] == "drl:1000"
     v = networks.init_variables(plain, jax.random.key(0), (8, 8, 1))
     y = jax.random.normal(jax.random.key(1), (3, 8, 8, 1))

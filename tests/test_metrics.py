@@ -13,9 +13,7 @@ def _naive_mmd2(x, y, h):
     m, n = len(x), len(y)
     kxx, kyy = k(x, x), k(y, y)
     return (
-        (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-        + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-        - 2 * k(x, y).mean()
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * k(x, y).mean()
     )
 
 
@@ -55,8 +53,9 @@ def test_mmd_same_law_near_zero_different_law_positive():
     # Same law: the U-statistic has mean 0; 20 replicates of 8gaussians 300 vs 300 with a fixed
     # bandwidth, mean within 4 standard errors of 0.
     reps = [
-        metrics.mmd(data.sample_2d("8gaussians", 2 * i, 300), data.sample_2d("8gaussians", 2 * i + 1, 300),
-                    bandwidth=0.5).mmd2
+        metrics.mmd(
+            data.sample_2d("8gaussians", 2 * i, 300), data.sample_2d("8gaussians", 2 * i + 1, 300), bandwidth=0.5
+        ).mmd2
         for i in range(20)
     ]
     sd = np.std(reps, ddof=1)

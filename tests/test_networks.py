@@ -87,10 +87,13 @@ def test_denoiser_energy_is_normalisable_by_construction():
     assert networks.config_of(module)["name"] == "denoiser"
 
 
-@pytest.mark.parametrize("config, shape", [
-    ({"name": "wrn", "width": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True}, (4, 4, 1)),
-    ({"name": "mlp", "width": 8, "depth": 2, "temb_dim": 8, "spectral_norm": True}, (3,)),
-])
+@pytest.mark.parametrize(
+    "config, shape",
+    [
+        ({"name": "wrn", "width": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True}, (4, 4, 1)),
+        ({"name": "mlp", "width": 8, "depth": 2, "temb_dim": 8, "spectral_norm": True}, (3,)),
+    ],
+)
 def test_fold_spectral_norm_computes_the_same_function(config, shape):
     # the folded plain network (kernels divided by flax's sigma estimate once) equals the spectrally
     # normalised one to float rounding, with perturbed weights (so sigma != 1) and stats after an update

@@ -96,7 +96,12 @@ def test_gaussian_oracle_conditional_is_closed_form():
 
 def test_mixture_posterior_weights_match_bayes_rule():
     w, m, c = gaussian_mixture_posterior(
-        jnp.array(WEIGHTS), jnp.array(MEANS), jnp.array(COVS), jnp.array([[1.0, 0.0]]), jnp.array([[0.1]]), jnp.array([0.9])
+        jnp.array(WEIGHTS),
+        jnp.array(MEANS),
+        jnp.array(COVS),
+        jnp.array([[1.0, 0.0]]),
+        jnp.array([[0.1]]),
+        jnp.array([0.9]),
     )
     evidence = [wk * stats.norm(mk[0], math.sqrt(ck[0][0] + 0.1)).pdf(0.9) for wk, mk, ck in zip(WEIGHTS, MEANS, COVS)]
     np.testing.assert_allclose(w, np.array(evidence) / sum(evidence), rtol=1e-5)
@@ -115,7 +120,9 @@ def test_score_is_gradient_of_exact_gaussian_log_density():
     mean, cov = np.array([0.3, -0.2]), np.array([[0.5, 0.2], [0.2, 0.3]])
     oracle = GaussianOracle(mean, cov, schedules.drl(6))
     y = jnp.array([[0.1, 0.4], [-0.5, 0.0]])
-    expected = -(np.asarray(y) - np.asarray(oracle.mean(3))) @ np.linalg.inv(np.asarray(oracle.covariance(3), np.float64))
+    expected = -(np.asarray(y) - np.asarray(oracle.mean(3))) @ np.linalg.inv(
+        np.asarray(oracle.covariance(3), np.float64)
+    )
     np.testing.assert_allclose(oracle.score(y, 3), expected, rtol=1e-4)
 
 

@@ -63,7 +63,9 @@ def test_centre_crop():
 @pytest.fixture(scope="module")
 def tiny_net():
     net = networks.build({"name": "conv_denoiser", "num_levels": 4, "width": 4, "num_blocks": 1, "emb_dim": 4})
-    variables = jax.jit(net.init)({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32))
+    variables = jax.jit(net.init)(
+        {"params": jax.random.PRNGKey(0)}, jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32)
+    )
     # the output conv is zero-initialised: perturb every parameter so the test sees a real network
     leaves, tree = jax.tree_util.tree_flatten(variables)
     rng = np.random.default_rng(1)
@@ -104,8 +106,12 @@ def test_local_terms_depend_on_receptive_field_only(tiny_net):
     r0, c0 = 10, 12
     tile = y[:, r0 - half : r0 + half + 5, c0 - half : c0 + half + 5]  # pixels (r0..r0+4, c0..c0+4) inside
     local = terms(tile)
-    np.testing.assert_allclose(np.asarray(local[half : half + 5, half : half + 5]),
-                               np.asarray(full[r0 : r0 + 5, c0 : c0 + 5]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(local[half : half + 5, half : half + 5]),
+        np.asarray(full[r0 : r0 + 5, c0 : c0 + 5]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     # and a tile one pixel too small differs (the receptive field is not smaller than stated)
     small = y[:, r0 - half + 1 : r0 + half + 1, c0 - half + 1 : c0 + half + 1]
     lt = terms(small)

@@ -55,7 +55,9 @@ def test_denoising_posterior_on_gaussian_prior(tau):
     exact_sd = np.sqrt(tau**2 * sigma**2 / (tau**2 + sigma**2))
     sds = {}
     for eta in (0.0, 1.0):
-        post = images.sample_image_posterior(jax.random.PRNGKey(1), e, op, sigma, y.reshape(-1), num_samples=16, eta=eta)
+        post = images.sample_image_posterior(
+            jax.random.PRNGKey(1), e, op, sigma, y.reshape(-1), num_samples=16, eta=eta
+        )
         assert post.info["start_level"] == 17 and not post.info["likelihood_annealed"]
         rms_err = float(np.sqrt(np.mean((post.mean - exact_mean) ** 2)))
         mc = float(np.sqrt(np.mean(post.sd**2) / 16))  # Monte Carlo error of a mean of 16 samples
@@ -105,8 +107,18 @@ def test_sample_image_posterior_shapes_and_inpainting_path(tiny_energy):
     m = np.asarray(op.mask)
     np.testing.assert_allclose(init[m], x[m], atol=1e-6)
     assert np.all(np.abs(init[~m]) <= 0.5 + 1e-6)  # a local mean of observed values
-    post = images.sample_image_posterior(jax.random.PRNGKey(0), tiny_energy, op, 0.01, obs, num_samples=3,
-                                         chain_chunk=2, init=init, start_level=5, stop_level=1)
+    post = images.sample_image_posterior(
+        jax.random.PRNGKey(0),
+        tiny_energy,
+        op,
+        0.01,
+        obs,
+        num_samples=3,
+        chain_chunk=2,
+        init=init,
+        start_level=5,
+        stop_level=1,
+    )
     assert post.mean.shape == shape and post.sd.shape == shape and post.samples.shape == (3,) + shape
     assert post.info["gradients_per_sample"] == 5 and post.info["likelihood_annealed"]
     with pytest.raises(ValueError, match="stop_level"):

@@ -28,8 +28,14 @@ def test_ncsn2_plain_langevin_wrong_progressive_right():
     y, _ = jax.lax.scan(step, y, jax.random.split(jax.random.key(1), 500))
     plain = _frac_upper(y)
     assert abs(plain - 0.8) > 8 * std, plain  # stuck near the init's split (about 0.5)
-    x = progressive.sample(e, jax.random.key(2), n, inner="mala", num_inner_steps=3,
-                           tune_kwargs=dict(num_chains=32, num_adapt=20, num_inner_steps=3))
+    x = progressive.sample(
+        e,
+        jax.random.key(2),
+        n,
+        inner="mala",
+        num_inner_steps=3,
+        tune_kwargs=dict(num_chains=32, num_adapt=20, num_inner_steps=3),
+    )
     prog = _frac_upper(x)
     assert abs(prog - 0.8) < 4 * std, prog
 
@@ -90,17 +96,23 @@ def test_gmm64_progressive_mala_and_long_run(gmm64):
     from ebm_ppl import diagnostics
 
     e, n, ref = gmm64
-    x, info = progressive.sample(e, jax.random.key(3), n, inner="mala", num_inner_steps=3, start="normal",
-                                 tune_kwargs=dict(num_chains=16, num_adapt=20, num_inner_steps=3),
-                                 return_info=True)
+    x, info = progressive.sample(
+        e,
+        jax.random.key(3),
+        n,
+        inner="mala",
+        num_inner_steps=3,
+        start="normal",
+        tune_kwargs=dict(num_chains=16, num_adapt=20, num_inner_steps=3),
+        return_info=True,
+    )
     _check_mixture(x, e, n, ref, "mala")
     assert np.all(np.asarray(info["acceptance_rate"]) > 0.3)
     # R-hat on the energy: independent descents laid out as 4 chains x 64 draws
     energy = np.asarray(e.data_log_prob(x)).reshape(4, -1)
     s = diagnostics.summarize(diagnostics.to_datatree(np.asarray(x).reshape(4, -1, 64), energy=energy))
     assert s["energy"]["rhat"] < 1.01
-    res = long_run.run(e, jax.random.key(4), n, steps_per_level=4,
-                       tune_kwargs=dict(num_chains=16, num_adapt=20))
+    res = long_run.run(e, jax.random.key(4), n, steps_per_level=4, tune_kwargs=dict(num_chains=16, num_adapt=20))
     _check_mixture(res.samples, e, n, ref, "long-run")
     acc = np.asarray(res.acceptance_rate)
     assert np.mean((acc > 0.5) & (acc < 0.95)) > 0.9, acc
@@ -153,8 +165,15 @@ def test_long_run_langevin_start_on_gaussian_and_errors():
     # HMC: the final samples must be those of the exact data law (gauss:8, drl:10:official).
     e = target("gauss:8", schedule="drl:10:official")
     n = 512
-    res = long_run.run(e, jax.random.key(5), n, steps_per_level=6, start="langevin", num_start_steps=5,
-                       tune_kwargs=dict(num_chains=16, num_adapt=30, num_check=3))
+    res = long_run.run(
+        e,
+        jax.random.key(5),
+        n,
+        steps_per_level=6,
+        start="langevin",
+        num_start_steps=5,
+        tune_kwargs=dict(num_chains=16, num_adapt=30, num_check=3),
+    )
     x = np.asarray(res.samples)
     assert x.shape == (n, 8) and res.total_steps == 6 * e.num_levels and res.log_density.shape == (e.num_levels, n)
     acc = np.asarray(res.acceptance_rate)
@@ -215,13 +234,19 @@ def test_sample_compiles_once_and_tunes_once():
 
     e = target("gmm:4:2")
     progressive.sample(e, jax.random.key(0), 32)
-    sizes = (progressive._level_step._cache_size(), progressive._tune_levels._cache_size(),
-             top_level.tempered_top_level._cache_size())
+    sizes = (
+        progressive._level_step._cache_size(),
+        progressive._tune_levels._cache_size(),
+        top_level.tempered_top_level._cache_size(),
+    )
     tuned = progressive._TUNED[id(e)][1].copy()
     for seed in (1, 2):
         progressive.sample(e, jax.random.key(seed), 32)
-    assert (progressive._level_step._cache_size(), progressive._tune_levels._cache_size(),
-            top_level.tempered_top_level._cache_size()) == sizes
+    assert (
+        progressive._level_step._cache_size(),
+        progressive._tune_levels._cache_size(),
+        top_level.tempered_top_level._cache_size(),
+    ) == sizes
     assert progressive._TUNED[id(e)][1].keys() == tuned.keys()
     prior = EBMPrior(e, sampler="progressive")
     a = prior.sample(jax.random.key(3), (8,))

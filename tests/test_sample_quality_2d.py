@@ -28,8 +28,10 @@ def test_null_expectation_gaussian_oracle_and_v_statistic_mean():
     # of 1 - E k): 2 % is > 5 sd
     assert est == pytest.approx(exact, rel=0.02)
     # and it is the mean of the biased V-statistic over independent same-law pairs
-    vs = [metrics.mmd(rng.normal(size=(m, 2)) * s, rng.normal(size=(m, 2)) * s, h, unbiased=False).mmd2
-          for _ in range(200)]
+    vs = [
+        metrics.mmd(rng.normal(size=(m, 2)) * s, rng.normal(size=(m, 2)) * s, h, unbiased=False).mmd2
+        for _ in range(200)
+    ]
     se = np.std(vs) / math.sqrt(len(vs))
     assert abs(np.mean(vs) - exact) < 4 * se, (np.mean(vs), exact, se)
 
@@ -50,8 +52,7 @@ def test_sample_quality_2d_exact_cases():
         f = q[tag]
         assert f["mmd2_model_heldout"] == pytest.approx(f["mmd2_data_data"], rel=1e-12)
         assert f["mmd_ratio_draw"] == pytest.approx(1.0, rel=1e-12)
-        assert f["mmd2_null"] == pytest.approx(
-            metrics.mmd2_null_expectation(ref, 300, 300, f["bandwidth"]), rel=1e-12)
+        assert f["mmd2_null"] == pytest.approx(metrics.mmd2_null_expectation(ref, 300, 300, f["bandwidth"]), rel=1e-12)
     # a sample off by one mode width is far from the null at h = 0.1
     q = metrics.sample_quality_2d(ref + 0.09, held_out=held, reference=ref, n=300)
     assert q["h0.1"]["mmd_ratio"] > 3

@@ -35,8 +35,13 @@ def test_multi_device_checks_in_a_subprocess(tmp_path):
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "_sharding_checks.py"), str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(HERE, "_sharding_checks.py"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     checks = {}
     for line in proc.stdout.splitlines():
@@ -69,7 +74,9 @@ def test_check_divisible_names_the_problem():
     class Fake:  # a 4-device mesh stand-in for the message
         devices = type("D", (), {"size": 4})()
 
-    with pytest.raises(ValueError, match=r"AIS particles: 6 cannot be split evenly over 4 devices; use a multiple of 4"):
+    with pytest.raises(
+        ValueError, match=r"AIS particles: 6 cannot be split evenly over 4 devices; use a multiple of 4"
+    ):
         sharding.check_divisible(6, Fake(), "AIS particles")
     sharding.check_divisible(6, mesh, "anything")
 
@@ -93,7 +100,9 @@ def test_initialize_distributed_plumbing(monkeypatch):
 
 def test_cli_devices_errors(tmp_path, capsys):
     too_many = str(jax.device_count() + 1)
-    rc = main(["logz", "--target", "gauss:2", "--devices", too_many, "--samples", "8", "--out", str(tmp_path / "z.png")])
+    rc = main(
+        ["logz", "--target", "gauss:2", "--devices", too_many, "--samples", "8", "--out", str(tmp_path / "z.png")]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--devices" in err and "Traceback" not in err
     rc = main(["sample", "--target", "gauss:2", "--devices", "0", "--out", str(tmp_path / "s.npz")])
@@ -101,7 +110,21 @@ def test_cli_devices_errors(tmp_path, capsys):
 
 
 def test_one_device_json_reports_devices(tmp_path, capsys):
-    rc = main(["sample", "--target", "gauss:2", "--n", "4", "--steps", "2", "--devices", "1",
-               "--out", str(tmp_path / "s.npz"), "--json"])
+    rc = main(
+        [
+            "sample",
+            "--target",
+            "gauss:2",
+            "--n",
+            "4",
+            "--steps",
+            "2",
+            "--devices",
+            "1",
+            "--out",
+            str(tmp_path / "s.npz"),
+            "--json",
+        ]
+    )
     assert rc == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["devices"] == 1

@@ -75,8 +75,9 @@ def _oracle_gradient(theta, level, n=4000, steps=300, seed=0):
     t = jnp.full((n,), level, jnp.int32)
 
     def loss(th):
-        return recovery_likelihood_loss(ld, th, x0, jax.random.PRNGKey(seed + 1), t, schedule=sched,
-                                        num_steps=steps, step_scale=step_scale)
+        return recovery_likelihood_loss(
+            ld, th, x0, jax.random.PRNGKey(seed + 1), t, schedule=sched, num_steps=steps, step_scale=step_scale
+        )
 
     (val, aux), g = jax.value_and_grad(loss, has_aux=True)(jnp.asarray(theta, jnp.float32))
     w = sched.sigmas[1] / sched.sigmas[level + 1] * sched.energy_scales[level]
@@ -118,7 +119,10 @@ def test_resume_is_bit_identical(tmp_path):
     train(x, cfg, b, seed=3, steps=10, progress=False, write_samples=False)
     assert ck.read_config(b)["step"] == 10
     train(x, cfg, b, seed=3, steps=20, resume=True, progress=False, write_samples=False)
-    with open(os.path.join(a, "train_state.msgpack"), "rb") as fa, open(os.path.join(b, "train_state.msgpack"), "rb") as fb:
+    with (
+        open(os.path.join(a, "train_state.msgpack"), "rb") as fa,
+        open(os.path.join(b, "train_state.msgpack"), "rb") as fb,
+    ):
         assert fa.read() == fb.read()
     with open(os.path.join(a, "params.msgpack"), "rb") as fa, open(os.path.join(b, "params.msgpack"), "rb") as fb:
         assert fa.read() == fb.read()
@@ -162,8 +166,25 @@ def test_train_cli_runs_and_reports_json(tmp_path, capsys):
     from ebm_ppl.cli import main
 
     out = str(tmp_path / "cli")
-    rc = main(["train", "--data", "8gaussians", "--preset", "t6-2d", "--steps", "4", "--out", out,
-               "--batch-size", "8", "--json", "--quiet", "--eval-samples", "300"])
+    rc = main(
+        [
+            "train",
+            "--data",
+            "8gaussians",
+            "--preset",
+            "t6-2d",
+            "--steps",
+            "4",
+            "--out",
+            out,
+            "--batch-size",
+            "8",
+            "--json",
+            "--quiet",
+            "--eval-samples",
+            "300",
+        ]
+    )
     assert rc == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["steps"] == 4 and np.isfinite(result["final_loss"]) and result["steps_per_s"] > 0

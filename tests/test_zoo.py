@@ -14,7 +14,9 @@ import pytest
 from ebm_ppl import EBMPrior, checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(ROOT, "models", "*", "config.json")))
+MODELS = sorted(
+    os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(ROOT, "models", "*", "config.json"))
+)
 
 
 def _path(name):
@@ -57,5 +59,3 @@ def test_prior_uses_the_cards_level_log_z_and_sampler(name):
     assert float(prior.log_z) == pytest.approx(entry["log_z"], rel=1e-6)
     assert float(again.log_z) == float(prior.log_z)
     assert dict(prior._progressive) == checkpoint.sampler_settings(path)
-
-

@@ -21,10 +21,23 @@ import os
 from ebm_ppl.cli import UsageError
 
 __all__ = [
-    "add_energy_arguments", "resolve_energy", "add_devices_arguments", "resolve_mesh",
-    "number", "check_number", "positive_int", "non_negative_int", "positive_float",
-    "non_negative_float", "probability", "open_probability", "one_line_warnings", "progress_bar",
-    "compilation_cache_dir", "enable_compilation_cache", "CACHE_ENV",
+    "add_energy_arguments",
+    "resolve_energy",
+    "add_devices_arguments",
+    "resolve_mesh",
+    "number",
+    "check_number",
+    "positive_int",
+    "non_negative_int",
+    "positive_float",
+    "non_negative_float",
+    "probability",
+    "open_probability",
+    "one_line_warnings",
+    "progress_bar",
+    "compilation_cache_dir",
+    "enable_compilation_cache",
+    "CACHE_ENV",
 ]
 
 #: environment variable naming the persistent compilation cache folder ("off" switches it off)
@@ -116,8 +129,7 @@ def number(kind=int, *, low=None, high=None, low_open: bool = False, high_open: 
     return parse
 
 
-def check_number(name: str, value, kind=int, *, low=None, high=None, low_open: bool = False,
-                 high_open: bool = False):
+def check_number(name: str, value, kind=int, *, low=None, high=None, low_open: bool = False, high_open: bool = False):
     """``value`` parsed as ``kind`` within the bounds (as :func:`number`), or :class:`UsageError`
     ``"<name>: must be ..., got ..."``. ``None`` passes through (an option left at its default)."""
     if value is None:
@@ -177,12 +189,23 @@ def add_devices_arguments(parser: argparse.ArgumentParser) -> None:
     """``--devices N`` (data-parallel over N devices, default all) and the multi-host options
     ``--coordinator HOST:PORT --num-processes P --process-id I`` (``jax.distributed.initialize``;
     see docs/scaling.md)."""
-    parser.add_argument("--devices", type=int, default=None,
-                        help="devices to split batches/chains/particles over (default: all devices JAX sees)")
-    parser.add_argument("--coordinator", default=None,
-                        help="multi-host: coordinator HOST:PORT for jax.distributed.initialize (same on every host)")
-    parser.add_argument("--num-processes", type=positive_int, default=None, help="multi-host: number of processes (hosts)")
-    parser.add_argument("--process-id", type=non_negative_int, default=None, help="multi-host: this process's index 0..P-1")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="devices to split batches/chains/particles over (default: all devices JAX sees)",
+    )
+    parser.add_argument(
+        "--coordinator",
+        default=None,
+        help="multi-host: coordinator HOST:PORT for jax.distributed.initialize (same on every host)",
+    )
+    parser.add_argument(
+        "--num-processes", type=positive_int, default=None, help="multi-host: number of processes (hosts)"
+    )
+    parser.add_argument(
+        "--process-id", type=non_negative_int, default=None, help="multi-host: this process's index 0..P-1"
+    )
 
 
 def resolve_mesh(args):

@@ -85,11 +85,17 @@ def run(args):
     os.makedirs(args.out, exist_ok=True)
     key = jax.random.key(args.seed)
     k_sample, k_bpd, k_inpaint = jax.random.split(key, 3)
-    result = {"checkpoint": os.path.abspath(ckpt), "preset": config.get("preset"), "train_steps": config.get("step"),
-              "level": prior.noise_level, "sampler": dict(prior._progressive),
-              "log_z": None if prior.log_z is None else float(prior.log_z),
-              "log_z_stderr": prior.log_z_stderr, "log_z_reliable": prior.log_z_reliable,
-              "warnings": [str(w.message) for w in caught]}
+    result = {
+        "checkpoint": os.path.abspath(ckpt),
+        "preset": config.get("preset"),
+        "train_steps": config.get("step"),
+        "level": prior.noise_level,
+        "sampler": dict(prior._progressive),
+        "log_z": None if prior.log_z is None else float(prior.log_z),
+        "log_z_stderr": prior.log_z_stderr,
+        "log_z_reliable": prior.log_z_reliable,
+        "warnings": [str(w.message) for w in caught],
+    }
     t_start = time.time()
 
     _step(f"{args.n} samples of EBMPrior({ckpt}) at level {prior.noise_level} (the card's evaluation level)")
@@ -97,8 +103,11 @@ def run(args):
     samples = np.asarray(jax.block_until_ready(prior.sample(k_sample, (args.n,))))
     result["sampling_seconds"] = round(time.time() - t0, 1)
     shown = np.clip(samples, -1.0, 1.0)
-    result["samples_png"] = save_image_grid(shown, os.path.join(args.out, "samples.png"),
-                                            title=f"{args.n} samples, {os.path.basename(ckpt)} level {prior.noise_level}")
+    result["samples_png"] = save_image_grid(
+        shown,
+        os.path.join(args.out, "samples.png"),
+        title=f"{args.n} samples, {os.path.basename(ckpt)} level {prior.noise_level}",
+    )
     np.savez_compressed(os.path.join(args.out, "samples.npz"), samples=samples)
 
     _step("sample quality in the digits classifier's features")
@@ -127,12 +136,27 @@ def run(args):
 
         operator, noise_std = from_name("inpaint:half", prior.energy.data_shape)
         inpaint, _ = experiment.run(
-            prior.energy, operator, noise_std, test[: args.n_inpaint], k_inpaint, baseline=fit_gaussian(train),
+            prior.energy,
+            operator,
+            noise_std,
+            test[: args.n_inpaint],
+            k_inpaint,
+            baseline=fit_gaussian(train),
             out_dir=os.path.join(args.out, "inpainting"),
             title="half-image inpainting, test digits",
         )
-        keep = ("psnr", "ssim", "coverage50", "coverage90", "coverage95", "baseline_psnr", "baseline_coverage90",
-                "panel_png", "calibration_png", "seconds")
+        keep = (
+            "psnr",
+            "ssim",
+            "coverage50",
+            "coverage90",
+            "coverage95",
+            "baseline_psnr",
+            "baseline_coverage90",
+            "panel_png",
+            "calibration_png",
+            "seconds",
+        )
         result["inpainting"] = {k: inpaint[k] for k in keep if k in inpaint}
 
     result["wall_time_s"] = round(time.time() - t_start, 1)
@@ -141,7 +165,9 @@ def run(args):
         json.dump(result, fh, indent=2)
     os.replace(path + ".tmp", path)
     _step(f"wrote {args.out}/samples.png, demo.json" + (", inpainting/panel.png" if args.n_inpaint > 0 else ""))
-    summary = {k: result.get(k) for k in ("level", "frechet_distance_test", "frechet_distance_train_vs_test", "test_bpd")}
+    summary = {
+        k: result.get(k) for k in ("level", "frechet_distance_test", "frechet_distance_train_vs_test", "test_bpd")
+    }
     if "inpainting" in result:
         summary.update({f"inpaint_{k}": result["inpainting"].get(k) for k in ("psnr", "baseline_psnr", "coverage90")})
     print(json.dumps(summary))

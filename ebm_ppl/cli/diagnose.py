@@ -52,8 +52,16 @@ def run(args) -> dict:
         from ebm_ppl.cli.sample import draw
 
         energy = resolve_energy(args)
-        out = draw(energy, args.sampler, n=args.n, chains=args.chains, steps=args.steps, inner=args.inner,
-                   level=args.level, seed=args.seed)
+        out = draw(
+            energy,
+            args.sampler,
+            n=args.n,
+            chains=args.chains,
+            steps=args.steps,
+            inner=args.inner,
+            level=args.level,
+            seed=args.seed,
+        )
         chains = out["chains"]
         stats = {k: out[k] for k in STATS if k in out}
         source = args.target or args.ckpt
@@ -62,7 +70,9 @@ def run(args) -> dict:
     dt = diagnostics.to_datatree(chains, stats)
     summary = diagnostics.write_report(dt, args.out, extra={"source": source})
     e = summary.get("energy", {})
-    print(f"{summary['num_chains']} chains x {summary['num_draws']} draws: max R-hat {summary['pixels']['max_rhat']:.3f} "
-          f"min bulk ESS {summary['pixels']['min_ess_bulk']:.0f}; energy R-hat {e.get('rhat', float('nan')):.3f}; "
-          f"report in {args.out}")
+    print(
+        f"{summary['num_chains']} chains x {summary['num_draws']} draws: max R-hat {summary['pixels']['max_rhat']:.3f} "
+        f"min bulk ESS {summary['pixels']['min_ess_bulk']:.0f}; energy R-hat {e.get('rhat', float('nan')):.3f}; "
+        f"report in {args.out}"
+    )
     return summary

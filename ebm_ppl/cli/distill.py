@@ -29,28 +29,50 @@ HELP = "train a one-step sampler by drifting (Cao, Yan & Zhao 2026) and evaluate
 def add_arguments(parser) -> None:
     add_energy_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder (sampler, metrics.json, samples.png)")
-    parser.add_argument("--paper", action="store_true",
-                        help="the paper's exact configuration: 10000 updates, fixed sigma (no annealing), constant lr "
-                             "(collapses gmm4 onto one mode here; see docs/drifting.md)")
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's exact configuration: 10000 updates, fixed sigma (no annealing), constant lr "
+        "(collapses gmm4 onto one mode here; see docs/drifting.md)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="drifting updates (default 10000, the paper's count)")
     parser.add_argument("--level", type=int, default=0, help="energy level t to sample (default 0)")
-    parser.add_argument("--space", choices=("data", "model"), default="data", help="sample x_t = y_t / c_t (data) or y_t (model)")
-    parser.add_argument("--estimator", choices=("mean_shift", "curvature", "level"), default="mean_shift",
-                        help="target-side score: local importance-sampling mean shift, curvature-corrected gradient, or "
-                             "(noise-conditional energies, level 0) the energy's own level scores annealed over its levels")
-    parser.add_argument("--level-start", type=int, default=None, help="'level' estimator: first level (default top learned level)")
+    parser.add_argument(
+        "--space", choices=("data", "model"), default="data", help="sample x_t = y_t / c_t (data) or y_t (model)"
+    )
+    parser.add_argument(
+        "--estimator",
+        choices=("mean_shift", "curvature", "level"),
+        default="mean_shift",
+        help="target-side score: local importance-sampling mean shift, curvature-corrected gradient, or "
+        "(noise-conditional energies, level 0) the energy's own level scores annealed over its levels",
+    )
+    parser.add_argument(
+        "--level-start", type=int, default=None, help="'level' estimator: first level (default top learned level)"
+    )
     parser.add_argument("--level-end", type=int, default=1, help="'level' estimator: last level (default 1)")
-    parser.add_argument("--eta-scales-with-sigma", action="store_true",
-                        help="while annealing, eta_t = eta (sigma_t / sigma_end)^2 (constant step in mean-shift units)")
+    parser.add_argument(
+        "--eta-scales-with-sigma",
+        action="store_true",
+        help="while annealing, eta_t = eta (sigma_t / sigma_end)^2 (constant step in mean-shift units)",
+    )
     parser.add_argument("--perturbations", type=int, default=256, help="L, mean-shift perturbations per sample")
     parser.add_argument("--cg-iters", type=int, default=20, help="CG iterations of the curvature estimator")
     parser.add_argument("--sigma", type=float, default=0.22, help="smoothing bandwidth")
     parser.add_argument("--eta", type=float, default=0.22, help="drift step")
-    parser.add_argument("--sigma-start", type=float, default=None,
-                        help="anneal sigma geometrically from this value over the first 80%% of updates "
-                             "(default 1.5; 0 or --paper: fixed sigma)")
-    parser.add_argument("--lr-schedule", choices=("cosine", "constant"), default=None,
-                        help="learning rate: cosine decay to 5%% (default) or constant (--paper)")
+    parser.add_argument(
+        "--sigma-start",
+        type=float,
+        default=None,
+        help="anneal sigma geometrically from this value over the first 80%% of updates "
+        "(default 1.5; 0 or --paper: fixed sigma)",
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        choices=("cosine", "constant"),
+        default=None,
+        help="learning rate: cosine decay to 5%% (default) or constant (--paper)",
+    )
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--latent", type=int, default=32)
@@ -89,10 +111,24 @@ def run(args) -> dict:
         raise UsageError(f"--level {args.level} out of range 0..{energy.num_levels}")
     try:
         config = dr.DriftingConfig(
-            latent_dim=args.latent, width=args.width, depth=args.depth, arch=args.arch, init_scale=args.init_scale,
-            sigma=args.sigma, eta=args.eta, sigma_start=args.sigma_start, estimator=args.estimator, num_perturbations=args.perturbations,
-            cg_iters=args.cg_iters, batch_size=args.batch_size, learning_rate=args.lr, num_steps=args.steps, lr_schedule=args.lr_schedule,
-            level_start=args.level_start, level_end=args.level_end, eta_scales_with_sigma=args.eta_scales_with_sigma,
+            latent_dim=args.latent,
+            width=args.width,
+            depth=args.depth,
+            arch=args.arch,
+            init_scale=args.init_scale,
+            sigma=args.sigma,
+            eta=args.eta,
+            sigma_start=args.sigma_start,
+            estimator=args.estimator,
+            num_perturbations=args.perturbations,
+            cg_iters=args.cg_iters,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            num_steps=args.steps,
+            lr_schedule=args.lr_schedule,
+            level_start=args.level_start,
+            level_end=args.level_end,
+            eta_scales_with_sigma=args.eta_scales_with_sigma,
         )
         if config.estimator == "level":
             if args.level != 0 or args.space != "data":
@@ -110,7 +146,12 @@ def run(args) -> dict:
     print(f"distilling {energy!r} at level {args.level} ({args.space} space), {args.steps} updates", flush=True)
     try:
         sampler, history, _ = dr.train(
-            energy, jax.random.PRNGKey(args.seed), config, level=args.level, space=args.space, progress=not args.no_progress
+            energy,
+            jax.random.PRNGKey(args.seed),
+            config,
+            level=args.level,
+            space=args.space,
+            progress=not args.no_progress,
         )
     except FloatingPointError as err:
         raise UsageError(str(err)) from None
@@ -129,8 +170,12 @@ def run(args) -> dict:
         kind = None
     result = dr.evaluate(energy, gen, ref, level=args.level, space=args.space)
     result.update(
-        reference_kind=kind, steps=args.steps, train_seconds=history["seconds"], final_loss=history["loss"][-1] if history["loss"] else None,
-        config=config.to_dict(), out=os.path.abspath(args.out),
+        reference_kind=kind,
+        steps=args.steps,
+        train_seconds=history["seconds"],
+        final_loss=history["loss"][-1] if history["loss"] else None,
+        config=config.to_dict(),
+        out=os.path.abspath(args.out),
     )
     if len(energy.data_shape) == 1 or energy.dim == 2:
         dr.plot_samples(energy, gen, ref, os.path.join(args.out, "samples.png"), level=args.level, space=args.space)

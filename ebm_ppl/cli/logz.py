@@ -5,8 +5,17 @@ from __future__ import annotations
 import os
 
 from ebm_ppl.cli import UsageError
-from ebm_ppl.cli.common import (add_devices_arguments, add_energy_arguments, non_negative_int, number,
-                                one_line_warnings, positive_int, progress_bar, resolve_energy, resolve_mesh)
+from ebm_ppl.cli.common import (
+    add_devices_arguments,
+    add_energy_arguments,
+    non_negative_int,
+    number,
+    one_line_warnings,
+    positive_int,
+    progress_bar,
+    resolve_energy,
+    resolve_mesh,
+)
 
 HELP = "estimate log Z of a checkpoint or target (AIS, ladder or SMC); --write stores it in the checkpoint"
 
@@ -22,11 +31,17 @@ def add_arguments(parser):
     parser.add_argument("--samples", type=number(int, low=2), default=None, help="particles / samples M (>= 2)")
     parser.add_argument("--bridges", type=positive_int, default=None, help="AIS: total geometric bridges")
     parser.add_argument("--steps", type=positive_int, default=None, help="AIS: MALA steps per bridge")
-    parser.add_argument("--frame", choices=("fit", "identity"), default="fit",
-                        help="AIS/BDMC coordinates: fit (default; per-level frames fitted by a pilot) or identity")
+    parser.add_argument(
+        "--frame",
+        choices=("fit", "identity"),
+        default="fit",
+        help="AIS/BDMC coordinates: fit (default; per-level frames fitted by a pilot) or identity",
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--write", action="store_true", help="store the estimate in the checkpoint")
-    parser.add_argument("--out", default=None, help="convergence-curve PNG (default logz_<method>.png next to the checkpoint, or ./)")
+    parser.add_argument(
+        "--out", default=None, help="convergence-curve PNG (default logz_<method>.png next to the checkpoint, or ./)"
+    )
     add_devices_arguments(parser)
 
 
@@ -118,14 +133,31 @@ def run(args):
     out = args.out or os.path.join(args.ckpt or ".", f"logz_{args.method}_level{args.level}.png")
     plot_curve(est, out, exact)
     cost = f"{est.num_grad_evals:.3g} gradient evaluations"
-    line = f"{est} ({cost})" if not est.reliable else \
-        f"log Z_{args.level} = {est.log_z:.4f} ± {est.stderr:.4f} (standard error; ESS {est.ess:.1f}, k-hat {est.khat:.2f}, {cost})"
+    line = (
+        f"{est} ({cost})"
+        if not est.reliable
+        else f"log Z_{args.level} = {est.log_z:.4f} ± {est.stderr:.4f} (standard error; ESS {est.ess:.1f}, k-hat {est.khat:.2f}, {cost})"
+    )
     print(line + (f"; exact {exact:.4f}" if exact is not None else ""))
     print(f"convergence curve: {out}")
-    result = {"log_z": est.log_z, "stderr": est.stderr, "ess": est.ess, "khat": est.khat, "reliable": est.reliable,
-              "reliability": est.reliability_note, "level": est.level, "method": est.method,
-              "num_grad_evals": est.num_grad_evals, "lower": est.lower, "upper": est.upper,
-              "exact": exact, "png": out, "levels": est.levels, "devices": n_dev, "warnings": caught.messages}
+    result = {
+        "log_z": est.log_z,
+        "stderr": est.stderr,
+        "ess": est.ess,
+        "khat": est.khat,
+        "reliable": est.reliable,
+        "reliability": est.reliability_note,
+        "level": est.level,
+        "method": est.method,
+        "num_grad_evals": est.num_grad_evals,
+        "lower": est.lower,
+        "upper": est.upper,
+        "exact": exact,
+        "png": out,
+        "levels": est.levels,
+        "devices": n_dev,
+        "warnings": caught.messages,
+    }
     if args.write:
         from ebm_ppl import checkpoint
 
@@ -137,7 +169,9 @@ def run(args):
             entry = est.at_level(t).to_json()
             entry["seed"] = args.seed
             checkpoint.save_logz(args.ckpt, entry)
-        print(f"stored log Z of level(s) {_ranges(stored)} in {args.ckpt}"
-              + (f" (levels {_ranges(passed)} readable from its table)" if stored != passed and passed else ""))
+        print(
+            f"stored log Z of level(s) {_ranges(stored)} in {args.ckpt}"
+            + (f" (levels {_ranges(passed)} readable from its table)" if stored != passed and passed else "")
+        )
         result["written"] = True
     return result

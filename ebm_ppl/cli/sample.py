@@ -32,17 +32,31 @@ SAMPLERS = ("progressive", "nuts", "hmc", "long-run")
 def add_arguments(parser):
     add_energy_arguments(parser)
     parser.add_argument("--sampler", default="progressive", choices=SAMPLERS)
-    parser.add_argument("--inner", default="mala",
-                        help="progressive inner sampler: mala (default, MH-corrected, tuned steps)|hmc|nuts|"
-                             "langevin (the paper's K=30 unadjusted run: biased, see docs/sampling.md)|normal")
-    parser.add_argument("--chains", type=int, default=4, help="chains (nuts/hmc); rows of the diagnostics layout otherwise")
-    parser.add_argument("--steps", type=int, default=None, help="inner steps per level (progressive, long-run) or draws per chain (nuts, hmc)")
+    parser.add_argument(
+        "--inner",
+        default="mala",
+        help="progressive inner sampler: mala (default, MH-corrected, tuned steps)|hmc|nuts|"
+        "langevin (the paper's K=30 unadjusted run: biased, see docs/sampling.md)|normal",
+    )
+    parser.add_argument(
+        "--chains", type=int, default=4, help="chains (nuts/hmc); rows of the diagnostics layout otherwise"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="inner steps per level (progressive, long-run) or draws per chain (nuts, hmc)",
+    )
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps for nuts/hmc (default: --steps)")
     parser.add_argument("--n", type=int, default=64, help="number of samples written")
     parser.add_argument("--level", type=int, default=0, help="level t sampled by nuts/hmc (0 = the data)")
-    parser.add_argument("--start", default="normal", choices=["normal", "langevin", "x_next"],
-                        help="long-run: first draw per level (normal approximation, or the schedule's Langevin "
-                             "short run of 30 steps for models with few levels such as drl:6)")
+    parser.add_argument(
+        "--start",
+        default="normal",
+        choices=["normal", "langevin", "x_next"],
+        help="long-run: first draw per level (normal approximation, or the schedule's Langevin "
+        "short run of 30 steps for models with few levels such as drl:6)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="FILE.npz or FILE.png")
     add_devices_arguments(parser)
@@ -53,9 +67,21 @@ def _positive(name, value):
         raise UsageError(f"--{name} must be a positive integer, got {value}")
 
 
-def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner: str = "mala",
-         warmup: int | None = None, level: int = 0, seed: int = 0, mesh=None, start: str = "normal",
-         progress: bool = False) -> dict:
+def draw(
+    energy,
+    sampler: str,
+    *,
+    n: int,
+    chains: int,
+    steps: int | None,
+    inner: str = "mala",
+    warmup: int | None = None,
+    level: int = 0,
+    seed: int = 0,
+    mesh=None,
+    start: str = "normal",
+    progress: bool = False,
+) -> dict:
     """The work of the command, as a library call: returns a dict of numpy arrays and figures.
 
     ``mesh``: split the samples / chains over a device mesh (:mod:`ebm_ppl.sharding`);
@@ -71,24 +97,39 @@ def draw(energy, sampler: str, *, n: int, chains: int, steps: int | None, inner:
         if inner not in progressive.INNER_SAMPLERS:
             raise UsageError(f"unknown --inner {inner!r}; choose one of {', '.join(progressive.INNER_SAMPLERS)}")
         x, info = progressive.sample(energy, key, n, inner=inner, num_inner_steps=steps, return_info=True, mesh=mesh)
-        out.update(samples=np.asarray(x), step_sizes=info["step_sizes"], level_acceptance=info["acceptance_rate"],
-                   final_log_density=np.asarray(info["log_density"][0]))
+        out.update(
+            samples=np.asarray(x),
+            step_sizes=info["step_sizes"],
+            level_acceptance=info["acceptance_rate"],
+            final_log_density=np.asarray(info["log_density"][0]),
+        )
     elif sampler == "long-run":
         res = long_run.run(energy, key, n, steps_per_level=steps or 100, mesh=mesh, start=start, progress=progress)
-        out.update(samples=np.asarray(res.samples), step_sizes=np.asarray(res.step_sizes),
-                   level_acceptance=np.asarray(res.acceptance_rate), total_steps=res.total_steps,
-                   final_log_density=np.asarray(res.log_density[0]))
+        out.update(
+            samples=np.asarray(res.samples),
+            step_sizes=np.asarray(res.step_sizes),
+            level_acceptance=np.asarray(res.acceptance_rate),
+            total_steps=res.total_steps,
+            final_log_density=np.asarray(res.log_density[0]),
+        )
     else:
         if not 0 <= level < energy.num_levels:
             raise UsageError(f"--level must be in 0..{energy.num_levels - 1}, got {level}")
         s = steps or 500
-        ch = hmc.sample_level(energy, key, t=level, num_chains=chains, algorithm=sampler,
-                              num_warmup=warmup or s, num_samples=s, mesh=mesh)
+        ch = hmc.sample_level(
+            energy, key, t=level, num_chains=chains, algorithm=sampler, num_warmup=warmup or s, num_samples=s, mesh=mesh
+        )
         flat = np.asarray(ch.position).reshape((-1,) + tuple(energy.data_shape))
-        out.update(samples=flat[-n:], chains=np.asarray(ch.position), log_density=np.asarray(ch.log_density),
-                   acceptance_rate=np.asarray(ch.acceptance_rate), is_divergent=np.asarray(ch.is_divergent),
-                   tree_depth=np.asarray(ch.tree_depth), step_size=np.asarray(ch.step_size),
-                   num_gradient_evaluations=int(np.sum(ch.num_gradient_evaluations)))
+        out.update(
+            samples=flat[-n:],
+            chains=np.asarray(ch.position),
+            log_density=np.asarray(ch.log_density),
+            acceptance_rate=np.asarray(ch.acceptance_rate),
+            is_divergent=np.asarray(ch.is_divergent),
+            tree_depth=np.asarray(ch.tree_depth),
+            step_size=np.asarray(ch.step_size),
+            num_gradient_evaluations=int(np.sum(ch.num_gradient_evaluations)),
+        )
     if "chains" not in out:  # independent draws: lay them out as (chains, n / chains)
         c = max(1, min(chains, n))
         m = n // c
@@ -108,14 +149,27 @@ def run(args) -> dict:
     split = args.chains if args.sampler in ("nuts", "hmc") else args.n
     if split % n_dev:
         what = "--chains" if args.sampler in ("nuts", "hmc") else "--n"
-        raise UsageError(f"{what} {split} cannot be split over {n_dev} devices; use a multiple of {n_dev} "
-                         f"or --devices {max(d for d in range(1, n_dev + 1) if split % d == 0)}")
+        raise UsageError(
+            f"{what} {split} cannot be split over {n_dev} devices; use a multiple of {n_dev} "
+            f"or --devices {max(d for d in range(1, n_dev + 1) if split % d == 0)}"
+        )
     import numpy as np
 
     t0 = time.time()
-    out = draw(energy, args.sampler, n=args.n, chains=args.chains, steps=args.steps, inner=args.inner,
-               warmup=args.warmup, level=args.level, seed=args.seed, mesh=mesh, start=getattr(args, "start", "normal"),
-               progress=not getattr(args, "json", False))
+    out = draw(
+        energy,
+        args.sampler,
+        n=args.n,
+        chains=args.chains,
+        steps=args.steps,
+        inner=args.inner,
+        warmup=args.warmup,
+        level=args.level,
+        seed=args.seed,
+        mesh=mesh,
+        start=getattr(args, "start", "normal"),
+        progress=not getattr(args, "json", False),
+    )
     seconds = time.time() - t0
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if ext == ".npz":
@@ -129,8 +183,15 @@ def run(args) -> dict:
             raise UsageError(f"{err}; write a .npz instead") from None
     x = np.asarray(out["samples"])
     print(f"wrote {len(x)} samples to {args.out} ({seconds:.1f} s)")
-    result = {"out": args.out, "sampler": args.sampler, "n": int(len(x)), "seconds": seconds,
-              "finite": bool(np.all(np.isfinite(x))), "mean_abs": float(np.mean(np.abs(x))), "devices": n_dev}
+    result = {
+        "out": args.out,
+        "sampler": args.sampler,
+        "n": int(len(x)),
+        "seconds": seconds,
+        "finite": bool(np.all(np.isfinite(x))),
+        "mean_abs": float(np.mean(np.abs(x))),
+        "devices": n_dev,
+    }
     if "level_acceptance" in out:
         result["level_acceptance"] = np.asarray(out["level_acceptance"]).tolist()
     if "step_sizes" in out and out["step_sizes"] is not None:

@@ -31,32 +31,78 @@ def _defaults():
 def add_arguments(parser):
     d = _defaults()
     add_energy_arguments(parser)
-    parser.add_argument("--operator", required=True,
-                        help="inpaint:half | inpaint:box | inpaint:randomP | denoise:S | blur:gaussS | sr:F | cs:R  (suffix @S sets the noise std)")
-    parser.add_argument("--noise-std", type=float, default=None, help="observation noise std (default: from the operator name)")
-    parser.add_argument("--data", default="digits", help="data set of the truths (test split) and the Gaussian baseline (train split); ignored with --target")
+    parser.add_argument(
+        "--operator",
+        required=True,
+        help="inpaint:half | inpaint:box | inpaint:randomP | denoise:S | blur:gaussS | sr:F | cs:R  (suffix @S sets the noise std)",
+    )
+    parser.add_argument(
+        "--noise-std", type=float, default=None, help="observation noise std (default: from the operator name)"
+    )
+    parser.add_argument(
+        "--data",
+        default="digits",
+        help="data set of the truths (test split) and the Gaussian baseline (train split); ignored with --target",
+    )
     parser.add_argument("--split", default="test", help="split the truths come from (default test)")
     parser.add_argument("--n-images", type=int, default=16, help="number of problems (default 16)")
     parser.add_argument("--out", default="out/solve", help="output folder (panel.png, calibration.png, metrics.json)")
-    parser.add_argument("--method", default="smc+nuts", choices=["smc+nuts", "smc", "progressive"],
-                        help="posterior sampler: smc+nuts (default: likelihood-tempered SMC, then NUTS from its "
-                             "particles), smc (the SMC particles) or progressive (annealed progressive warm start, then NUTS; level 0)")
-    parser.add_argument("--level", "--prior-level", dest="level", type=int, default=None,
-                        help="noise level of the prior's density (default: the model card's evaluation_level; 0 for --target)")
-    parser.add_argument("--particles", type=int, default=d["num_particles"],
-                        help=f"SMC particles per problem (default {d['num_particles']})")
-    parser.add_argument("--mcmc-steps", type=int, default=d["num_mcmc_steps"],
-                        help=f"SMC: HMC moves per tempering step (default {d['num_mcmc_steps']})")
-    parser.add_argument("--chains", type=int, default=d["num_chains"], help=f"NUTS chains per problem (default {d['num_chains']})")
-    parser.add_argument("--warmup", type=int, default=d["num_warmup"], help=f"NUTS adaptation steps (default {d['num_warmup']})")
-    parser.add_argument("--samples", type=int, default=d["num_samples"],
-                        help=f"NUTS draws kept per chain (default {d['num_samples']}; 0 = the starts are the samples)")
-    parser.add_argument("--inner", default=None,
-                        help="inner sampler of the progressive sampler (default mala; normal for priors with >= 100 levels)")
-    parser.add_argument("--inner-steps", type=int, default=None,
-                        help=f"inner steps per level of the progressive sampler (default {d['num_inner_steps']}; 20 for --method progressive)")
-    parser.add_argument("--max-doublings", type=int, default=d["max_num_doublings"],
-                        help=f"NUTS maximum tree doublings (default {d['max_num_doublings']})")
+    parser.add_argument(
+        "--method",
+        default="smc+nuts",
+        choices=["smc+nuts", "smc", "progressive"],
+        help="posterior sampler: smc+nuts (default: likelihood-tempered SMC, then NUTS from its "
+        "particles), smc (the SMC particles) or progressive (annealed progressive warm start, then NUTS; level 0)",
+    )
+    parser.add_argument(
+        "--level",
+        "--prior-level",
+        dest="level",
+        type=int,
+        default=None,
+        help="noise level of the prior's density (default: the model card's evaluation_level; 0 for --target)",
+    )
+    parser.add_argument(
+        "--particles",
+        type=int,
+        default=d["num_particles"],
+        help=f"SMC particles per problem (default {d['num_particles']})",
+    )
+    parser.add_argument(
+        "--mcmc-steps",
+        type=int,
+        default=d["num_mcmc_steps"],
+        help=f"SMC: HMC moves per tempering step (default {d['num_mcmc_steps']})",
+    )
+    parser.add_argument(
+        "--chains", type=int, default=d["num_chains"], help=f"NUTS chains per problem (default {d['num_chains']})"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=d["num_warmup"], help=f"NUTS adaptation steps (default {d['num_warmup']})"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=d["num_samples"],
+        help=f"NUTS draws kept per chain (default {d['num_samples']}; 0 = the starts are the samples)",
+    )
+    parser.add_argument(
+        "--inner",
+        default=None,
+        help="inner sampler of the progressive sampler (default mala; normal for priors with >= 100 levels)",
+    )
+    parser.add_argument(
+        "--inner-steps",
+        type=int,
+        default=None,
+        help=f"inner steps per level of the progressive sampler (default {d['num_inner_steps']}; 20 for --method progressive)",
+    )
+    parser.add_argument(
+        "--max-doublings",
+        type=int,
+        default=d["max_num_doublings"],
+        help=f"NUTS maximum tree doublings (default {d['max_num_doublings']})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     add_devices_arguments(parser)
     add_image_arguments(parser)  # --image: whole photos (cli/solve_image.py, docs/images.md)
@@ -64,6 +110,7 @@ def add_arguments(parser):
 
 def check_arguments(args):
     """One clear UsageError (exit code 2) for a bad number, before anything is loaded."""
+
     def need(ok, msg):
         if not ok:
             raise UsageError(msg)
@@ -77,10 +124,15 @@ def check_arguments(args):
     need(args.inner_steps is None or args.inner_steps >= 1, f"--inner-steps must be at least 1, got {args.inner_steps}")
     need(args.level is None or args.level >= 0, f"--level must be non-negative, got {args.level}")
     if args.noise_std is not None:
-        need(math.isfinite(args.noise_std) and args.noise_std > 0, f"--noise-std must be a positive number, got {args.noise_std}")
+        need(
+            math.isfinite(args.noise_std) and args.noise_std > 0,
+            f"--noise-std must be a positive number, got {args.noise_std}",
+        )
     if args.method != "progressive":
-        need(args.particles >= max(4, args.chains) or (args.method == "smc" and args.particles >= 4),
-             f"--particles must be at least 4 and at least --chains ({args.chains}), got {args.particles}")
+        need(
+            args.particles >= max(4, args.chains) or (args.method == "smc" and args.particles >= 4),
+            f"--particles must be at least 4 and at least --chains ({args.chains}), got {args.particles}",
+        )
     if args.level and args.method == "progressive":
         raise UsageError("--level > 0 needs --method smc or smc+nuts (the progressive warm start samples level 0)")
 
@@ -103,7 +155,9 @@ def load_truths(args, energy, k_truth, k_train):
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     if tuple(truths.shape[1:]) != tuple(energy.data_shape):
-        raise UsageError(f"data {args.data!r} has examples of shape {truths.shape[1:]} but the checkpoint models {energy.data_shape}")
+        raise UsageError(
+            f"data {args.data!r} has examples of shape {truths.shape[1:]} but the checkpoint models {energy.data_shape}"
+        )
     if args.n_images > len(truths):
         raise UsageError(f"--n-images {args.n_images} exceeds the {len(truths)} images of {args.data}:{args.split}")
     return truths[: args.n_images], train, f"{args.data}:{args.split}", None
@@ -127,9 +181,17 @@ def resolve_level(args, energy):
 
 
 def sampler_settings(args, level, mesh, n_dev):
-    kwargs = dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples, inner=args.inner,
-                  num_inner_steps=args.inner_steps, max_num_doublings=args.max_doublings, mesh=mesh, method=args.method,
-                  level=level)
+    kwargs = dict(
+        num_chains=args.chains,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        inner=args.inner,
+        num_inner_steps=args.inner_steps,
+        max_num_doublings=args.max_doublings,
+        mesh=mesh,
+        method=args.method,
+        level=level,
+    )
     if args.method != "progressive":
         if mesh is not None and n_dev > 1:
             raise UsageError("--method smc/smc+nuts runs on one device; use --method progressive with --devices")
@@ -142,18 +204,34 @@ def print_estimate(energy, n, kwargs):
     from ebm_ppl.inverse.budget import estimate_cost
     from ebm_ppl.inverse.posterior import DEFAULTS
 
-    inner_steps = kwargs["num_inner_steps"] or (20 if kwargs["method"] == "progressive" else DEFAULTS["num_inner_steps"])
+    inner_steps = kwargs["num_inner_steps"] or (
+        20 if kwargs["method"] == "progressive" else DEFAULTS["num_inner_steps"]
+    )
     est = estimate_cost(
-        energy, n, level=kwargs["level"], method=kwargs["method"], num_particles=kwargs.get("num_particles", 0),
-        num_chains=kwargs["num_chains"], num_warmup=kwargs["num_warmup"], num_samples=kwargs["num_samples"],
-        max_num_doublings=kwargs["max_num_doublings"], num_inner_steps=inner_steps,
+        energy,
+        n,
+        level=kwargs["level"],
+        method=kwargs["method"],
+        num_particles=kwargs.get("num_particles", 0),
+        num_chains=kwargs["num_chains"],
+        num_warmup=kwargs["num_warmup"],
+        num_samples=kwargs["num_samples"],
+        max_num_doublings=kwargs["max_num_doublings"],
+        num_inner_steps=inner_steps,
         num_mcmc_steps=kwargs.get("smc_kwargs", {}).get("num_mcmc_steps", DEFAULTS["num_mcmc_steps"]),
-        inner=kwargs["inner"])
-    print(f"estimated sampling time: {_fmt(est.seconds)} (at most {_fmt(est.seconds_max)}) plus compilation, from "
-          f"{sum(est.gradients.values()):.3g} particle gradients at {est.gradient_seconds * 1e6:.0f} us each "
-          f"({est.loop_gradient_seconds * 1e6:.0f} us inside NUTS's loops)", flush=True)
-    return {"estimated_seconds": round(est.seconds, 3), "estimated_seconds_max": round(est.seconds_max, 3),
-            "estimated_gradients": est.gradients}
+        inner=kwargs["inner"],
+    )
+    print(
+        f"estimated sampling time: {_fmt(est.seconds)} (at most {_fmt(est.seconds_max)}) plus compilation, from "
+        f"{sum(est.gradients.values()):.3g} particle gradients at {est.gradient_seconds * 1e6:.0f} us each "
+        f"({est.loop_gradient_seconds * 1e6:.0f} us inside NUTS's loops)",
+        flush=True,
+    )
+    return {
+        "estimated_seconds": round(est.seconds, 3),
+        "estimated_seconds_max": round(est.seconds_max, 3),
+        "estimated_gradients": est.gradients,
+    }
 
 
 def _fmt(seconds):
@@ -175,8 +253,10 @@ def run(args):
     level = resolve_level(args, energy)
     mesh, n_dev = resolve_mesh(args)
     if args.n_images % n_dev:
-        raise UsageError(f"--n-images {args.n_images} cannot be split over {n_dev} devices; use a multiple of {n_dev} "
-                         f"or --devices {max(d for d in range(1, n_dev + 1) if args.n_images % d == 0)}")
+        raise UsageError(
+            f"--n-images {args.n_images} cannot be split over {n_dev} devices; use a multiple of {n_dev} "
+            f"or --devices {max(d for d in range(1, n_dev + 1) if args.n_images % d == 0)}"
+        )
     try:
         operator, noise_std = from_name(args.operator, energy.data_shape, seed=args.seed, noise_std=args.noise_std)
     except ValueError as err:
@@ -191,19 +271,37 @@ def run(args):
     t0 = time.time()
     try:
         metrics, _ = experiment.run(
-            energy, operator, noise_std, truths, k_run, baseline=fit_gaussian(train), oracle=oracle,
-            sampler_kwargs=sampler_kwargs, out_dir=args.out, title=title, progress=not args.json,
+            energy,
+            operator,
+            noise_std,
+            truths,
+            k_run,
+            baseline=fit_gaussian(train),
+            oracle=oracle,
+            sampler_kwargs=sampler_kwargs,
+            out_dir=args.out,
+            title=title,
+            progress=not args.json,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
-    metrics = {"operator": args.operator, "source": source, "level": level, **metrics, "devices": n_dev,
-               "total_seconds": round(time.time() - t0, 1), **estimate}
+    metrics = {
+        "operator": args.operator,
+        "source": source,
+        "level": level,
+        **metrics,
+        "devices": n_dev,
+        "total_seconds": round(time.time() - t0, 1),
+        **estimate,
+    }
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "metrics.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(metrics, fh, indent=1)
     os.replace(tmp, path)
-    print(f"PSNR {metrics['psnr']:.2f} dB (Gaussian prior {metrics['baseline_psnr']:.2f}), "
-          f"90% coverage {metrics['coverage90']:.3f} (Gaussian prior {metrics['baseline_coverage90']:.3f}); wrote {path}")
+    print(
+        f"PSNR {metrics['psnr']:.2f} dB (Gaussian prior {metrics['baseline_psnr']:.2f}), "
+        f"90% coverage {metrics['coverage90']:.3f} (Gaussian prior {metrics['baseline_coverage90']:.3f}); wrote {path}"
+    )
     return metrics

@@ -38,9 +38,15 @@ def add_image_arguments(parser) -> None:
     g.add_argument("--image-samples", type=int, default=8, help="posterior samples (chains), default 8")
     g.add_argument("--tile", type=int, default=256, help="gradient tile size in pixels (default 256)")
     g.add_argument("--chain-chunk", type=int, default=4, help="chains per batch (default 4)")
-    g.add_argument("--start-level", type=int, default=None,
-                   help="level the non-denoising descent starts at (default: the model card's, else 17)")
-    g.add_argument("--stop-level", type=int, default=None, help="level the descent stops at (default: the card's, else 0)")
+    g.add_argument(
+        "--start-level",
+        type=int,
+        default=None,
+        help="level the non-denoising descent starts at (default: the model card's, else 17)",
+    )
+    g.add_argument(
+        "--stop-level", type=int, default=None, help="level the descent stops at (default: the card's, else 0)"
+    )
 
 
 def read_grey(path: str):
@@ -85,7 +91,7 @@ def _operator(name: str, shape, seed: int, noise_255: float | None):
         if at:
             noise_255 = float(at) if noise_255 is None else noise_255
         if kind == "inpaint" and arg.startswith("block"):
-            n = int(arg[len("block"):] or 32)
+            n = int(arg[len("block") :] or 32)
             H, W = shape[:2]
             if not 0 < n < min(H, W):
                 raise ValueError(f"block size {n} must be smaller than the image {H}x{W}")
@@ -95,7 +101,9 @@ def _operator(name: str, shape, seed: int, noise_255: float | None):
         elif kind in ("inpaint", "denoise", "blur"):
             op, _ = operators.from_name(text if kind != "denoise" else "denoise", shape, seed=seed)
         else:
-            raise ValueError(f"--image supports denoise:S, inpaint:randomP, inpaint:box, inpaint:blockN, blur:gaussS; got {name!r}")
+            raise ValueError(
+                f"--image supports denoise:S, inpaint:randomP, inpaint:box, inpaint:blockN, blur:gaussS; got {name!r}"
+            )
     except ValueError as err:
         raise UsageError(str(err)) from None
     if noise_255 is None:
@@ -129,8 +137,10 @@ def run_image(args, energy) -> dict:
     from ebm_ppl.inverse.operators import Denoise, Inpaint
 
     if not isinstance(getattr(energy, "module", None), ConvDenoiserEnergyNet):
-        raise UsageError("--image needs a fully convolutional photo prior (a checkpoint of network 'conv_denoiser', "
-                         "e.g. models/photo-dsm)")
+        raise UsageError(
+            "--image needs a fully convolutional photo prior (a checkpoint of network 'conv_denoiser', "
+            "e.g. models/photo-dsm)"
+        )
     if args.image_samples < 2:
         raise UsageError(f"--image-samples must be at least 2, got {args.image_samples}")
     raw = read_grey(args.image)
@@ -158,21 +168,45 @@ def run_image(args, energy) -> dict:
         bar.refresh()
 
     t0 = time.time()
-    post = sample_image_posterior(jax.random.PRNGKey(args.seed), energy, op, sigma, obs, num_samples=args.image_samples,
-                                  chain_chunk=args.chain_chunk, tile=args.tile, init=init, start_level=start,
-                                  stop_level=stop, callback=progress)
+    post = sample_image_posterior(
+        jax.random.PRNGKey(args.seed),
+        energy,
+        op,
+        sigma,
+        obs,
+        num_samples=args.image_samples,
+        chain_chunk=args.chain_chunk,
+        tile=args.tile,
+        init=init,
+        start_level=start,
+        stop_level=stop,
+        callback=progress,
+    )
     bar.close()
     wall = time.time() - t0
     os.makedirs(args.out, exist_ok=True)
-    write_png(os.path.join(args.out, "observation.png"), photos.from_data(np.asarray(op.adjoint(jnp.asarray(obs)))[..., 0]))
+    write_png(
+        os.path.join(args.out, "observation.png"), photos.from_data(np.asarray(op.adjoint(jnp.asarray(obs)))[..., 0])
+    )
     write_png(os.path.join(args.out, "mean.png"), photos.from_data(post.mean[..., 0]))
     sd_max = float(post.sd.max()) or 1.0
-    write_png(os.path.join(args.out, "sd.png"), np.clip(np.rint(post.sd[..., 0] / sd_max * 255), 0, 255).astype(np.uint8))
+    write_png(
+        os.path.join(args.out, "sd.png"), np.clip(np.rint(post.sd[..., 0] / sd_max * 255), 0, 255).astype(np.uint8)
+    )
     for i, s in enumerate(post.samples[: min(4, len(post.samples))]):
         write_png(os.path.join(args.out, f"sample_{i}.png"), photos.from_data(s[..., 0]))
-    fig = {"image": args.image, "shape": list(raw.shape), "operator": args.operator, "noise_std_255": noise_255,
-           "seed": args.seed, "num_samples": args.image_samples, "posterior_s": wall, "sd_png_max": sd_max,
-           "reference": "observation" if args.observed else "clean", **post.info}
+    fig = {
+        "image": args.image,
+        "shape": list(raw.shape),
+        "operator": args.operator,
+        "noise_std_255": noise_255,
+        "seed": args.seed,
+        "num_samples": args.image_samples,
+        "posterior_s": wall,
+        "sd_png_max": sd_max,
+        "reference": "observation" if args.observed else "clean",
+        **post.info,
+    }
     if not args.observed:
         from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -183,8 +217,10 @@ def run_image(args, energy) -> dict:
         fig["ssim"] = float(structural_similarity(ref, est, data_range=1.0))
         cov = interval_coverage(post.mean[..., 0], post.sd[..., 0], x, mask=mask)
         fig.update({f"coverage{int(round(100 * k))}": v for k, v in cov.items()})
-        print(f"PSNR {fig['psnr']:.2f} dB, SSIM {fig['ssim']:.3f}, 90% coverage {fig['coverage90']:.3f} "
-              f"({'missing' if mask is not None else 'all'} pixels); {wall:.0f} s; wrote {args.out}")
+        print(
+            f"PSNR {fig['psnr']:.2f} dB, SSIM {fig['ssim']:.3f}, 90% coverage {fig['coverage90']:.3f} "
+            f"({'missing' if mask is not None else 'all'} pixels); {wall:.0f} s; wrote {args.out}"
+        )
     else:
         print(f"restored in {wall:.0f} s; wrote {args.out}")
     tmp = os.path.join(args.out, "figures.json.tmp")

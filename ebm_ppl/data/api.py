@@ -100,9 +100,15 @@ def info(name: str, *, levels: int | None = None) -> dict[str, Any]:
         name_out = key
     else:
         out, lv, source = _user_data(key, levels)
-        d = dict(kind="user", data_shape=tuple(out["train"].shape[1:]), levels=lv, seed=USER_SEED,
-                 sizes={s: int(len(out[s])) for s in ("train", "validation", "test")}, source=source,
-                 description=f"user data from {key}")
+        d = dict(
+            kind="user",
+            data_shape=tuple(out["train"].shape[1:]),
+            levels=lv,
+            seed=USER_SEED,
+            sizes={s: int(len(out[s])) for s in ("train", "validation", "test")},
+            source=source,
+            description=f"user data from {key}",
+        )
         name_out = key
     d["sizes"]["all"] = sum(d["sizes"][s] for s in ("train", "validation", "test"))
     d.update(base)

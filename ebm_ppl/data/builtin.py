@@ -35,7 +35,7 @@ _DESCRIPTIONS = {
     "digits": "scikit-learn load_digits: 1797 handwritten digits, 8x8 grey, 17 levels",
     "patches": "8x8 grey patches of scikit-learn's two sample photos (china, flower), 256 levels",
     "photos": "32x32 grey crops of natural photos from scikit-image and scikit-learn, split by photo "
-              "(test: camera, astronaut; validation: coffee), 256 levels",
+    "(test: camera, astronaut; validation: coffee), 256 levels",
     "checkerboard": "2-D checkerboard, 8 squares of side 0.5 on [-1, 1]^2",
     "8gaussians": "2-D mixture of 8 Gaussians (std 0.0884) on a circle of radius 0.707",
     "moons": "2-D two moons (scikit-learn's construction, noise 0.1, scaled by 2/3)",
@@ -119,6 +119,7 @@ def _patches(split):
         return np.concatenate([_patches_split(s) for s in ("train", "validation", "test")])
     return _patches_split(split)
 
+
 # --------------------------------------------------------------------------------------------
 # 2-D sets (numpy generators: deterministic given the seed, independent of JAX)
 
@@ -195,9 +196,7 @@ def _rng_from(key_or_seed) -> np.random.Generator:
 def sample_2d(name: str, key_or_seed, n: int) -> np.ndarray:
     """``n`` fresh draws (float32, (n, 2)) of a 2-D data set; ``key_or_seed``: int seed or JAX key."""
     if name not in _GENERATORS:
-        raise UnknownDatasetError(
-            f"{name!r} is not a 2-D data set; 2-D data sets: {', '.join(TWO_D_NAMES)}"
-        )
+        raise UnknownDatasetError(f"{name!r} is not a 2-D data set; 2-D data sets: {', '.join(TWO_D_NAMES)}")
     n = int(n)
     if n < 0:
         raise DataError(f"n must be >= 0, got {n}")
@@ -230,20 +229,43 @@ def load_builtin(key: str, split: str) -> np.ndarray:
 def info_builtin(key: str) -> dict:
     """The set-specific facts of :func:`ebm_ppl.data.info` for built-in data set ``key``."""
     if key == "digits":
-        d = dict(kind="image", data_shape=(8, 8, 1), levels=17, sizes=dict(DIGITS_SIZES), seed=DIGITS_SEED,
-                 source="sklearn.datasets.load_digits")
+        d = dict(
+            kind="image",
+            data_shape=(8, 8, 1),
+            levels=17,
+            sizes=dict(DIGITS_SIZES),
+            seed=DIGITS_SEED,
+            source="sklearn.datasets.load_digits",
+        )
     elif key == "patches":
-        d = dict(kind="image", data_shape=(8, 8, 1), levels=256, sizes=dict(PATCHES_SIZES), seed=PATCHES_SEED,
-                 source="sklearn.datasets.load_sample_images (china.jpg, flower.jpg), grey = "
-                        f"{GREY_WEIGHTS[0]} R + {GREY_WEIGHTS[1]} G + {GREY_WEIGHTS[2]} B",
-                 columns=dict(PATCHES_COLUMNS))
+        d = dict(
+            kind="image",
+            data_shape=(8, 8, 1),
+            levels=256,
+            sizes=dict(PATCHES_SIZES),
+            seed=PATCHES_SEED,
+            source="sklearn.datasets.load_sample_images (china.jpg, flower.jpg), grey = "
+            f"{GREY_WEIGHTS[0]} R + {GREY_WEIGHTS[1]} G + {GREY_WEIGHTS[2]} B",
+            columns=dict(PATCHES_COLUMNS),
+        )
     elif key == "photos":
-        d = dict(kind="image", data_shape=(photos.CROP_SIZE, photos.CROP_SIZE, 1), levels=256,
-                 sizes=dict(photos.CROP_SIZES), seed=photos.PHOTOS_SEED,
-                 source="skimage.data and sklearn load_sample_images, grey by BT.601 luma",
-                 photos={s: list(photos.PHOTO_SPLITS[s]) for s in photos.PHOTO_SPLITS})
+        d = dict(
+            kind="image",
+            data_shape=(photos.CROP_SIZE, photos.CROP_SIZE, 1),
+            levels=256,
+            sizes=dict(photos.CROP_SIZES),
+            seed=photos.PHOTOS_SEED,
+            source="skimage.data and sklearn load_sample_images, grey by BT.601 luma",
+            photos={s: list(photos.PHOTO_SPLITS[s]) for s in photos.PHOTO_SPLITS},
+        )
     else:
-        d = dict(kind="2d", data_shape=(2,), levels=None, sizes=dict(TWO_D_SIZES), seed=TWO_D_SEED,
-                 source="synthetic (numpy PCG64, seeded per split)")
+        d = dict(
+            kind="2d",
+            data_shape=(2,),
+            levels=None,
+            sizes=dict(TWO_D_SIZES),
+            seed=TWO_D_SEED,
+            source="synthetic (numpy PCG64, seeded per split)",
+        )
     d["description"] = _DESCRIPTIONS[key]
     return d

@@ -44,8 +44,19 @@ GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma
 #: split -> photos; scikit-image names, ``motorcycle_left/right`` from ``stereo_motorcycle``,
 #: ``china`` / ``flower`` from scikit-learn's ``load_sample_images``.
 PHOTO_SPLITS = {
-    "train": ("chelsea", "rocket", "motorcycle_left", "motorcycle_right", "brick", "grass", "gravel",
-              "coins", "moon", "china", "flower"),
+    "train": (
+        "chelsea",
+        "rocket",
+        "motorcycle_left",
+        "motorcycle_right",
+        "brick",
+        "grass",
+        "gravel",
+        "coins",
+        "moon",
+        "china",
+        "flower",
+    ),
     "validation": ("coffee",),
     "test": ("camera", "astronaut"),
 }
@@ -69,7 +80,7 @@ def _grey(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo(name: str) -> np.ndarray:
     """Photo ``name`` in grey, (H, W) uint8 (read-only)."""
     import skimage.data as skd

@@ -27,9 +27,7 @@ def _canonical_shape(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.ndim == 4 and arr.shape[1] in (1, 3) and arr.shape[3] not in (1, 3):  # channel-first
         arr = np.transpose(arr, (0, 2, 3, 1))
     if arr.ndim > 4:
-        raise DataError(
-            f"{where}: expected (n, D), (n, H, W) or (n, H, W, C) data, got shape {arr.shape}"
-        )
+        raise DataError(f"{where}: expected (n, D), (n, H, W) or (n, H, W, C) data, got shape {arr.shape}")
     if any(s == 0 for s in arr.shape[1:]):
         raise DataError(f"{where}: bad shape {arr.shape}")
     return arr
@@ -43,9 +41,7 @@ def _scale(arr: np.ndarray, levels: int | None, where: str) -> tuple[np.ndarray,
         lo, hi = int(arr.min()), int(arr.max())
         if levels is None:
             if lo < 0 or hi > 255:
-                raise DataError(
-                    f"{where}: integer data in [{lo}, {hi}] is not 8-bit; pass levels=L for values 0..L-1"
-                )
+                raise DataError(f"{where}: integer data in [{lo}, {hi}] is not 8-bit; pass levels=L for values 0..L-1")
             levels = 256
         if lo < 0 or hi > levels - 1:
             raise DataError(f"{where}: integer data in [{lo}, {hi}] does not fit levels={levels} (0..{levels - 1})")

@@ -18,6 +18,7 @@ their configuration is static, so they pass through ``jit``, ``vmap`` and ``lax.
 from __future__ import annotations
 
 import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np

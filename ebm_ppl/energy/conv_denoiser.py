@@ -63,8 +63,9 @@ class ConvDenoiserEnergyNet(nn.Module):
             r = r * (1.0 + scale) + shift
             r = nn.Conv(self.width, (3, 3), padding="SAME", name=f"conv_{i}b")(nn.swish(r))
             h = h + r
-        out = nn.Conv(y.shape[-1], (3, 3), padding="SAME", kernel_init=nn.initializers.zeros,
-                      name="conv_out")(nn.swish(h))
+        out = nn.Conv(y.shape[-1], (3, 3), padding="SAME", kernel_init=nn.initializers.zeros, name="conv_out")(
+            nn.swish(h)
+        )
         return self.bound * jnp.tanh(y + out)
 
     def local_terms(self, y, t):
@@ -75,4 +76,3 @@ class ConvDenoiserEnergyNet(nn.Module):
     def __call__(self, y, t, update_stats: bool = False):
         del update_stats  # no spectral normalisation here
         return jnp.sum(self.local_terms(y, t), axis=(1, 2))
-

@@ -45,7 +45,7 @@ class NetworkEnergy(Energy):
     def __repr__(self):
         return f"NetworkEnergy({type(self.module).__name__}, data_shape={self.data_shape}, schedule={self.schedule.name!r})"
 
-    def replace(self, **changes) -> "NetworkEnergy":
+    def replace(self, **changes) -> NetworkEnergy:
         """A copy with some fields replaced (``variables=...`` for new parameters)."""
         fields = {n: getattr(self, n) for n in ("module", "variables", "schedule", "data_shape", "base_variance")}
         fields.update(changes)

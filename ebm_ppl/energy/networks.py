@@ -26,7 +26,8 @@ Spectral normalisation: ``apply(variables, y, t)`` uses the stored power-iterati
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -295,8 +296,12 @@ def _variance_ratio(schedule_name: str):
     return s.energy_scales / var
 
 
-NETWORKS = {"mlp": MLPEnergyNet, "wrn": WideResNetEnergyNet, "denoiser": DenoiserEnergyNet,
-            "conv_denoiser": ConvDenoiserEnergyNet}
+NETWORKS = {
+    "mlp": MLPEnergyNet,
+    "wrn": WideResNetEnergyNet,
+    "denoiser": DenoiserEnergyNet,
+    "conv_denoiser": ConvDenoiserEnergyNet,
+}
 
 
 def build(config: dict) -> nn.Module:
@@ -342,7 +347,9 @@ def _l2_normalize(x, eps):
     return x * jax.lax.rsqrt(jnp.sum(x * x, keepdims=True) + eps)
 
 
-def fold_spectral_norm(module: nn.Module, variables: dict, *, transposed_kernels: bool = False) -> tuple[nn.Module, dict]:
+def fold_spectral_norm(
+    module: nn.Module, variables: dict, *, transposed_kernels: bool = False
+) -> tuple[nn.Module, dict]:
     """``(plain_module, plain_variables)`` computing what ``module.apply(variables, y, t)``
     computes (``update_stats=False``), with every spectrally normalised kernel divided by its
     singular-value estimate once, here, instead of at every call.
@@ -359,8 +366,10 @@ def fold_spectral_norm(module: nn.Module, variables: dict, *, transposed_kernels
     parameters: for samplers only."""
     if not getattr(module, "spectral_norm", False) or not variables.get("batch_stats"):
         if transposed_kernels and getattr(module, "spectral_norm", None) is not None:
-            return module.clone(spectral_norm=False), {"params": variables["params"],
-                                                       TRANSPOSED: _transposed(variables["params"])}
+            return module.clone(spectral_norm=False), {
+                "params": variables["params"],
+                TRANSPOSED: _transposed(variables["params"]),
+            }
         return module, variables
     eps = 1e-12  # flax SpectralNorm's default epsilon (the one _Layer uses)
 

@@ -13,6 +13,7 @@ shares U_k and costs O(K D^2) per evaluation in any dimension.
 from __future__ import annotations
 
 import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -218,10 +219,7 @@ def gaussian_mixture_posterior(weights, means, covs, operator, noise_cov, observ
     post_means = means + jnp.einsum("kdm,km->kd", CAt, sol_r)
     post_covs = covs - jnp.einsum("kdm,kme->kde", CAt, sol_AC)
     post_covs = 0.5 * (post_covs + jnp.swapaxes(post_covs, 1, 2))
-    log_evidence = (
-        -0.5 * jnp.sum(resid * sol_r, -1)
-        - jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), -1)
-    )
+    log_evidence = -0.5 * jnp.sum(resid * sol_r, -1) - jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), -1)
     post_w = jax.nn.softmax(jnp.log(weights) + log_evidence)
     return post_w, post_means, post_covs
 

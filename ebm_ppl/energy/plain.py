@@ -63,8 +63,9 @@ __all__ = [
 ]
 
 #: The trivial one-level schedule of every plain energy (see the module docstring).
-PLAIN_SCHEDULE = Schedule("plain", sigmas=np.ones(2), langevin_step_sizes=np.ones(1), energy_scales=np.ones(1),
-                          top_level_marginal=True)
+PLAIN_SCHEDULE = Schedule(
+    "plain", sigmas=np.ones(2), langevin_step_sizes=np.ones(1), energy_scales=np.ones(1), top_level_marginal=True
+)
 
 _GRID_SIZE = 1 << 16
 

@@ -15,7 +15,7 @@ Other modules add targets with :func:`register_target` (plain energies with no l
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -77,10 +77,24 @@ def gradient_seconds(energy, level: int = 0, batch: int = 256, repeats: int = 3,
     return best(plain, batch), best(looped, batch * loop_steps), first
 
 
-def estimate_cost(energy, num_problems: int, *, level: int = 0, method: str = "smc+nuts", num_particles: int = 16,
-                  num_chains: int = 4, num_warmup: int = 30, num_samples: int = 30, max_num_doublings: int = 4,
-                  num_inner_steps: int = 10, num_mcmc_steps: int = 2, num_integration_steps: int = 5,
-                  num_final_steps: int = 0, inner: str | None = None, per_gradient: tuple | None = None) -> CostEstimate:
+def estimate_cost(
+    energy,
+    num_problems: int,
+    *,
+    level: int = 0,
+    method: str = "smc+nuts",
+    num_particles: int = 16,
+    num_chains: int = 4,
+    num_warmup: int = 30,
+    num_samples: int = 30,
+    max_num_doublings: int = 4,
+    num_inner_steps: int = 10,
+    num_mcmc_steps: int = 2,
+    num_integration_steps: int = 5,
+    num_final_steps: int = 0,
+    inner: str | None = None,
+    per_gradient: tuple | None = None,
+) -> CostEstimate:
     """Gradient counts of a :func:`~ebm_ppl.inverse.sample_posterior` run and its time from the
     measured gradient cost (``per_gradient``: the (seconds, seconds in a loop, first-call seconds)
     of :func:`gradient_seconds` to reuse)."""
@@ -89,7 +103,9 @@ def estimate_cost(energy, num_problems: int, *, level: int = 0, method: str = "s
     grads, grads_max = {}, {}
     descent = T - int(level)
     if inner is None:
-        inner, num_inner_steps = default_inner(energy, num_inner_steps) if method != "progressive" else ("mala", num_inner_steps)
+        inner, num_inner_steps = (
+            default_inner(energy, num_inner_steps) if method != "progressive" else ("mala", num_inner_steps)
+        )
     K = 1 if inner == "normal" else int(num_inner_steps)
     pilot = 0 if inner in ("normal", "langevin") else PILOT_CHAINS * PILOT_STEPS * descent
     if method == "progressive":
@@ -107,6 +123,7 @@ def estimate_cost(energy, num_problems: int, *, level: int = 0, method: str = "s
     nuts = P * chains * (num_warmup + num_samples) if num_samples > 0 else 0
     grads["nuts"] = int(nuts * tree * NUTS_TREE_FRACTION)
     grads_max["nuts"] = nuts * tree
+
     def seconds(counts):
         return sum(v * (g_loop if k == "nuts" else g) for k, v in counts.items())
 

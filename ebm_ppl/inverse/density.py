@@ -10,7 +10,7 @@ data law itself.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +19,15 @@ import numpy as np
 #: (one draw per level, as DRL's T = 1000 models are sampled); fewer levels: MALA with tuned steps
 MANY_LEVELS = 100
 
-__all__ = ["default_inner", "MANY_LEVELS", "check_observations", "prior_scale", "prior_log_density_fn", "posterior_log_density_fn",
-           "pooled_covariance"]
+__all__ = [
+    "default_inner",
+    "MANY_LEVELS",
+    "check_observations",
+    "prior_scale",
+    "prior_log_density_fn",
+    "posterior_log_density_fn",
+    "pooled_covariance",
+]
 
 
 def check_observations(operator, observations):

@@ -86,8 +86,13 @@ def run(
         return quant_cache[lv][0], quant_cache[lv][1]
 
     P = int(truths.shape[0])
-    out = {"num_problems": P, "noise_std": float(noise_std), "seconds": round(seconds, 1),
-           "cpu_seconds": round(cpu, 1), "problems_per_minute": round(60.0 * P / seconds, 2)}
+    out = {
+        "num_problems": P,
+        "noise_std": float(noise_std),
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "problems_per_minute": round(60.0 * P / seconds, 2),
+    }
     S = res.info.get("nuts_draws_per_chain")
     if S and S >= 4:
         ess = M.effective_sample_size(samples, S)
@@ -97,8 +102,13 @@ def run(
     out.update(_scores("", res.mean, ebm_interval, truths_np, data_range))
     out.update({k: v for k, v in res.info.items() if np.ndim(v) == 0})
     curves = {"EBM posterior": M.calibration_curve(ebm_interval, truths_np)}
-    arrays = {"truths": truths_np, "observations": np.asarray(obs), "mean": np.asarray(res.mean),
-              "std": np.asarray(res.std), "samples": samples[:, :: max(1, samples.shape[1] // 16)]}
+    arrays = {
+        "truths": truths_np,
+        "observations": np.asarray(obs),
+        "mean": np.asarray(res.mean),
+        "std": np.asarray(res.std),
+        "samples": samples[:, :: max(1, samples.shape[1] // 16)],
+    }
     if baseline is not None:
         g = gaussian_posterior(*baseline, operator, noise_std, obs)
         out.update(_scores("baseline_", g.mean, g.interval, truths_np, data_range))
@@ -111,13 +121,22 @@ def run(
         out["mean_error"] = float(np.sqrt(np.mean(err**2)))
         out["mean_error_rel"] = float(out["mean_error"] / np.sqrt(np.mean(np.asarray(ex.std) ** 2)))
         if replicate_sampler_kwargs is not None:
-            rep = sample_posterior(energy, operator, noise_std, obs, jax.random.fold_in(k_post, 1), progress=progress,
-                                   **replicate_sampler_kwargs)
+            rep = sample_posterior(
+                energy,
+                operator,
+                noise_std,
+                obs,
+                jax.random.fold_in(k_post, 1),
+                progress=progress,
+                **replicate_sampler_kwargs,
+            )
             diff = np.asarray(res.mean) - np.asarray(rep.mean)
             out["mc_error"] = float(np.sqrt(np.mean(diff**2) / 2))
             out["mc_error_rel"] = float(out["mc_error"] / np.sqrt(np.mean(np.asarray(ex.std) ** 2)))
             err2 = np.asarray(rep.mean) - np.asarray(ex.mean)
-            out["replicate_mean_error_rel"] = float(np.sqrt(np.mean(err2**2)) / np.sqrt(np.mean(np.asarray(ex.std) ** 2)))
+            out["replicate_mean_error_rel"] = float(
+                np.sqrt(np.mean(err2**2)) / np.sqrt(np.mean(np.asarray(ex.std) ** 2))
+            )
         S = res.info.get("nuts_draws_per_chain")
         if S and samples.shape[1] // S >= 2:  # chains as batches: MC error of the mean from between-chain spread
             C = samples.shape[1] // S
@@ -126,7 +145,9 @@ def run(
             out["mc_error_chains_rel"] = float(out["mc_error_chains"] / np.sqrt(np.mean(np.asarray(ex.std) ** 2)))
         curves["exact posterior"] = M.calibration_curve(ex.interval, truths_np)
         arrays["exact_mean"] = np.asarray(ex.mean)
-    out["calibration"] = {name: {"levels": lv.tolist(), "coverage": cov.round(4).tolist()} for name, (lv, cov) in curves.items()}
+    out["calibration"] = {
+        name: {"levels": lv.tolist(), "coverage": cov.round(4).tolist()} for name, (lv, cov) in curves.items()
+    }
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         out["calibration_png"] = M.save_calibration_plot(curves, os.path.join(out_dir, "calibration.png"), title)

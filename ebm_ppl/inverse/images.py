@@ -45,7 +45,8 @@ the memory of one tile.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +54,17 @@ import numpy as np
 
 from ebm_ppl.inverse.smc import prior_scale
 
-__all__ = ["ImagePosterior", "sample_image_posterior", "level_noise", "matching_level", "tiled", "score_fn",
-           "tweedie_denoise", "interval_coverage", "fill_estimate"]
+__all__ = [
+    "ImagePosterior",
+    "sample_image_posterior",
+    "level_noise",
+    "matching_level",
+    "tiled",
+    "score_fn",
+    "tweedie_denoise",
+    "interval_coverage",
+    "fill_estimate",
+]
 
 
 class ImagePosterior(NamedTuple):
@@ -262,8 +272,14 @@ def sample_image_posterior(
         means.append(np.asarray(u + r[stop] ** 2 * s0))
     samples = np.concatenate(samples)
     est = np.concatenate(means)
-    info = {"start_level": int(top), "stop_level": stop, "eta": float(eta), "likelihood_annealed": bool(use_lik),
-            "num_samples": int(num_samples), "gradients_per_sample": int(top - stop + 1 + num_corrector_steps)}
+    info = {
+        "start_level": int(top),
+        "stop_level": stop,
+        "eta": float(eta),
+        "likelihood_annealed": bool(use_lik),
+        "num_samples": int(num_samples),
+        "gradients_per_sample": int(top - stop + 1 + num_corrector_steps),
+    }
     sd = samples.std(axis=0, ddof=1) if num_samples > 1 else np.zeros(shape, np.float32)
     return ImagePosterior(est.mean(axis=0), sd, samples, info)
 

@@ -18,12 +18,11 @@ import functools
 import math
 from typing import NamedTuple
 
+import blackjax.mcmc.hmc as bj_hmc
+import blackjax.mcmc.nuts as bj_nuts
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import blackjax.mcmc.hmc as bj_hmc
-import blackjax.mcmc.nuts as bj_nuts
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
 from ebm_ppl import sharding
@@ -76,8 +75,9 @@ def _warm_block(energy, operator, noise_std, flat_obs, imm, states, da_state, ke
     def body(carry, k):
         states, da_state = carry
         eps = jnp.repeat(jnp.exp(da_state.log_step_size), C)
-        states, info = _step_all(energy, operator, noise_std, flat_obs, imm, jax.random.split(k, P * C), states, eps,
-                                 config, mesh)
+        states, info = _step_all(
+            energy, operator, noise_std, flat_obs, imm, jax.random.split(k, P * C), states, eps, config, mesh
+        )
         acc = jnp.nan_to_num(info.acceptance_rate.reshape(P, C)).mean(axis=1)
         da_state = jax.vmap(da_update)(da_state, acc)
         return (states, da_state), (acc, info.num_integration_steps.reshape(P, C).mean(1))
@@ -91,8 +91,9 @@ def _draw_block(energy, operator, noise_std, flat_obs, imm, states, eps, keys, c
     n = flat_obs.shape[0]
 
     def body(states, k):
-        states, info = _step_all(energy, operator, noise_std, flat_obs, imm, jax.random.split(k, n), states, eps,
-                                 config, mesh)
+        states, info = _step_all(
+            energy, operator, noise_std, flat_obs, imm, jax.random.split(k, n), states, eps, config, mesh
+        )
         stats = (info.acceptance_rate, info.num_integration_steps, info.is_divergent)
         return states, (states.position, stats)
 

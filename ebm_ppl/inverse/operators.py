@@ -110,7 +110,9 @@ class LinearOperator:
     def adjoint(self, v) -> jax.Array:
         v = jnp.asarray(v)
         if v.ndim < 1 or v.shape[-1] != self.num_observations:
-            raise ValueError(f"{type(self).__name__}.adjoint: expected (*batch, {self.num_observations}), got {tuple(v.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}.adjoint: expected (*batch, {self.num_observations}), got {tuple(v.shape)}"
+            )
         batch = tuple(v.shape[:-1])
         out = self._adjoint_flat(v.reshape((-1, self.num_observations)))
         return out.reshape(batch + tuple(self.data_shape))

@@ -172,8 +172,10 @@ def sample_posterior(
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"unknown posterior method {method!r}; choose one of {POSTERIOR_METHODS}")
     if level and method == "progressive":
-        raise ValueError(f"method='progressive' samples the level-0 posterior only; got level {level} "
-                         "(use method='smc' or 'smc+nuts', or level=0)")
+        raise ValueError(
+            f"method='progressive' samples the level-0 posterior only; got level {level} "
+            "(use method='smc' or 'smc+nuts', or level=0)"
+        )
     smc_mod.prior_scale(energy, level)  # validates the level
     for name, v in (("num_chains", num_chains), ("num_particles", num_particles)):
         if int(v) < 1:
@@ -184,33 +186,68 @@ def sample_posterior(
     if method in ("smc", "smc+nuts"):
         if mesh is not None:
             raise ValueError("method='smc' runs on one device; use method='progressive' with a mesh")
-        kw = {"num_mcmc_steps": DEFAULTS["num_mcmc_steps"], "num_integration_steps": DEFAULTS["num_integration_steps"],
-              "num_final_steps": 0 if method == "smc+nuts" and num_samples > 0 else 10, **smc_kwargs}
+        kw = {
+            "num_mcmc_steps": DEFAULTS["num_mcmc_steps"],
+            "num_integration_steps": DEFAULTS["num_integration_steps"],
+            "num_final_steps": 0 if method == "smc+nuts" and num_samples > 0 else 10,
+            **smc_kwargs,
+        }
         particles, prior_x, info = smc_mod.smc_posterior(
-            energy, operator, noise_std, obs, k_prog, num_particles=num_particles, num_inner_steps=num_inner_steps,
-            inner=inner, prior_level=level, progress=progress, **kw)
+            energy,
+            operator,
+            noise_std,
+            obs,
+            k_prog,
+            num_particles=num_particles,
+            num_inner_steps=num_inner_steps,
+            inner=inner,
+            prior_level=level,
+            progress=progress,
+            **kw,
+        )
         info["method"] = method
         if method == "smc":
             return PosteriorResult(particles, prior_x, jnp.mean(particles, axis=1), jnp.std(particles, axis=1), info)
         if num_chains > particles.shape[1]:
             raise ValueError(f"num_chains {num_chains} exceeds the {particles.shape[1]} SMC particles")
         pick = jax.vmap(lambda k: jax.random.choice(k, particles.shape[1], (num_chains,), replace=False))(
-            jax.random.split(jax.random.fold_in(k_nuts, 1), obs.shape[0]))
+            jax.random.split(jax.random.fold_in(k_nuts, 1), obs.shape[0])
+        )
         warm = jnp.take_along_axis(particles, pick.reshape(pick.shape + (1,) * (particles.ndim - 2)), axis=1)
         if inverse_mass_matrix is None:
             inverse_mass_matrix = pooled_covariance(particles)
     else:
         warm, info = progressive_posterior(
-            energy, operator, noise_std, obs, k_prog, num_chains=num_chains, inner=inner or "mala",
-            num_inner_steps=num_inner_steps, step_sizes=step_sizes, start=start, mesh=mesh,
+            energy,
+            operator,
+            noise_std,
+            obs,
+            k_prog,
+            num_chains=num_chains,
+            inner=inner or "mala",
+            num_inner_steps=num_inner_steps,
+            step_sizes=step_sizes,
+            start=start,
+            mesh=mesh,
         )
         info["method"] = method
         info["prior_level"] = 0
     if num_samples > 0:
         samples, nuts_info = nuts_posterior(
-            energy, operator, noise_std, obs, warm, k_nuts, num_warmup=num_warmup, num_samples=num_samples,
-            inverse_mass_matrix=inverse_mass_matrix, max_num_doublings=max_num_doublings,
-            target_acceptance=target_acceptance, progress=progress, mesh=mesh, prior_level=level,
+            energy,
+            operator,
+            noise_std,
+            obs,
+            warm,
+            k_nuts,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            inverse_mass_matrix=inverse_mass_matrix,
+            max_num_doublings=max_num_doublings,
+            target_acceptance=target_acceptance,
+            progress=progress,
+            mesh=mesh,
+            prior_level=level,
         )
         info.update(nuts_info)
     else:

@@ -100,7 +100,9 @@ def fit_gaussian(x, ridge: float = 1e-3):
     x = np.asarray(x, np.float64).reshape(len(x), -1)
     if x.shape[0] < 2:
         raise ValueError("fitting a Gaussian needs at least 2 training examples")
-    return jnp.asarray(x.mean(0), jnp.float32), jnp.asarray(np.cov(x, rowvar=False) + ridge * np.eye(x.shape[1]), jnp.float32)
+    return jnp.asarray(x.mean(0), jnp.float32), jnp.asarray(
+        np.cov(x, rowvar=False) + ridge * np.eye(x.shape[1]), jnp.float32
+    )
 
 
 def gaussian_posterior(mean, cov, operator, noise_std: float, observations) -> GaussianPosterior:

@@ -38,10 +38,6 @@ import functools
 import math
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 import blackjax.mcmc.hmc as bj_hmc
 import blackjax.mcmc.integrators as bj_integrators
 import blackjax.smc.adaptive_tempered as bj_adaptive_tempered
@@ -49,14 +45,25 @@ import blackjax.smc.ess as bj_ess
 import blackjax.smc.resampling as bj_resampling
 import blackjax.smc.solver as bj_solver
 import blackjax.smc.tempered as bj_tempered
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from ebm_ppl.inverse.density import check_observations, default_inner, prior_log_density_fn, prior_scale
 
 #: operators with M * D up to this many entries are applied as a dense matrix inside SMC
 DENSE_LIMIT = 1 << 22
 
-__all__ = ["SMCState", "SMCConfig", "smc_posterior", "prior_particles", "prior_log_density_fn", "prior_scale",
-           "systematic_resample", "next_exponent"]
+__all__ = [
+    "SMCState",
+    "SMCConfig",
+    "smc_posterior",
+    "prior_particles",
+    "prior_log_density_fn",
+    "prior_scale",
+    "systematic_resample",
+    "next_exponent",
+]
 
 
 class SMCState(NamedTuple):
@@ -166,7 +173,8 @@ def _problem_step(energy, operator, A, noise_std, obs, state: SMCState, rng_key,
     move = _unrolled_hmc(max(num_moves, 1), config.num_integration_steps)
     if final_steps is None:
         kernel = bj_adaptive_tempered.build_kernel(
-            log_prior, loglik, move, bj_hmc.init, bj_resampling.systematic, config.target_ess)
+            log_prior, loglik, move, bj_hmc.init, bj_resampling.systematic, config.target_ess
+        )
         smc, info = kernel(rng_key, state.smc, 1, params)
     elif final_steps == 0:  # resample only
         idx = bj_resampling.systematic(rng_key, state.smc.weights, state.smc.weights.shape[0])
@@ -196,11 +204,12 @@ def _initial_particles(energy, key, P, num_particles, initial_particles, num_inn
     if initial_particles is None:
         if inner is None:
             inner, num_inner_steps = default_inner(energy, num_inner_steps)
-        x0 = prior_particles(energy, key, P * num_particles, num_inner_steps=num_inner_steps, level=prior_level,
-                             inner=inner)
+        x0 = prior_particles(
+            energy, key, P * num_particles, num_inner_steps=num_inner_steps, level=prior_level, inner=inner
+        )
         return jnp.reshape(x0, (P, num_particles, D))
     x0 = jnp.asarray(initial_particles, jnp.float32)
-    if x0.shape[-len(shape):] != shape or x0.ndim not in (len(shape) + 1, len(shape) + 2):
+    if x0.shape[-len(shape) :] != shape or x0.ndim not in (len(shape) + 1, len(shape) + 2):
         raise ValueError(f"initial particles must have shape (N, *{shape}) or (P, N, *{shape}), got {x0.shape}")
     x0 = x0.reshape((-1,) + x0.shape[x0.ndim - len(shape) - 1 : x0.ndim - len(shape)] + (D,))
     x0 = jnp.broadcast_to(x0, (P,) + x0.shape[1:]) if x0.shape[0] == 1 else x0
@@ -249,8 +258,11 @@ def smc_posterior(
         raise ValueError(f"target_ess must lie in (0, 1), got {target_ess}")
     if num_particles < 4:
         raise ValueError(f"num_particles must be at least 4, got {num_particles}")
-    for name, v in (("num_mcmc_steps", num_mcmc_steps), ("num_integration_steps", num_integration_steps),
-                    ("max_iterations", max_iterations)):
+    for name, v in (
+        ("num_mcmc_steps", num_mcmc_steps),
+        ("num_integration_steps", num_integration_steps),
+        ("max_iterations", max_iterations),
+    ):
         if int(v) < 1:
             raise ValueError(f"{name} must be at least 1, got {v}")
     if num_final_steps < 0:
@@ -259,8 +271,9 @@ def smc_posterior(
     k_prior, k_run = jax.random.split(key)
     x0 = _initial_particles(energy, k_prior, P, num_particles, initial_particles, num_inner_steps, prior_level, inner)
     N = x0.shape[1]
-    config = SMCConfig(float(target_ess), int(num_mcmc_steps), int(num_integration_steps), float(target_acceptance),
-                       int(prior_level))
+    config = SMCConfig(
+        float(target_ess), int(num_mcmc_steps), int(num_integration_steps), float(target_acceptance), int(prior_level)
+    )
     # small operators as a dense matrix: a matmul is far cheaper than e.g. a padded convolution on CPU
     A = None
     if operator.num_observations * D <= DENSE_LIMIT:
@@ -269,7 +282,9 @@ def smc_posterior(
     noise = jnp.float32(noise_std)
     state = SMCState(
         jax.vmap(bj_tempered.init)(x0)._replace(tempering_param=jnp.zeros((P,), jnp.float32)),
-        jnp.full((P,), initial_step_size, jnp.float32), jnp.zeros((P,), jnp.float32))
+        jnp.full((P,), initial_step_size, jnp.float32),
+        jnp.zeros((P,), jnp.float32),
+    )
     bar = _bar(progress)
     accs = []
     it = 0
@@ -284,10 +299,21 @@ def smc_posterior(
             break
     if float(jnp.min(state.smc.tempering_param)) < 1.0 - 1e-6:
         bar.close()
-        raise RuntimeError(f"SMC did not reach lam = 1 in {max_iterations} steps "
-                           f"(min lam {float(jnp.min(state.smc.tempering_param)):.3g})")
-    state, final_acc = _smc_step(energy, operator, A, noise, obs, state, jax.random.fold_in(k_run, 10**6), config,
-                                 final_steps=int(num_final_steps))
+        raise RuntimeError(
+            f"SMC did not reach lam = 1 in {max_iterations} steps "
+            f"(min lam {float(jnp.min(state.smc.tempering_param)):.3g})"
+        )
+    state, final_acc = _smc_step(
+        energy,
+        operator,
+        A,
+        noise,
+        obs,
+        state,
+        jax.random.fold_in(k_run, 10**6),
+        config,
+        final_steps=int(num_final_steps),
+    )
     bar.close()
     info = {
         "smc_iterations": it,

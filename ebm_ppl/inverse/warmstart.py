@@ -17,7 +17,7 @@ posterior within modes. At level 0, abar_0 = 1 and sbar_0 = 0: the exact likelih
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -100,8 +100,13 @@ def progressive_posterior(
     if step_sizes is None and inner in progressive.MH_SAMPLERS:
         lik0 = annealed_log_likelihood_fn(energy, operator, noise_std, obs[0])
         step_sizes, _ = progressive.tune_step_sizes(
-            energy, k_tune, inner, num_chains=tune_chains, num_inner_steps=num_inner_steps,
-            log_likelihood_fn=lik0, start=start,
+            energy,
+            k_tune,
+            inner,
+            num_chains=tune_chains,
+            num_inner_steps=num_inner_steps,
+            log_likelihood_fn=lik0,
+            start=start,
         )
     elif step_sizes is None and inner != "normal":
         step_sizes = progressive.default_step_sizes(energy, inner)

@@ -4,8 +4,16 @@
 from ebm_ppl.likelihood_bounds.common import ContinuousTime, GaussianReference, LikelihoodEstimate, gaussian_reference
 from ebm_ppl.likelihood_bounds.elbo import ELBO_METHODS, continuous_elbo, discrete_elbo, elbo
 
-__all__ = ["elbo", "discrete_elbo", "continuous_elbo", "LikelihoodEstimate", "ContinuousTime", "ELBO_METHODS",
-           "GaussianReference", "gaussian_reference"]
+__all__ = [
+    "elbo",
+    "discrete_elbo",
+    "continuous_elbo",
+    "LikelihoodEstimate",
+    "ContinuousTime",
+    "ELBO_METHODS",
+    "GaussianReference",
+    "gaussian_reference",
+]
 from ebm_ppl.likelihood_bounds.ode import ode_log_prob  # noqa: E402
 
 __all__ += ["ode_log_prob"]

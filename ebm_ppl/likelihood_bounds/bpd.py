@@ -26,8 +26,17 @@ def training_reference(name: str):
     return gaussian_reference(data.load(name, "train"), noise_var=bin_width**2 / 12 if bin_width else 0.0)
 
 
-def bits_per_dim_without_log_z(energy, data, key, *, method: str = "elbo", levels: int | None = None,
-                               bin_width: float | None = None, elbo_method: str = "auto", **budget) -> dict:
+def bits_per_dim_without_log_z(
+    energy,
+    data,
+    key,
+    *,
+    method: str = "elbo",
+    levels: int | None = None,
+    bin_width: float | None = None,
+    elbo_method: str = "auto",
+    **budget,
+) -> dict:
     """Bits/dim of ``data`` (N, *data_shape), dequantised uniformly within bins of width
     ``bin_width`` (default 2/levels; none for continuous data), by ``method`` = ``"elbo"`` (an upper
     bound on bits/dim in expectation) or ``"ode"`` (an estimate). ``budget`` goes to the estimator.

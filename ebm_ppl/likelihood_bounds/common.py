@@ -90,7 +90,9 @@ def check_data(energy, x, where: str) -> np.ndarray:
     """Validate a batch of data-space examples: shape (n, *data_shape), floating, finite."""
     for attr in ("schedule", "data_shape", "score", "num_levels"):
         if not hasattr(energy, attr):
-            raise TypeError(f"{where}: expected a noise-conditional energy (ebm_ppl.energy protocol), got {type(energy).__name__}")
+            raise TypeError(
+                f"{where}: expected a noise-conditional energy (ebm_ppl.energy protocol), got {type(energy).__name__}"
+            )
     arr = np.asarray(x)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"{where}: x must be a floating-point array, got dtype {arr.dtype}")
@@ -180,8 +182,9 @@ class GaussianReference(NamedTuple):
         return -(self.eigvecs @ (proj / (a * a * self.eigvals + s2))).reshape(x.shape)
 
 
-def gaussian_reference(x=None, *, mean=None, cov=None, dim: int | None = None, noise_var: float = 0.0,
-                       min_eigval: float = 1e-4) -> GaussianReference:
+def gaussian_reference(
+    x=None, *, mean=None, cov=None, dim: int | None = None, noise_var: float = 0.0, min_eigval: float = 1e-4
+) -> GaussianReference:
     """The Gaussian reference of the interpolated score (module docstring).
 
     ``gaussian_reference(x)``: moments of data ``x`` (n, *data_shape) (e.g. the training split);

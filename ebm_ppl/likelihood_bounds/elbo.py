@@ -167,8 +167,7 @@ def _terms(pieces, t, weight, sbar, D):
     return w * (e2 / sb**2 + 2.0 * cross / sb + s2), w * (e2 - D) / sb**2
 
 
-def _pilot(energy, key, x, abar, sbar, weight, D, gaussian_pi, gaussian_cv, num_examples=32, num_noise=8,
-           num_grid=48):
+def _pilot(energy, key, x, abar, sbar, weight, D, gaussian_pi, gaussian_cv, num_examples=32, num_noise=8, num_grid=48):
     """Per-level control-variate coefficients and a level proposal from a small pilot run on a grid
     of levels (interpolated in between): c_t = Cov(R, Z)/Var(Z) and pi_t ~ sqrt(E[(R - c Z)^2]).
     Independent of the main draws, so the final estimate stays unbiased."""
@@ -177,8 +176,14 @@ def _pilot(energy, key, x, abar, sbar, weight, D, gaussian_pi, gaussian_cv, num_
     sub = x[: min(num_examples, x.shape[0])]
     m = sub.shape[0]
     t = np.repeat(grid[None, :], num_noise, axis=0).reshape(1, -1).repeat(m, axis=0)  # (m, G*num_noise)
-    pieces = _discrete_pieces(energy, key, jnp.asarray(sub, jnp.float32), jnp.asarray(t, jnp.int32),
-                              jnp.asarray(abar, jnp.float32), jnp.asarray(sbar, jnp.float32))
+    pieces = _discrete_pieces(
+        energy,
+        key,
+        jnp.asarray(sub, jnp.float32),
+        jnp.asarray(t, jnp.int32),
+        jnp.asarray(abar, jnp.float32),
+        jnp.asarray(sbar, jnp.float32),
+    )
     R, Z = _terms(pieces, t, weight, sbar, D)
     G = grid.size
     R = R.reshape(m, num_noise, G).transpose(2, 0, 1).reshape(G, -1)
@@ -195,10 +200,21 @@ def _pilot(energy, key, x, abar, sbar, weight, D, gaussian_pi, gaussian_cv, num_
     return cv, 0.9 * pi + 0.1 * gaussian_pi
 
 
-def discrete_elbo(energy, key, x, *, num_samples: int = 256, chunk: int = 64, data_variance: float | None = None,
-                  uniform_mix: float = 0.1, kernel_variance: str = "matched", pilot: bool = True,
-                  stratified: bool = False, antithetic: bool = False,
-                  _drop_prior: bool = False) -> LikelihoodEstimate:
+def discrete_elbo(
+    energy,
+    key,
+    x,
+    *,
+    num_samples: int = 256,
+    chunk: int = 64,
+    data_variance: float | None = None,
+    uniform_mix: float = 0.1,
+    kernel_variance: str = "matched",
+    pilot: bool = True,
+    stratified: bool = False,
+    antithetic: bool = False,
+    _drop_prior: bool = False,
+) -> LikelihoodEstimate:
     """Discrete-time ELBO of the normal-approximation (T1k-sampler) chain; see the module docstring.
 
     Args:
@@ -271,10 +287,16 @@ def discrete_elbo(energy, key, x, *, num_samples: int = 256, chunk: int = 64, da
         remaining -= num
     samples = np.concatenate(samples, axis=1)
     mean, stderr = _summarise(samples)
-    info = {"num_samples": int(num_samples), "data_variance": v, "num_levels": T, "kernel_variance": kernel_variance,
-            "score_evals_per_example": int(num_samples)}
-    return LikelihoodEstimate(mean, stderr, int(x.shape[0] * num_samples) + pilot_evals, time.perf_counter() - start,
-                              "elbo-discrete", info)
+    info = {
+        "num_samples": int(num_samples),
+        "data_variance": v,
+        "num_levels": T,
+        "kernel_variance": kernel_variance,
+        "score_evals_per_example": int(num_samples),
+    }
+    return LikelihoodEstimate(
+        mean, stderr, int(x.shape[0] * num_samples) + pilot_evals, time.perf_counter() - start, "elbo-discrete", info
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,9 +306,7 @@ def _time_bins(clock: ContinuousTime, u_min: float, data_variance: float, unifor
     """Bins over [u_min, u_T] (the level knots, each split evenly) with proposal masses ~ 1/V(u)."""
     T = clock.num_levels
     per = max(1, math.ceil(min_bins / T))
-    edges = np.unique(np.concatenate([
-        np.linspace(clock.knots[i], clock.knots[i + 1], per + 1) for i in range(T)
-    ]))
+    edges = np.unique(np.concatenate([np.linspace(clock.knots[i], clock.knots[i + 1], per + 1) for i in range(T)]))
     edges = np.unique(np.concatenate([[u_min], edges[edges > u_min]]))
     width = np.diff(edges)
     mid = 0.5 * (edges[:-1] + edges[1:])
@@ -330,9 +350,20 @@ def _continuous_chunk(energy, reference, key, x0, lo, width, mass, u_min, num, m
     return inv_pi, h, d
 
 
-def continuous_elbo(energy, key, x, *, num_samples: int = 256, chunk: int = 64, t_min: float = 0.0,
-                    score: str = "auto", reference=None, data_variance: float | None = None, uniform_mix: float = 0.1,
-                    _drop_prior: bool = False) -> LikelihoodEstimate:
+def continuous_elbo(
+    energy,
+    key,
+    x,
+    *,
+    num_samples: int = 256,
+    chunk: int = 64,
+    t_min: float = 0.0,
+    score: str = "auto",
+    reference=None,
+    data_variance: float | None = None,
+    uniform_mix: float = 0.1,
+    _drop_prior: bool = False,
+) -> LikelihoodEstimate:
     """Continuous-time ELBO of Huang, Lim & Courville (2021) for the plug-in reverse VP SDE.
 
     Args:
@@ -373,8 +404,20 @@ def continuous_elbo(energy, key, x, *, num_samples: int = 256, chunk: int = 64, 
     while remaining > 0:
         num = min(int(chunk), remaining)
         key, sub = jax.random.split(key)
-        inv_pi, h, d = _continuous_chunk(energy, reference32, sub, xj, f32(lo), f32(width), f32(mass), jnp.float32(u_min),
-                                         num, mode, clock, u_min > 0)
+        inv_pi, h, d = _continuous_chunk(
+            energy,
+            reference32,
+            sub,
+            xj,
+            f32(lo),
+            f32(width),
+            f32(mass),
+            jnp.float32(u_min),
+            num,
+            mode,
+            clock,
+            u_min > 0,
+        )
         inv_pi, h, d = (np.asarray(a, np.float64) for a in (inv_pi, h, d))
         samples.append(const[:, None] - inv_pi * h + d)
         remaining -= num
@@ -382,11 +425,17 @@ def continuous_elbo(energy, key, x, *, num_samples: int = 256, chunk: int = 64, 
     mean, stderr = _summarise(samples)
     # one score + one JVP per draw (+ one score for the decoder); interpolation doubles each
     per_draw = evals_per_score * (2 + (1 if u_min > 0 else 0))
-    info = {"num_samples": int(num_samples), "t_min": float(t_min), "u_min": u_min, "score": mode,
-            "reference": "N(0, I)" if reference is None else "gaussian",
-            "data_variance": v}
-    return LikelihoodEstimate(mean, stderr, int(x.shape[0] * num_samples * per_draw), time.perf_counter() - start,
-                              "elbo-continuous", info)
+    info = {
+        "num_samples": int(num_samples),
+        "t_min": float(t_min),
+        "u_min": u_min,
+        "score": mode,
+        "reference": "N(0, I)" if reference is None else "gaussian",
+        "data_variance": v,
+    }
+    return LikelihoodEstimate(
+        mean, stderr, int(x.shape[0] * num_samples * per_draw), time.perf_counter() - start, "elbo-continuous", info
+    )
 
 
 # ---------------------------------------------------------------------------------------------

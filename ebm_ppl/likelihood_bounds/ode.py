@@ -82,9 +82,16 @@ def _solve(energy, reference, x0, probes, clock, mode, exact_trace, rtol, atol, 
     num_traces = 1 if exact_trace else probes.shape[1]
     state0 = (x0, jnp.zeros((n, num_traces), x0.dtype))
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), diffrax.Tsit5(), t0=0.0, t1=clock.u_max, dt0=None, y0=state0,
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=max_steps,
-        saveat=diffrax.SaveAt(t1=True), throw=False,
+        diffrax.ODETerm(field),
+        diffrax.Tsit5(),
+        t0=0.0,
+        t1=clock.u_max,
+        dt0=None,
+        y0=state0,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+        saveat=diffrax.SaveAt(t1=True),
+        throw=False,
     )
     x_T, delta = sol.ys
     x_T, delta = x_T[-1], delta[-1]
@@ -92,9 +99,20 @@ def _solve(energy, reference, x0, probes, clock, mode, exact_trace, rtol, atol, 
     return prior[:, None] + delta, sol.stats["num_steps"], sol.result == diffrax.RESULTS.successful
 
 
-def ode_log_prob(energy, key, x, *, num_probes: int = 8, exact_trace: bool = False, rtol: float = 1e-5,
-                 atol: float = 1e-5, score: str = "auto", reference=None, batch_size: int = 256,
-                 max_steps: int = 4096) -> LikelihoodEstimate:
+def ode_log_prob(
+    energy,
+    key,
+    x,
+    *,
+    num_probes: int = 8,
+    exact_trace: bool = False,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    score: str = "auto",
+    reference=None,
+    batch_size: int = 256,
+    max_steps: int = 4096,
+) -> LikelihoodEstimate:
     """Per-example log-likelihood of the probability-flow ODE in data space (nats), with stderr.
 
     Args:
@@ -128,11 +146,23 @@ def ode_log_prob(energy, key, x, *, num_probes: int = 8, exact_trace: bool = Fal
             xb = jnp.asarray(x[lo : lo + batch_size], jnp.float64)
             key, sub = jax.random.split(key)
             probes = jax.random.rademacher(sub, (xb.shape[0], int(num_probes)) + xb.shape[1:], jnp.float64)
-            logp, nsteps, ok = _solve(energy64, reference64, xb, probes, clock, mode, bool(exact_trace), float(rtol),
-                                      float(atol), int(max_steps))
+            logp, nsteps, ok = _solve(
+                energy64,
+                reference64,
+                xb,
+                probes,
+                clock,
+                mode,
+                bool(exact_trace),
+                float(rtol),
+                float(atol),
+                int(max_steps),
+            )
             if not bool(ok):
-                raise RuntimeError(f"ode_log_prob: diffrax did not reach u_T within max_steps={max_steps} "
-                                   f"(rtol={rtol}, atol={atol}); raise max_steps or loosen the tolerance")
+                raise RuntimeError(
+                    f"ode_log_prob: diffrax did not reach u_T within max_steps={max_steps} "
+                    f"(rtol={rtol}, atol={atol}); raise max_steps or loosen the tolerance"
+                )
             out.append(np.asarray(logp, np.float64))
             steps.append(int(nsteps))
     samples = np.concatenate(out, axis=0)
@@ -141,7 +171,14 @@ def ode_log_prob(energy, key, x, *, num_probes: int = 8, exact_trace: bool = Fal
     # Tsit5: 6 field evaluations per step; each = one score (+ its linearisation) and one JVP per probe
     jvps = D if exact_trace else int(num_probes)
     evals = int(sum(s * 6 * min(batch_size, n) for s in steps) * evals_per_score * (1 + jvps))
-    info = {"num_steps": steps, "rtol": rtol, "atol": atol, "num_probes": None if exact_trace else int(num_probes),
-            "exact_trace": bool(exact_trace), "score": mode,
-            "reference": "N(0, I)" if reference is None else "gaussian", "u_max": clock.u_max}
+    info = {
+        "num_steps": steps,
+        "rtol": rtol,
+        "atol": atol,
+        "num_probes": None if exact_trace else int(num_probes),
+        "exact_trace": bool(exact_trace),
+        "score": mode,
+        "reference": "N(0, I)" if reference is None else "gaussian",
+        "u_max": clock.u_max,
+    }
     return LikelihoodEstimate(mean, stderr, evals, time.perf_counter() - start, "ode", info)

@@ -32,9 +32,8 @@ from ebm_ppl.logz.estimate import LogZEstimate
 from ebm_ppl.logz.kernels import ANNEAL_CHUNK, TRANSITIONS
 from ebm_ppl.logz.ladder_estimator import ladder
 from ebm_ppl.logz.path import AnnealingPath, as_energy
-from ebm_ppl.logz.reliability import (ESS_FLOOR, KHAT_MAX, UnreliableLogZWarning, check_reliability,
-                                      pareto_khat)
 from ebm_ppl.logz.pilot import pilot_grad_count, pilot_path
+from ebm_ppl.logz.reliability import ESS_FLOOR, KHAT_MAX, UnreliableLogZWarning, check_reliability, pareto_khat
 from ebm_ppl.logz.tempered_smc import smc
 
 __all__ = [

@@ -10,10 +10,10 @@ import numpy as np
 
 from ebm_ppl.annealing_frames import from_model_batch, to_model_batch
 from ebm_ppl.logz.estimate import LogZEstimate, _curve, _weight_stats
-from ebm_ppl.logz.reliability import check_reliability, pareto_khat
 from ebm_ppl.logz.kernels import _run_path
 from ebm_ppl.logz.path import AnnealingPath, _check_level, _grad_count, _log_z_top, _path_frame, _reverse, as_energy
 from ebm_ppl.logz.pilot import pilot_path
+from ebm_ppl.logz.reliability import check_reliability, pareto_khat
 
 __all__ = ["ais", "reverse_ais", "bdmc"]
 
@@ -23,12 +23,29 @@ def _stage(progress, name):
     return None if progress is None else (lambda done, total: progress(name, done, total))
 
 
-def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: int | None = None,
-        num_steps: int = 2, transition: str = "mala", persistence: float = 0.9, num_leapfrog: int = 1,
-        path: AnnealingPath | None = None,
-        pilot_particles: int = 64, pilot_bridges_per_level: int = 32, target_accept: float | None = None,
-        spacing: str = "adaptive", batch_size: int | None = None, data_shape=None, return_samples: bool = False,
-        mesh=None, frame="fit", progress=None):
+def ais(
+    energy,
+    key,
+    *,
+    level: int = 0,
+    num_particles: int = 512,
+    num_bridges: int | None = None,
+    num_steps: int = 2,
+    transition: str = "mala",
+    persistence: float = 0.9,
+    num_leapfrog: int = 1,
+    path: AnnealingPath | None = None,
+    pilot_particles: int = 64,
+    pilot_bridges_per_level: int = 32,
+    target_accept: float | None = None,
+    spacing: str = "adaptive",
+    batch_size: int | None = None,
+    data_shape=None,
+    return_samples: bool = False,
+    mesh=None,
+    frame="fit",
+    progress=None,
+):
     """Annealed importance sampling from N(0, I) (level T) down to ``level``.
 
     Args:
@@ -77,15 +94,28 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
     k_pilot, k_init, k_run = jax.random.split(key, 3)
     pilot_grads, meta = 0, {}
     if path is None:
-        path, pilot_grads, meta = pilot_path(energy, k_pilot, level=level, num_bridges=num_bridges,
-                                             num_steps=num_steps, pilot_particles=pilot_particles,
-                                             pilot_bridges_per_level=pilot_bridges_per_level,
-                                             target_accept=target_accept, spacing=spacing,
-                                             batch_size=batch_size, transition=transition, persistence=persistence,
-                                             num_leapfrog=num_leapfrog, mesh=mesh, frame=frame, progress=progress)
+        path, pilot_grads, meta = pilot_path(
+            energy,
+            k_pilot,
+            level=level,
+            num_bridges=num_bridges,
+            num_steps=num_steps,
+            pilot_particles=pilot_particles,
+            pilot_bridges_per_level=pilot_bridges_per_level,
+            target_accept=target_accept,
+            spacing=spacing,
+            batch_size=batch_size,
+            transition=transition,
+            persistence=persistence,
+            num_leapfrog=num_leapfrog,
+            mesh=mesh,
+            frame=frame,
+            progress=progress,
+        )
     y0 = jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape))
-    y, inc, acc, _, _ = _run_path(energy, k_run, y0, path, num_steps, batch_size=batch_size, mesh=mesh,
-                                  progress=_stage(progress, "anneal"))
+    y, inc, acc, _, _ = _run_path(
+        energy, k_run, y0, path, num_steps, batch_size=batch_size, mesh=mesh, progress=_stage(progress, "anneal")
+    )
     log_w = np.cumsum(inc.astype(np.float64), axis=0)  # (J, N), float64
     top = _log_z_top(energy)
     frame_used = _path_frame(energy, path)
@@ -99,25 +129,62 @@ def ais(energy, key, *, level: int = 0, num_particles: int = 512, num_bridges: i
     lz, se, ess = _weight_stats(final)
     lz += log_c[level]
     grads = _grad_count(path, T, num_steps, num_particles)[1] + pilot_grads
-    meta.update({"num_particles": num_particles, "num_bridges": int(len(path.beta)), "num_steps": num_steps,
-                 "transition": path.transition, "persistence": float(path.persistence),
-                 "num_leapfrog": int(path.num_leapfrog), "acceptance": float(np.mean(acc)),
-                 "pilot_grad_evals": int(pilot_grads), "devices": 1 if mesh is None else int(mesh.devices.size)})
-    est = LogZEstimate(log_z=top + lz, stderr=se, ess=ess, num_energy_evals=grads, num_grad_evals=grads,
-                       curve=_curve(final, top + log_c[level]), method="ais", level=level, lower=top + lz, levels=levels,
-                       meta=meta, khat=pareto_khat(final), log_weights=[float(v) for v in final])
+    meta.update(
+        {
+            "num_particles": num_particles,
+            "num_bridges": int(len(path.beta)),
+            "num_steps": num_steps,
+            "transition": path.transition,
+            "persistence": float(path.persistence),
+            "num_leapfrog": int(path.num_leapfrog),
+            "acceptance": float(np.mean(acc)),
+            "pilot_grad_evals": int(pilot_grads),
+            "devices": 1 if mesh is None else int(mesh.devices.size),
+        }
+    )
+    est = LogZEstimate(
+        log_z=top + lz,
+        stderr=se,
+        ess=ess,
+        num_energy_evals=grads,
+        num_grad_evals=grads,
+        curve=_curve(final, top + log_c[level]),
+        method="ais",
+        level=level,
+        lower=top + lz,
+        levels=levels,
+        meta=meta,
+        khat=pareto_khat(final),
+        log_weights=[float(v) for v in final],
+    )
     check_reliability(est, "logz.ais", stacklevel=3)
     if return_samples:
         return est, to_model_batch(frame_used, y, level), final
     return est
 
 
-def reverse_ais(energy, key, samples, *, level: int = 0, path: AnnealingPath | None = None,
-                num_bridges: int | None = None, num_steps: int = 2, transition: str = "mala",
-                persistence: float = 0.9, num_leapfrog: int = 1, pilot_particles: int = 64,
-                pilot_bridges_per_level: int = 32,
-                target_accept: float | None = None, spacing: str = "adaptive", batch_size: int | None = None,
-                data_shape=None, mesh=None, frame="fit", progress=None):
+def reverse_ais(
+    energy,
+    key,
+    samples,
+    *,
+    level: int = 0,
+    path: AnnealingPath | None = None,
+    num_bridges: int | None = None,
+    num_steps: int = 2,
+    transition: str = "mala",
+    persistence: float = 0.9,
+    num_leapfrog: int = 1,
+    pilot_particles: int = 64,
+    pilot_bridges_per_level: int = 32,
+    target_accept: float | None = None,
+    spacing: str = "adaptive",
+    batch_size: int | None = None,
+    data_shape=None,
+    mesh=None,
+    frame="fit",
+    progress=None,
+):
     """Reverse AIS from ``samples`` of level ``level`` (model space, shape (N, *data_shape)) up to N(0, I).
 
     With exact samples of exp f(., level) / Z (an oracle's ``sample``) the result is a stochastic
@@ -132,35 +199,86 @@ def reverse_ais(energy, key, samples, *, level: int = 0, path: AnnealingPath | N
     pilot_grads, meta = 0, {}
     k_pilot, k_run = jax.random.split(key)
     if path is None:
-        path, pilot_grads, meta = pilot_path(energy, k_pilot, level=level, num_bridges=num_bridges,
-                                             num_steps=num_steps, pilot_particles=pilot_particles,
-                                             pilot_bridges_per_level=pilot_bridges_per_level,
-                                             target_accept=target_accept, spacing=spacing,
-                                             batch_size=batch_size, transition=transition, persistence=persistence,
-                                             num_leapfrog=num_leapfrog, mesh=mesh, frame=frame, progress=progress)
+        path, pilot_grads, meta = pilot_path(
+            energy,
+            k_pilot,
+            level=level,
+            num_bridges=num_bridges,
+            num_steps=num_steps,
+            pilot_particles=pilot_particles,
+            pilot_bridges_per_level=pilot_bridges_per_level,
+            target_accept=target_accept,
+            spacing=spacing,
+            batch_size=batch_size,
+            transition=transition,
+            persistence=persistence,
+            num_leapfrog=num_leapfrog,
+            mesh=mesh,
+            frame=frame,
+            progress=progress,
+        )
     frame_used = _path_frame(energy, path)
     samples = from_model_batch(frame_used, samples, level)  # to the path's coordinates at the level
     rev, rev_start = _reverse(path)
-    _, inc, acc, _, _ = _run_path(energy, k_run, samples, rev, num_steps, batch_size=batch_size, start=rev_start,
-                                  mesh=mesh, progress=_stage(progress, "reverse anneal"))
+    _, inc, acc, _, _ = _run_path(
+        energy,
+        k_run,
+        samples,
+        rev,
+        num_steps,
+        batch_size=batch_size,
+        start=rev_start,
+        mesh=mesh,
+        progress=_stage(progress, "reverse anneal"),
+    )
     log_w = np.sum(inc.astype(np.float64), axis=0)  # estimates log Z_T / Z_level
     lz, se, ess = _weight_stats(log_w)
     top = _log_z_top(energy)
     n = samples.shape[0]
     grads = _grad_count(rev, T, num_steps, n)[1] + pilot_grads
-    meta.update({"num_particles": int(n), "num_bridges": int(len(rev.beta)), "num_steps": num_steps,
-                 "acceptance": float(np.mean(acc))})
+    meta.update(
+        {
+            "num_particles": int(n),
+            "num_bridges": int(len(rev.beta)),
+            "num_steps": num_steps,
+            "acceptance": float(np.mean(acc)),
+        }
+    )
     log_det = float(frame_used.log_det[level])
     lz -= log_det
-    est = LogZEstimate(log_z=top - lz, stderr=se, ess=ess, num_energy_evals=grads, num_grad_evals=grads,
-                        curve=_curve(log_w, top + log_det, -1.0), method="reverse_ais", level=level, upper=top - lz,
-                        meta=meta, khat=pareto_khat(log_w), log_weights=[float(v) for v in log_w])
+    est = LogZEstimate(
+        log_z=top - lz,
+        stderr=se,
+        ess=ess,
+        num_energy_evals=grads,
+        num_grad_evals=grads,
+        curve=_curve(log_w, top + log_det, -1.0),
+        method="reverse_ais",
+        level=level,
+        upper=top - lz,
+        meta=meta,
+        khat=pareto_khat(log_w),
+        log_weights=[float(v) for v in log_w],
+    )
     check_reliability(est, "logz.reverse_ais", stacklevel=3)
     return est
 
 
-def bdmc(energy, key, samples=None, *, level: int = 0, num_particles: int = 512, num_bridges: int | None = None,
-         num_steps: int = 2, batch_size: int | None = None, mesh=None, frame="fit", progress=None, **pilot):
+def bdmc(
+    energy,
+    key,
+    samples=None,
+    *,
+    level: int = 0,
+    num_particles: int = 512,
+    num_bridges: int | None = None,
+    num_steps: int = 2,
+    batch_size: int | None = None,
+    mesh=None,
+    frame="fit",
+    progress=None,
+    **pilot,
+):
     """Bidirectional Monte Carlo: forward AIS (stochastic lower bound) and reverse AIS from
     ``samples`` of the level (stochastic upper bound) on the same tuned path (and ``frame``, see
     :func:`ais`). Without ``samples`` an oracle's exact ``energy.sample(key, num_particles, level)`` is
@@ -169,21 +287,59 @@ def bdmc(energy, key, samples=None, *, level: int = 0, num_particles: int = 512,
     energy = as_energy(energy)
     level = _check_level(energy, level)
     k_pilot, k_fwd, k_rev, k_smp = jax.random.split(key, 4)
-    path, pilot_grads, meta = pilot_path(energy, k_pilot, level=level, num_bridges=num_bridges,
-                                         num_steps=num_steps, batch_size=batch_size, mesh=mesh, frame=frame,
-                                         progress=progress, **pilot)
+    path, pilot_grads, meta = pilot_path(
+        energy,
+        k_pilot,
+        level=level,
+        num_bridges=num_bridges,
+        num_steps=num_steps,
+        batch_size=batch_size,
+        mesh=mesh,
+        frame=frame,
+        progress=progress,
+        **pilot,
+    )
     if samples is None:
         if not hasattr(energy, "sample"):
-            raise ValueError("bdmc needs exact samples of the level: pass samples=... (e.g. held-out data "
-                             "noised to the level), or use an oracle that has .sample")
+            raise ValueError(
+                "bdmc needs exact samples of the level: pass samples=... (e.g. held-out data "
+                "noised to the level), or use an oracle that has .sample"
+            )
         samples = energy.sample(k_smp, num_particles, level)
-    fwd = ais(energy, k_fwd, level=level, num_particles=num_particles, num_steps=num_steps, path=path,
-              batch_size=batch_size, mesh=mesh, progress=progress)
-    rev = reverse_ais(energy, k_rev, samples, level=level, num_steps=num_steps, path=path, batch_size=batch_size,
-                      mesh=mesh, progress=progress)
+    fwd = ais(
+        energy,
+        k_fwd,
+        level=level,
+        num_particles=num_particles,
+        num_steps=num_steps,
+        path=path,
+        batch_size=batch_size,
+        mesh=mesh,
+        progress=progress,
+    )
+    rev = reverse_ais(
+        energy,
+        k_rev,
+        samples,
+        level=level,
+        num_steps=num_steps,
+        path=path,
+        batch_size=batch_size,
+        mesh=mesh,
+        progress=progress,
+    )
     grads = fwd.num_grad_evals + rev.num_grad_evals + pilot_grads
-    meta.update({"gap": rev.upper - fwd.lower, "reverse_stderr": rev.stderr, "reverse_ess": rev.ess,
-                 "reverse_khat": rev.khat,
-                 "num_particles": num_particles, "num_bridges": int(len(path.beta)), "num_steps": num_steps})
-    return dataclasses.replace(fwd, method="bdmc", upper=rev.upper, lower=fwd.lower, num_grad_evals=grads,
-                               num_energy_evals=grads, meta=meta)
+    meta.update(
+        {
+            "gap": rev.upper - fwd.lower,
+            "reverse_stderr": rev.stderr,
+            "reverse_ess": rev.ess,
+            "reverse_khat": rev.khat,
+            "num_particles": num_particles,
+            "num_bridges": int(len(path.beta)),
+            "num_steps": num_steps,
+        }
+    )
+    return dataclasses.replace(
+        fwd, method="bdmc", upper=rev.upper, lower=fwd.lower, num_grad_evals=grads, num_energy_evals=grads, meta=meta
+    )

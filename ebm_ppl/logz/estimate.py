@@ -78,7 +78,7 @@ class LogZEstimate:
         return _jsonable(d)
 
     @classmethod
-    def from_json(cls, d: dict) -> "LogZEstimate":
+    def from_json(cls, d: dict) -> LogZEstimate:
         d = dict(d)
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
@@ -94,7 +94,7 @@ class LogZEstimate:
     def dumps(self) -> str:
         return json.dumps(self.to_json())
 
-    def at_level(self, t: int) -> "LogZEstimate":
+    def at_level(self, t: int) -> LogZEstimate:
         """The estimate for another level this run passed (same budget fields, curve empty)."""
         t = int(t)
         if t == self.level:
@@ -103,9 +103,18 @@ class LogZEstimate:
             raise KeyError(f"this {self.method} run did not pass level {t}; levels: {sorted(self.levels)}")
         e = self.levels[t]
         khat = e.get("khat")
-        return dataclasses.replace(self, log_z=e["log_z"], stderr=e["stderr"], ess=e["ess"], level=t,
-                                   curve=[], lower=None, upper=None, log_weights=None,
-                                   khat=math.nan if khat is None else float(khat))
+        return dataclasses.replace(
+            self,
+            log_z=e["log_z"],
+            stderr=e["stderr"],
+            ess=e["ess"],
+            level=t,
+            curve=[],
+            lower=None,
+            upper=None,
+            log_weights=None,
+            khat=math.nan if khat is None else float(khat),
+        )
 
 
 def _jsonable(obj):

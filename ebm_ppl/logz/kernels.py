@@ -127,8 +127,9 @@ def _hmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, n
     return _Cache(y, f, g, p0), jnp.mean(accept.astype(jnp.float32))
 
 
-def _anneal_body(energy, frame_arrays, num_steps, adapt, target_accept, adapt_gain, transition, persistence,
-                 num_leapfrog=1):
+def _anneal_body(
+    energy, frame_arrays, num_steps, adapt, target_accept, adapt_gain, transition, persistence, num_leapfrog=1
+):
     """The scan body of one bridge: reweight to the bridge, then ``num_steps`` MCMC moves."""
     evaluate = _pair_value_and_grad(energy, frame_arrays)
     event_axes = tuple(range(1, 1 + len(energy.data_shape)))
@@ -167,13 +168,28 @@ def _anneal_start(energy, frame_arrays, key, y0, start):
     return _Cache(y0, f0, g0, jax.random.normal(jax.random.fold_in(key, 1), y0.shape, y0.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("num_steps", "adapt", "transition", "persistence", "unroll",
-                                             "num_leapfrog"))
-def _anneal_chunk(energy, frame_arrays, carry, xs, target_accept, adapt_gain, *, num_steps, adapt, transition,
-                  persistence, unroll, num_leapfrog=1):
+@functools.partial(
+    jax.jit, static_argnames=("num_steps", "adapt", "transition", "persistence", "unroll", "num_leapfrog")
+)
+def _anneal_chunk(
+    energy,
+    frame_arrays,
+    carry,
+    xs,
+    target_accept,
+    adapt_gain,
+    *,
+    num_steps,
+    adapt,
+    transition,
+    persistence,
+    unroll,
+    num_leapfrog=1,
+):
     """A run of bridges; the compilation is cached across calls (the energy is an argument)."""
-    body = _anneal_body(energy, frame_arrays, num_steps, adapt, target_accept, adapt_gain, transition, persistence,
-                        num_leapfrog)
+    body = _anneal_body(
+        energy, frame_arrays, num_steps, adapt, target_accept, adapt_gain, transition, persistence, num_leapfrog
+    )
     return jax.lax.scan(body, carry, xs, unroll=unroll)
 
 
@@ -190,8 +206,25 @@ def _runs_on_network(energy) -> bool:
     return isinstance(energy, NetworkEnergy)
 
 
-def _anneal(energy, frame_arrays, key, y0, start, t_hi, t_lo, beta, eps, num_steps, adapt, target_accept,
-            adapt_gain, transition="mala", persistence=0.9, num_leapfrog=1, progress=None):
+def _anneal(
+    energy,
+    frame_arrays,
+    key,
+    y0,
+    start,
+    t_hi,
+    t_lo,
+    beta,
+    eps,
+    num_steps,
+    adapt,
+    target_accept,
+    adapt_gain,
+    transition="mala",
+    persistence=0.9,
+    num_leapfrog=1,
+    progress=None,
+):
     """Run bridges j = 1..J from ``y0`` ~ the start density ``start = (t_hi, t_lo, beta)``; returns
     (final positions, per-bridge increments (J, N), acceptance (J,), sd of f_lo - f_hi (J,), step
     sizes used (J,)). ``progress(bridges_done)`` is called after each jitted chunk (with it, analytic
@@ -208,9 +241,20 @@ def _anneal(energy, frame_arrays, key, y0, start, t_hi, t_lo, beta, eps, num_ste
     outputs = []
     for first in range(0, t_hi.shape[0], chunk):
         piece = jax.tree_util.tree_map(lambda a: a[first : first + chunk], xs)
-        carry, out = _anneal_chunk(energy, frame_arrays, carry, piece, target_accept, adapt_gain, num_steps=num_steps,
-                                   adapt=adapt, transition=transition, persistence=persistence,
-                                   unroll=unroll, num_leapfrog=int(num_leapfrog))
+        carry, out = _anneal_chunk(
+            energy,
+            frame_arrays,
+            carry,
+            piece,
+            target_accept,
+            adapt_gain,
+            num_steps=num_steps,
+            adapt=adapt,
+            transition=transition,
+            persistence=persistence,
+            unroll=unroll,
+            num_leapfrog=int(num_leapfrog),
+        )
         outputs.append(out)
         if progress is not None:
             jax.block_until_ready(out)
@@ -222,8 +266,21 @@ def _anneal(energy, frame_arrays, key, y0, start, t_hi, t_lo, beta, eps, num_ste
 TRANSITIONS = ("ghmc", "hmc", "mala")
 
 
-def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, target_accept=0.65,
-              adapt_gain=1.0, batch_size=None, start=None, mesh=None, progress=None):
+def _run_path(
+    energy,
+    key,
+    y0,
+    path: AnnealingPath,
+    num_steps,
+    *,
+    adapt=False,
+    target_accept=0.65,
+    adapt_gain=1.0,
+    batch_size=None,
+    start=None,
+    mesh=None,
+    progress=None,
+):
     """Run ``path`` in batches of particles; returns (y, increments (J, N) float32, acc, spread, steps).
 
     ``progress(done, total)``: called as bridges x batches are done (None: silent).
@@ -249,12 +306,24 @@ def _run_path(energy, key, y0, path: AnnealingPath, num_steps, *, adapt=False, t
         yb = y0[first : first + batch_size]
         if mesh is not None and yb.shape[0] % sharding.num_devices(mesh) == 0:
             yb = sharding.shard_batch(yb, mesh)
-        outs.append(_anneal(energy, frame_arrays, k, yb, start, *args, num_steps=num_steps, adapt=adapt,
-                            transition=path.transition, persistence=float(path.persistence),
-                            num_leapfrog=int(path.num_leapfrog),
-                            target_accept=target_accept, adapt_gain=adapt_gain,
-                            progress=None if progress is None else
-                            (lambda done, i=i: progress(i * J + done, num_batches * J))))
+        outs.append(
+            _anneal(
+                energy,
+                frame_arrays,
+                k,
+                yb,
+                start,
+                *args,
+                num_steps=num_steps,
+                adapt=adapt,
+                transition=path.transition,
+                persistence=float(path.persistence),
+                num_leapfrog=int(path.num_leapfrog),
+                target_accept=target_accept,
+                adapt_gain=adapt_gain,
+                progress=None if progress is None else (lambda done, i=i: progress(i * J + done, num_batches * J)),
+            )
+        )
     y = jnp.concatenate([o[0] for o in outs])
     inc = np.concatenate([np.asarray(o[1]) for o in outs], axis=1)
     acc = np.mean([np.asarray(o[2]) for o in outs], axis=0)

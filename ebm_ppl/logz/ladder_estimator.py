@@ -9,14 +9,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.logz.estimate import LogZEstimate, _weight_stats
-from ebm_ppl.logz.reliability import pareto_khat
 from ebm_ppl.logz.path import _check_level, _dim, _log_z_top, _model_scales, as_energy
+from ebm_ppl.logz.reliability import pareto_khat
 
 __all__ = ["ladder"]
 
 
-def ladder(energy, key, *, level: int = 0, num_samples: int = 1024, samples: dict | None = None,
-           inner: str = "langevin", num_inner_steps: int = 30, batch_size: int | None = None):
+def ladder(
+    energy,
+    key,
+    *,
+    level: int = 0,
+    num_samples: int = 1024,
+    samples: dict | None = None,
+    inner: str = "langevin",
+    num_inner_steps: int = 30,
+    batch_size: int | None = None,
+):
     """log Z_level = log Z_T + sum_t log mean_i exp(h_t(x_i) - h_{t+1}(x_i)) + D log c_level, x_i ~ level t+1.
 
     The paper's App. A.6 estimator, written on the diffusion's own scale x_t = y_t / c_t
@@ -45,8 +54,14 @@ def ladder(energy, key, *, level: int = 0, num_samples: int = 1024, samples: dic
             trajs = []
             for i, first in enumerate(range(0, num_samples, bs)):
                 n = min(bs, num_samples - first)
-                _, traj = progressive.sample(energy, jax.random.fold_in(k_prog, i), n, inner=inner,
-                                             num_inner_steps=num_inner_steps, return_levels=True)
+                _, traj = progressive.sample(
+                    energy,
+                    jax.random.fold_in(k_prog, i),
+                    n,
+                    inner=inner,
+                    num_inner_steps=num_inner_steps,
+                    return_levels=True,
+                )
                 trajs.append(np.asarray(traj))
             traj = np.concatenate(trajs, axis=1)  # (T, M, ...) for t = T-1..0, diffusion scale
             for t in range(level + 1, T):
@@ -66,8 +81,12 @@ def ladder(energy, key, *, level: int = 0, num_samples: int = 1024, samples: dic
     for t in range(T - 1, level - 1, -1):
         x = jnp.asarray(samples[t + 1], jnp.float32) / c[t + 1]
         bs = 4096 if batch_size is None else int(batch_size)  # memory: oracles in high D build (n, D, D) terms
-        lr = np.concatenate([np.asarray(log_ratio(energy, x[i : i + bs], jnp.asarray(t, jnp.int32)), np.float64)
-                             for i in range(0, x.shape[0], bs)])
+        lr = np.concatenate(
+            [
+                np.asarray(log_ratio(energy, x[i : i + bs], jnp.asarray(t, jnp.int32)), np.float64)
+                for i in range(0, x.shape[0], bs)
+            ]
+        )
         lz, se, ess = _weight_stats(lr)
         total += lz
         var += se**2
@@ -81,7 +100,17 @@ def ladder(energy, key, *, level: int = 0, num_samples: int = 1024, samples: dic
     curve = [(int(m), float(top + log_c[level] + sum(_weight_stats(lr[:m])[0] for lr in curve_terms))) for m in ms]
     evals = int(grads + 2 * n_min * (T - level))
     total += log_c[level]
-    return LogZEstimate(log_z=total, stderr=math.sqrt(var), ess=ess_min, num_energy_evals=evals,
-                        num_grad_evals=int(grads), curve=curve, method="ladder", level=level, lower=total,
-                        levels=levels, khat=khat_max, meta={"num_samples": int(n_min), "inner": inner,
-                                             "num_inner_steps": num_inner_steps})
+    return LogZEstimate(
+        log_z=total,
+        stderr=math.sqrt(var),
+        ess=ess_min,
+        num_energy_evals=evals,
+        num_grad_evals=int(grads),
+        curve=curve,
+        method="ladder",
+        level=level,
+        lower=total,
+        levels=levels,
+        khat=khat_max,
+        meta={"num_samples": int(n_min), "inner": inner, "num_inner_steps": num_inner_steps},
+    )

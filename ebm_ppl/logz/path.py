@@ -99,8 +99,9 @@ def _model_scales(energy) -> np.ndarray:
     return np.asarray(sched.model_scales, np.float64)
 
 
-def _uniform_path(energy, level, bridges_per_level, step_size, transition="mala", persistence=0.9, num_leapfrog=1,
-                  frame=None):
+def _uniform_path(
+    energy, level, bridges_per_level, step_size, transition="mala", persistence=0.9, num_leapfrog=1, frame=None
+):
     T = energy.num_levels
     his, los, betas, ends = [], [], [], []
     for t in range(T - 1, level - 1, -1):
@@ -110,8 +111,17 @@ def _uniform_path(energy, level, bridges_per_level, step_size, transition="mala"
         betas += list(b)
         ends += [False] * (bridges_per_level - 1) + [True]
     J = len(his)
-    return AnnealingPath(np.array(his), np.array(los), np.array(betas), np.full(J, step_size), np.array(ends),
-                         transition, persistence, int(num_leapfrog), frame)
+    return AnnealingPath(
+        np.array(his),
+        np.array(los),
+        np.array(betas),
+        np.full(J, step_size),
+        np.array(ends),
+        transition,
+        persistence,
+        int(num_leapfrog),
+        frame,
+    )
 
 
 def _grad_count(path: AnnealingPath, T: int, num_steps: int, num_particles: int) -> tuple[int, int]:
@@ -152,5 +162,14 @@ def _reverse(path: AnnealingPath):
     eps = np.concatenate([[path.step_sizes[0]], path.step_sizes])
     start = (int(hi[-1]), int(lo[-1]), float(b[-1]))
     r = slice(len(hi) - 2, None, -1)
-    return AnnealingPath(hi[r], lo[r], b[r], eps[r], np.zeros(len(hi) - 1, bool), path.transition,
-                         path.persistence, path.num_leapfrog, path.frame), start
+    return AnnealingPath(
+        hi[r],
+        lo[r],
+        b[r],
+        eps[r],
+        np.zeros(len(hi) - 1, bool),
+        path.transition,
+        path.persistence,
+        path.num_leapfrog,
+        path.frame,
+    ), start

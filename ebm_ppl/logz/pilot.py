@@ -7,16 +7,43 @@ import numpy as np
 
 from ebm_ppl.annealing_frames import LevelFrame, fit_frame, identity_frame
 from ebm_ppl.logz.kernels import TRANSITIONS, _run_path
-from ebm_ppl.logz.path import (AnnealingPath, _default_bridges, _dim, _grad_count, _model_scales, _resolve_frame,
-                               _uniform_path, as_energy)
+from ebm_ppl.logz.path import (
+    AnnealingPath,
+    _default_bridges,
+    _dim,
+    _grad_count,
+    _model_scales,
+    _resolve_frame,
+    _uniform_path,
+    as_energy,
+)
 
 __all__ = ["pilot_path", "pilot_grad_count"]
 
 
-def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_particles=64,
-               pilot_bridges_per_level=32, target_accept=None, init_step_size=None, min_bridges_per_level=4,
-               spacing="adaptive", batch_size=None, transition="mala", persistence=0.9, num_leapfrog=1, mesh=None,
-               frame="identity", frame_particles=256, frame_bridges_per_level=16, progress=None):
+def pilot_path(
+    energy,
+    key,
+    *,
+    level=0,
+    num_bridges=None,
+    num_steps=2,
+    pilot_particles=64,
+    pilot_bridges_per_level=32,
+    target_accept=None,
+    init_step_size=None,
+    min_bridges_per_level=4,
+    spacing="adaptive",
+    batch_size=None,
+    transition="mala",
+    persistence=0.9,
+    num_leapfrog=1,
+    mesh=None,
+    frame="identity",
+    frame_particles=256,
+    frame_bridges_per_level=16,
+    progress=None,
+):
     """Tune an :class:`AnnealingPath` by a pilot run (its samples are then discarded).
 
     The pilot runs ``pilot_bridges_per_level`` uniform bridges per level with the step size adapted
@@ -34,17 +61,29 @@ def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_par
     Returns (path, pilot gradient count, meta).
     """
     energy = as_energy(energy)
-    opts = dict(level=level, num_bridges=num_bridges, num_steps=num_steps, pilot_particles=pilot_particles,
-                pilot_bridges_per_level=pilot_bridges_per_level, target_accept=target_accept,
-                init_step_size=init_step_size, min_bridges_per_level=min_bridges_per_level, spacing=spacing,
-                batch_size=batch_size, transition=transition, persistence=persistence, num_leapfrog=num_leapfrog,
-                mesh=mesh)
+    opts = dict(
+        level=level,
+        num_bridges=num_bridges,
+        num_steps=num_steps,
+        pilot_particles=pilot_particles,
+        pilot_bridges_per_level=pilot_bridges_per_level,
+        target_accept=target_accept,
+        init_step_size=init_step_size,
+        min_bridges_per_level=min_bridges_per_level,
+        spacing=spacing,
+        batch_size=batch_size,
+        transition=transition,
+        persistence=persistence,
+        num_leapfrog=num_leapfrog,
+        mesh=mesh,
+    )
     stage = (lambda name: None) if progress is None else (lambda name: lambda d, t: progress(name, d, t))
     if isinstance(frame, str) and frame == "fit":
         k_fit, k_tune = jax.random.split(key)
         fit_opts = dict(opts, pilot_particles=frame_particles, pilot_bridges_per_level=frame_bridges_per_level)
-        _, fit_grads, _, y_pilot = _pilot(energy, k_fit, identity_frame(energy), **fit_opts,
-                                          progress=stage("frame pilot"))
+        _, fit_grads, _, y_pilot = _pilot(
+            energy, k_fit, identity_frame(energy), **fit_opts, progress=stage("frame pilot")
+        )
         samples = np.asarray(y_pilot, np.float64) * _model_scales(energy)[level]  # identity frame: y = c x
         fitted = fit_frame(energy, samples, level)
         path, grads, meta, _ = _pilot(energy, k_tune, fitted, **opts, progress=stage("pilot"))
@@ -54,9 +93,19 @@ def pilot_path(energy, key, *, level=0, num_bridges=None, num_steps=2, pilot_par
     return path, grads, meta
 
 
-def pilot_grad_count(energy, *, level=0, num_steps=2, pilot_particles=64, pilot_bridges_per_level=32,
-                     frame="fit", frame_particles=256, frame_bridges_per_level=16, transition="mala",
-                     num_leapfrog=1) -> int:
+def pilot_grad_count(
+    energy,
+    *,
+    level=0,
+    num_steps=2,
+    pilot_particles=64,
+    pilot_bridges_per_level=32,
+    frame="fit",
+    frame_particles=256,
+    frame_bridges_per_level=16,
+    transition="mala",
+    num_leapfrog=1,
+) -> int:
     """Gradient evaluations :func:`pilot_path` spends with these options (to split a budget)."""
     energy = as_energy(energy)
     T = energy.num_levels
@@ -71,9 +120,27 @@ def pilot_grad_count(energy, *, level=0, num_steps=2, pilot_particles=64, pilot_
     return int(grads)
 
 
-def _pilot(energy, key, frame: LevelFrame, *, level, num_bridges, num_steps, pilot_particles, pilot_bridges_per_level,
-           target_accept, init_step_size, min_bridges_per_level, spacing, batch_size, transition, persistence,
-           num_leapfrog, mesh, progress=None):
+def _pilot(
+    energy,
+    key,
+    frame: LevelFrame,
+    *,
+    level,
+    num_bridges,
+    num_steps,
+    pilot_particles,
+    pilot_bridges_per_level,
+    target_accept,
+    init_step_size,
+    min_bridges_per_level,
+    spacing,
+    batch_size,
+    transition,
+    persistence,
+    num_leapfrog,
+    mesh,
+    progress=None,
+):
     """One pilot run in ``frame``; returns (path, gradient count, meta, final particles in the frame)."""
     T = energy.num_levels
     L = T - level
@@ -90,9 +157,18 @@ def _pilot(energy, key, frame: LevelFrame, *, level, num_bridges, num_steps, pil
     pilot = _uniform_path(energy, level, P, init_step_size, transition, persistence, num_leapfrog, frame)
     k_init, k_run = jax.random.split(key)
     y0 = jax.random.normal(k_init, (pilot_particles,) + tuple(energy.data_shape))
-    y_final, _, acc, spread, steps = _run_path(energy, k_run, y0, pilot, num_steps, adapt=True,
-                                         target_accept=target_accept, batch_size=batch_size, mesh=mesh,
-                                               progress=progress)
+    y_final, _, acc, spread, steps = _run_path(
+        energy,
+        k_run,
+        y0,
+        pilot,
+        num_steps,
+        adapt=True,
+        target_accept=target_accept,
+        batch_size=batch_size,
+        mesh=mesh,
+        progress=progress,
+    )
     pilot_grads = _grad_count(pilot, T, num_steps, pilot_particles)[1]
     u_pilot = np.repeat(np.arange(L), P) + np.tile(np.arange(1, P + 1) / P, L)
     spread = np.where(np.isfinite(spread), spread, np.nanmax(np.where(np.isfinite(spread), spread, 0)) + 1.0)
@@ -121,8 +197,21 @@ def _pilot(energy, key, frame: LevelFrame, *, level, num_bridges, num_steps, pil
         ends += [False] * (B - 1) + [True]
         us += list(k + b)
     log_steps = np.interp(np.array(us), u_pilot, np.log(steps))
-    path = AnnealingPath(np.array(his), np.array(los), np.array(betas), np.exp(log_steps), np.array(ends),
-                         transition, persistence, int(num_leapfrog), frame)
-    meta = {"pilot_acceptance": float(np.mean(acc)), "bridges_per_level": counts.tolist(),
-            "thermodynamic_length": float(seg_len.sum()), "thermodynamic_length_per_level": seg_len.tolist()}
+    path = AnnealingPath(
+        np.array(his),
+        np.array(los),
+        np.array(betas),
+        np.exp(log_steps),
+        np.array(ends),
+        transition,
+        persistence,
+        int(num_leapfrog),
+        frame,
+    )
+    meta = {
+        "pilot_acceptance": float(np.mean(acc)),
+        "bridges_per_level": counts.tolist(),
+        "thermodynamic_length": float(seg_len.sum()),
+        "thermodynamic_length_per_level": seg_len.tolist(),
+    }
     return path, pilot_grads, meta, y_final

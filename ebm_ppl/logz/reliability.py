@@ -88,8 +88,9 @@ def _bound_word(method) -> str:
 
 def unreliable_note(method) -> str:
     """The sentence that replaces "standard error" for an unreliable estimate."""
-    return (f"stderr is a lower bound on the error, not a standard error; log Z is a stochastic "
-            f"{_bound_word(method)} bound")
+    return (
+        f"stderr is a lower bound on the error, not a standard error; log Z is a stochastic {_bound_word(method)} bound"
+    )
 
 
 def _entry_stats(entry) -> tuple[float, float, int | None, int, str]:
@@ -108,8 +109,13 @@ def _entry_stats(entry) -> tuple[float, float, int | None, int, str]:
             khat = row.get("khat")
         return _number(khat), _number(get("ess")), meta.get("num_particles"), level, get("method") or "ais"
     meta = getattr(entry, "meta", {}) or {}
-    return (_number(getattr(entry, "khat", math.nan)), _number(entry.ess), meta.get("num_particles"),
-            int(entry.level), entry.method)
+    return (
+        _number(getattr(entry, "khat", math.nan)),
+        _number(entry.ess),
+        meta.get("num_particles"),
+        int(entry.level),
+        entry.method,
+    )
 
 
 def check_reliability(entry_or_estimate, where: str, *, stacklevel: int = 2) -> bool:
@@ -122,13 +128,19 @@ def check_reliability(entry_or_estimate, where: str, *, stacklevel: int = 2) -> 
     if entry_or_estimate is None:
         return True
     khat, ess, n, level, method = _entry_stats(entry_or_estimate)
-    if isinstance(entry_or_estimate, dict) and entry_or_estimate.get("ess") is None and \
-            not entry_or_estimate.get("stderr"):
+    if (
+        isinstance(entry_or_estimate, dict)
+        and entry_or_estimate.get("ess") is None
+        and not entry_or_estimate.get("stderr")
+    ):
         return True  # a value given by hand / exact: nothing to judge
     ok, why = reliability(khat, ess, n)
     if not ok:
-        warnings.warn(f"{where}: log Z of level {level} ({method}) is unreliable ({why}): {unreliable_note(method)}; "
-                      f"re-estimate it with more particles and bridges (ebm-ppl logz CKPT --level {level} "
-                      f"--samples N --bridges B --write) or use a level whose log Z is reliable",
-                      UnreliableLogZWarning, stacklevel=stacklevel)
+        warnings.warn(
+            f"{where}: log Z of level {level} ({method}) is unreliable ({why}): {unreliable_note(method)}; "
+            f"re-estimate it with more particles and bridges (ebm-ppl logz CKPT --level {level} "
+            f"--samples N --bridges B --write) or use a level whose log Z is reliable",
+            UnreliableLogZWarning,
+            stacklevel=stacklevel,
+        )
     return ok

@@ -15,9 +15,19 @@ from ebm_ppl.logz.pilot import pilot_path
 __all__ = ["smc"]
 
 
-def smc(energy, key, *, level: int = 0, num_particles: int = 1024, num_mcmc_steps: int = 4,
-        target_ess: float = 0.5, step_size: float | None = None, max_steps: int = 1000, data_shape=None,
-        mesh=None):
+def smc(
+    energy,
+    key,
+    *,
+    level: int = 0,
+    num_particles: int = 1024,
+    num_mcmc_steps: int = 4,
+    target_ess: float = 0.5,
+    step_size: float | None = None,
+    max_steps: int = 1000,
+    data_shape=None,
+    mesh=None,
+):
     """Adaptive tempered SMC (BlackJAX) from the prior N(0, I) to exp f(., level), MALA moves with a
     fixed step size ``step_size`` in BlackJAX's convention (proposal y + h grad + sqrt(2 h) xi; default:
     h = eps^2 / 2 from a short AIS pilot at the level). log Z = log Z_T + sum of
@@ -33,8 +43,9 @@ def smc(energy, key, *, level: int = 0, num_particles: int = 1024, num_mcmc_step
     k_pilot, k_init, k_run = jax.random.split(key, 3)
     pilot_grads = 0
     if step_size is None:
-        path, pilot_grads, _ = pilot_path(energy, k_pilot, level=level, num_bridges=8 * (T - level),
-                                          pilot_particles=32, pilot_bridges_per_level=8)
+        path, pilot_grads, _ = pilot_path(
+            energy, k_pilot, level=level, num_bridges=8 * (T - level), pilot_particles=32, pilot_bridges_per_level=8
+        )
         # the pilot's MALA step is the proposal noise std eps in the diffusion scale x; BlackJAX's MALA
         # proposes y + h grad + sqrt(2 h) xi in model space y = c x, so h = (c eps)^2 / 2
         step_size = 0.5 * float(_model_scales(energy)[level] * path.step_sizes[-1]) ** 2
@@ -47,14 +58,21 @@ def smc(energy, key, *, level: int = 0, num_particles: int = 1024, num_mcmc_step
         return energy.log_density(y, level) - logprior(y)
 
     algo = blackjax.adaptive_tempered_smc(
-        logprior, loglik, blackjax.mala.build_kernel(), blackjax.mala.init,
-        {"step_size": jnp.array([step_size])}, resampling.systematic, target_ess, num_mcmc_steps=num_mcmc_steps,
+        logprior,
+        loglik,
+        blackjax.mala.build_kernel(),
+        blackjax.mala.init,
+        {"step_size": jnp.array([step_size])},
+        resampling.systematic,
+        target_ess,
+        num_mcmc_steps=num_mcmc_steps,
     )
     from ebm_ppl import sharding
 
     # particles split over the mesh (None: one device); resampling gathers across devices (compiler)
-    y_init = sharding.maybe_shard_batch(jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape)),
-                                        mesh, "number of SMC particles")
+    y_init = sharding.maybe_shard_batch(
+        jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape)), mesh, "number of SMC particles"
+    )
     state = algo.init(y_init)
     step = jax.jit(algo.step)
     log_z, n_steps = 0.0, 0
@@ -69,8 +87,20 @@ def smc(energy, key, *, level: int = 0, num_particles: int = 1024, num_mcmc_step
     evals = grads + num_particles * n_steps * learned
     w = np.asarray(state.weights, np.float64)
     ess = float(1.0 / np.sum(w**2))
-    return LogZEstimate(log_z=float(log_z), stderr=math.nan, ess=ess, num_energy_evals=int(evals),
-                        num_grad_evals=int(grads), curve=[(num_particles, float(log_z))], method="smc", level=level,
-                        meta={"num_particles": num_particles, "num_tempering_steps": n_steps,
-                              "num_mcmc_steps": num_mcmc_steps, "step_size": step_size,
-                              "finished": float(state.tempering_param) >= 1.0})
+    return LogZEstimate(
+        log_z=float(log_z),
+        stderr=math.nan,
+        ess=ess,
+        num_energy_evals=int(evals),
+        num_grad_evals=int(grads),
+        curve=[(num_particles, float(log_z))],
+        method="smc",
+        level=level,
+        meta={
+            "num_particles": num_particles,
+            "num_tempering_steps": n_steps,
+            "num_mcmc_steps": num_mcmc_steps,
+            "step_size": step_size,
+            "finished": float(state.tempering_param) >= 1.0,
+        },
+    )

@@ -13,7 +13,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,9 @@ class Chains(NamedTuple):
     inverse_mass_matrix: jax.Array
 
 
-def level_log_density_fn(energy, t: int = 0, space: str = "data", log_likelihood_fn: Callable | None = None) -> Callable:
+def level_log_density_fn(
+    energy, t: int = 0, space: str = "data", log_likelihood_fn: Callable | None = None
+) -> Callable:
     """x -> log density of level t for one example (shape data_shape), plus an optional
     ``log_likelihood_fn(x, t)`` (x in the chosen space)."""
     if space not in ("data", "model"):
@@ -85,7 +88,11 @@ def run_chains(
     if algorithm not in ("nuts", "hmc"):
         raise ValueError(f"algorithm must be 'nuts' or 'hmc', got {algorithm!r}")
     alg = blackjax.nuts if algorithm == "nuts" else blackjax.hmc
-    extra = {"max_num_doublings": max_num_doublings} if algorithm == "nuts" else {"num_integration_steps": num_integration_steps}
+    extra = (
+        {"max_num_doublings": max_num_doublings}
+        if algorithm == "nuts"
+        else {"num_integration_steps": num_integration_steps}
+    )
     leaves = jax.tree_util.tree_leaves(initial_positions)
     num_chains = leaves[0].shape[0]
     dim = ravel_pytree(jax.tree_util.tree_map(lambda v: v[0], initial_positions))[0].size
@@ -106,7 +113,11 @@ def run_chains(
             state, info = sampler.step(k, state)
             depth = getattr(info, "num_trajectory_expansions", jnp.zeros((), jnp.int32))
             stats = (
-                state.logdensity, info.acceptance_rate, info.is_divergent, depth, info.num_integration_steps,
+                state.logdensity,
+                info.acceptance_rate,
+                info.is_divergent,
+                depth,
+                info.num_integration_steps,
             )
             return state, (state.position, stats)
 
@@ -143,8 +154,9 @@ def sample_level(
     if init == "normal":
         x0 = jax.random.normal(k_init, shape)
     elif init == "level":
-        _, levels = progressive.sample(energy, k_init, num_chains, inner="normal", num_inner_steps=0, return_levels=True,
-                                       mesh=kwargs.get("mesh"))
+        _, levels = progressive.sample(
+            energy, k_init, num_chains, inner="normal", num_inner_steps=0, return_levels=True, mesh=kwargs.get("mesh")
+        )
         x_t = levels[energy.num_levels - 1 - int(t)] if int(t) < energy.num_levels else jax.random.normal(k_init, shape)
         x0 = x_t if space == "data" else x_t * float(energy.schedule.model_scales[int(t)])
     else:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,8 +78,12 @@ def _first(energy, keys, x_next, t, start_step_scale, *, start, num_start_steps,
         def body(y, k):
             return y + 0.5 * h * grad(y) + jnp.sqrt(h) * jax.random.normal(k, y.shape, y.dtype), None
 
-        y, _ = jax.lax.scan(body, x_next, jax.random.split(key, num_start_steps),
-            unroll=inner_unroll(num_start_steps, len(energy.data_shape)))
+        y, _ = jax.lax.scan(
+            body,
+            x_next,
+            jax.random.split(key, num_start_steps),
+            unroll=inner_unroll(num_start_steps, len(energy.data_shape)),
+        )
         return y
 
     return jax.vmap(one)(keys, x_next)
@@ -106,12 +111,29 @@ def _level_fns(energy, sampler, num_integration_steps, start, num_start_steps, s
     scale = jnp.float32(start_step_scale)
 
     def first(keys, x_next, t):
-        return _first(energy, keys, x_next, jnp.int32(t), scale, start=start, num_start_steps=int(num_start_steps),
-                      log_likelihood_fn=log_likelihood_fn)
+        return _first(
+            energy,
+            keys,
+            x_next,
+            jnp.int32(t),
+            scale,
+            start=start,
+            num_start_steps=int(num_start_steps),
+            log_likelihood_fn=log_likelihood_fn,
+        )
 
     def move(keys, y, x_next, t, step):
-        return _move(energy, keys, y, x_next, jnp.int32(t), jnp.asarray(step, jnp.float32), sampler=sampler,
-                     num_integration_steps=int(num_integration_steps), log_likelihood_fn=log_likelihood_fn)
+        return _move(
+            energy,
+            keys,
+            y,
+            x_next,
+            jnp.int32(t),
+            jnp.asarray(step, jnp.float32),
+            sampler=sampler,
+            num_integration_steps=int(num_integration_steps),
+            log_likelihood_fn=log_likelihood_fn,
+        )
 
     def logd(y, x_next, t):
         return _logd(energy, y, x_next, jnp.int32(t), log_likelihood_fn=log_likelihood_fn)
@@ -156,8 +178,9 @@ def tune(
     paper's Fig. 7); the pilot takes only the first draw at an untuned level, whose pilot
     acceptance is NaN."""
     _check(energy, sampler, start, num_start_steps)
-    first, move, _ = _level_fns(energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale,
-                                log_likelihood_fn)
+    first, move, _ = _level_fns(
+        energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale, log_likelihood_fn
+    )
     init = progressive.default_step_sizes(energy, "hmc") if initial_step_sizes is None else initial_step_sizes
     init = np.asarray(init, np.float64)
     T = energy.num_levels
@@ -234,15 +257,23 @@ def run(
     k_tune, k_init, k_run = jax.random.split(key, 3)
     start_kw = dict(start=start, num_start_steps=num_start_steps, start_step_scale=start_step_scale)
     if step_sizes is None and steps_per_level > 1:
-        step_sizes, _ = tune(energy, k_tune, num_integration_steps=num_integration_steps, sampler=sampler,
-                             log_likelihood_fn=log_likelihood_fn, **start_kw, **(tune_kwargs or {}))
+        step_sizes, _ = tune(
+            energy,
+            k_tune,
+            num_integration_steps=num_integration_steps,
+            sampler=sampler,
+            log_likelihood_fn=log_likelihood_fn,
+            **start_kw,
+            **(tune_kwargs or {}),
+        )
     steps = jnp.zeros(T, jnp.float32) if step_sizes is None else jnp.asarray(step_sizes, jnp.float32)
     if steps.shape != (T,):
         raise ValueError(f"step_sizes must have shape ({T},), got {steps.shape}")
     if mesh is not None:
         sharding.check_divisible(num_samples, mesh, "number of samples (chains)")
-    first, move, logd = _level_fns(energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale,
-                                   log_likelihood_fn)
+    first, move, logd = _level_fns(
+        energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale, log_likelihood_fn
+    )
     x = sharding.maybe_shard_batch(jax.random.normal(k_init, (num_samples,) + tuple(energy.data_shape)), mesh)
     accs, logds = np.ones(T), [None] * T
     levels = range(T - 1, -1, -1)
@@ -262,8 +293,9 @@ def run(
             accs[t] = float(acc_sum) / (steps_per_level - 1)
         logds[t] = logd(y, x, t)
         x = y / _scale(energy, t)
-    return LongRunResult(x, steps, jnp.asarray(accs, jnp.float32), int(steps_per_level), int(steps_per_level * T),
-                         jnp.stack(logds))
+    return LongRunResult(
+        x, steps, jnp.asarray(accs, jnp.float32), int(steps_per_level), int(steps_per_level * T), jnp.stack(logds)
+    )
 
 
 def run_growing(
@@ -278,10 +310,19 @@ def run_growing(
     k_tune, k_run = jax.random.split(key)
     step_sizes = kwargs.pop("step_sizes", None)
     if step_sizes is None:
-        names = ("num_integration_steps", "log_likelihood_fn", "start", "num_start_steps", "start_step_scale", "sampler")
+        names = (
+            "num_integration_steps",
+            "log_likelihood_fn",
+            "start",
+            "num_start_steps",
+            "start_step_scale",
+            "sampler",
+        )
         tk = {k: kwargs[k] for k in names if k in kwargs}
         step_sizes, _ = tune(energy, k_tune, **tk, **(kwargs.pop("tune_kwargs", None) or {}))
-    return [run(energy, k_run, num_samples, steps_per_level=s, step_sizes=step_sizes, **kwargs) for s in steps_per_level]
+    return [
+        run(energy, k_run, num_samples, steps_per_level=s, step_sizes=step_sizes, **kwargs) for s in steps_per_level
+    ]
 
 
 def plot_step_sizes(result: LongRunResult, path: str, energy=None) -> str:

@@ -40,11 +40,10 @@ def _find_prior_site(model, model_args, model_kwargs, key):
     from ebm_ppl.distribution import EBMPrior
 
     tr = handlers.trace(handlers.seed(model, key)).get_trace(*model_args, **model_kwargs)
-    priors = [n for n, s in tr.items() if s["type"] == "sample" and isinstance(s["fn"], EBMPrior) and not s["is_observed"]]
-    others = [
-        n for n, s in tr.items()
-        if s["type"] == "sample" and not s["is_observed"] and n not in priors
+    priors = [
+        n for n, s in tr.items() if s["type"] == "sample" and isinstance(s["fn"], EBMPrior) and not s["is_observed"]
     ]
+    others = [n for n, s in tr.items() if s["type"] == "sample" and not s["is_observed"] and n not in priors]
     if len(priors) != 1 or others:
         raise ValueError(
             "ProgressiveKernel needs a model whose only latent site is one EBMPrior; found EBMPrior "
@@ -65,8 +64,17 @@ class ProgressiveKernel(MCMCKernel):
 
     sample_field = "z"
 
-    def __init__(self, model, *, inner: str = "mala", num_inner_steps: int = 10, step_sizes=None,
-                 num_integration_steps: int = 2, start: str = "x_next", tune_kwargs: dict | None = None):
+    def __init__(
+        self,
+        model,
+        *,
+        inner: str = "mala",
+        num_inner_steps: int = 10,
+        step_sizes=None,
+        num_integration_steps: int = 2,
+        start: str = "x_next",
+        tune_kwargs: dict | None = None,
+    ):
         if inner not in progressive.INNER_SAMPLERS:
             raise ValueError(f"unknown inner sampler {inner!r}; choose one of {progressive.INNER_SAMPLERS}")
         self._model = model
@@ -111,17 +119,25 @@ class ProgressiveKernel(MCMCKernel):
         steps = self.step_sizes
         if steps is None and self.inner in progressive.MH_SAMPLERS:
             steps, _ = progressive.tune_step_sizes(
-                energy, k_tune, self.inner, num_inner_steps=self.num_inner_steps,
-                num_integration_steps=self.num_integration_steps, log_likelihood_fn=loglik if has_obs else None,
-                start=self.start, **self.tune_kwargs,
+                energy,
+                k_tune,
+                self.inner,
+                num_inner_steps=self.num_inner_steps,
+                num_integration_steps=self.num_integration_steps,
+                log_likelihood_fn=loglik if has_obs else None,
+                start=self.start,
+                **self.tune_kwargs,
             )
         elif steps is None and self.inner != "normal":
             steps = progressive.default_step_sizes(energy, self.inner)
         steps = None if steps is None else jnp.asarray(steps, jnp.float32)
         self.step_sizes = steps
         kernel = progressive.build_kernel(
-            self.inner, self.num_inner_steps, num_integration_steps=self.num_integration_steps,
-            log_likelihood_fn=loglik, start=self.start,
+            self.inner,
+            self.num_inner_steps,
+            num_integration_steps=self.num_integration_steps,
+            log_likelihood_fn=loglik,
+            start=self.start,
         )
         num_steps = energy.num_levels - level
 

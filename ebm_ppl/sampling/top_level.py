@@ -17,7 +17,8 @@ chain of the level moves them: the descents are exchangeable, no longer independ
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +41,17 @@ class TopLevelInfo(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("num_mcmc_steps", "target_ess", "log_likelihood_fn", "max_stages"))
-def tempered_top_level(rng_key, energy, positions, step_size, *, num_mcmc_steps: int = 10, target_ess: float = 0.5,
-                       log_likelihood_fn: Callable | None = None, max_stages: int = 200):
+def tempered_top_level(
+    rng_key,
+    energy,
+    positions,
+    step_size,
+    *,
+    num_mcmc_steps: int = 10,
+    target_ess: float = 0.5,
+    log_likelihood_fn: Callable | None = None,
+    max_stages: int = 200,
+):
     """Equally weighted particles of level T-1 from N(0, I) ``positions``, shape (n, *data_shape).
 
     Args:
@@ -71,9 +81,14 @@ def tempered_top_level(rng_key, energy, positions, step_size, *, num_mcmc_steps:
         return value - logprior(y)
 
     smc = blackjax.adaptive_tempered_smc(
-        logprior, loglik, blackjax.mcmc.mala.build_kernel(), blackjax.mcmc.mala.init,
-        {"step_size": jnp.reshape(jnp.asarray(step_size, positions.dtype), (1,))}, resampling.systematic,
-        target_ess, num_mcmc_steps=num_mcmc_steps,
+        logprior,
+        loglik,
+        blackjax.mcmc.mala.build_kernel(),
+        blackjax.mcmc.mala.init,
+        {"step_size": jnp.reshape(jnp.asarray(step_size, positions.dtype), (1,))},
+        resampling.systematic,
+        target_ess,
+        num_mcmc_steps=num_mcmc_steps,
     )
     state = smc.init(positions)
     state = state._replace(tempering_param=jnp.zeros((), positions.dtype))

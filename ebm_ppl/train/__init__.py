@@ -1,5 +1,6 @@
 """Training: objectives of diffusion recovery likelihood, the loop, presets."""
 
+from ebm_ppl.train.loop import TrainingDiverged, train
 from ebm_ppl.train.objectives import (
     OBJECTIVES,
     dsm_loss,
@@ -11,7 +12,6 @@ from ebm_ppl.train.objectives import (
     short_run_loss,
 )
 from ebm_ppl.train.presets import PRESETS, get_preset, preset_names
-from ebm_ppl.train.loop import TrainingDiverged, train
 
 __all__ = [
     "OBJECTIVES",

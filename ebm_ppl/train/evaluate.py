@@ -15,8 +15,17 @@ import numpy as np
 __all__ = ["sample_quality_2d", "flat_figures"]
 
 
-def sample_quality_2d(energy, sample_cfg: dict, name: str, *, n: int = 2000, key=0, bandwidths=(None, 0.1),
-                      scatter: str | None = None, title: str | None = None):
+def sample_quality_2d(
+    energy,
+    sample_cfg: dict,
+    name: str,
+    *,
+    n: int = 2000,
+    key=0,
+    bandwidths=(None, 0.1),
+    scatter: str | None = None,
+    title: str | None = None,
+):
     """``(samples (n, 2), figures)`` for the energy (a checkpoint path or a loaded energy).
 
     ``sample_cfg``: the preset's ``sample`` block (or the checkpoint's ``sampling`` entry); when
@@ -40,8 +49,12 @@ def sample_quality_2d(energy, sample_cfg: dict, name: str, *, n: int = 2000, key
 
         q = figures.get("h0.1") or next(v for v in figures.values() if isinstance(v, dict))
         label = title or f"{name}: {len(x)} progressive samples"
-        save_scatter(x, scatter, title=f"{label}\nMMD ratio {q['mmd_ratio']:.2f} (h={q['bandwidth']:g})",
-                     reference=data.load(name, "test")[: int(n)])
+        save_scatter(
+            x,
+            scatter,
+            title=f"{label}\nMMD ratio {q['mmd_ratio']:.2f} (h={q['bandwidth']:g})",
+            reference=data.load(name, "test")[: int(n)],
+        )
     return x, figures
 
 

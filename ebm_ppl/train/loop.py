@@ -30,14 +30,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl import checkpoint as ckpt
-from ebm_ppl.energy import NetworkEnergy
-from ebm_ppl.energy import networks
+from ebm_ppl.energy import NetworkEnergy, networks
 from ebm_ppl.schedules import from_name
 from ebm_ppl.train.objectives import resolve_step_scale
 from ebm_ppl.train.step import learning_rate, make_optimizer, make_train_step
 
 __all__ = [
-    "train", "TrainingDiverged", "sampling_options", "make_optimizer", "learning_rate", "init_state", "make_train_step",
+    "train",
+    "TrainingDiverged",
+    "sampling_options",
+    "make_optimizer",
+    "learning_rate",
+    "init_state",
+    "make_train_step",
     "LOG_FILE",
 ]
 
@@ -163,9 +168,13 @@ def train(
         saved = ckpt.read_config(out)
         _check_compatible(saved, config, out)
         if saved.get("seed") is not None and int(saved["seed"]) != int(seed):
-            raise ValueError(f"{out}: cannot resume: checkpoint was trained with seed {saved['seed']}, requested {seed}")
+            raise ValueError(
+                f"{out}: cannot resume: checkpoint was trained with seed {saved['seed']}, requested {seed}"
+            )
         if tuple(saved["data_shape"]) != data_shape:
-            raise ValueError(f"{out}: cannot resume: checkpoint data_shape {tuple(saved['data_shape'])} != {data_shape}")
+            raise ValueError(
+                f"{out}: cannot resume: checkpoint data_shape {tuple(saved['data_shape'])} != {data_shape}"
+            )
     total = int(steps if steps is not None else config["steps"])
     module = networks.build(config["network"])
     schedule = from_name(config["schedule"])
@@ -203,12 +212,27 @@ def train(
         if jax.process_index() != 0:  # multi-host: one writer
             return
         ckpt.save(
-            out, network=config["network"], variables=ema_variables(state), schedule=config["schedule"], data=info,
-            step=int(state["step"]), base_variance=base_variance, objective=config["objective"],
-            preset=config.get("preset"), train_state=state,
-            extra={"seed": int(seed), "train": config, "wall_time_s": prior_wall + wall,
-                   "sampling": {**config.get("sample", {}),
-                                "step_scale": resolve_step_scale(schedule, config.get("sample", {}).get("step_scale", 1.0)).tolist()}},
+            out,
+            network=config["network"],
+            variables=ema_variables(state),
+            schedule=config["schedule"],
+            data=info,
+            step=int(state["step"]),
+            base_variance=base_variance,
+            objective=config["objective"],
+            preset=config.get("preset"),
+            train_state=state,
+            extra={
+                "seed": int(seed),
+                "train": config,
+                "wall_time_s": prior_wall + wall,
+                "sampling": {
+                    **config.get("sample", {}),
+                    "step_scale": resolve_step_scale(
+                        schedule, config.get("sample", {}).get("step_scale", 1.0)
+                    ).tolist(),
+                },
+            },
         )
 
     def write_grid(state, step):
@@ -221,8 +245,15 @@ def train(
         energy = NetworkEnergy(module, ema_variables(state), schedule, data_shape, base_variance)
         key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), 0)
         path = os.path.join(out, "samples", f"step_{step:07d}.png")
-        save_samples_png(energy, key, int(config.get("num_samples", 64)), path, config.get("sample", {}),
-                         reference=reference, title=f"{config.get('preset') or 'ebm'} step {step}")
+        save_samples_png(
+            energy,
+            key,
+            int(config.get("num_samples", 64)),
+            path,
+            config.get("sample", {}),
+            reference=reference,
+            title=f"{config.get('preset') or 'ebm'} step {step}",
+        )
         import shutil
 
         shutil.copyfile(path, os.path.join(out, "samples", "latest.png"))
@@ -242,7 +273,8 @@ def train(
             new_state, m = step_fn(state, data)
             if not bool(m["ok"]):
                 kept = (
-                    f"the checkpoint in {out} (step {last_ckpt_step}) is kept" if last_ckpt_step is not None
+                    f"the checkpoint in {out} (step {last_ckpt_step}) is kept"
+                    if last_ckpt_step is not None
                     else f"no checkpoint was written to {out} yet"
                 )
                 raise TrainingDiverged(

@@ -34,14 +34,13 @@ Objectives:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._jax_utils import inner_unroll
-
 from ebm_ppl.schedules import Schedule
 
 __all__ = [
@@ -171,11 +170,14 @@ def langevin_conditional(
 
     With ``recovery=False`` the recovery term is dropped (sampling the marginal of level t).
     """
-    step = langevin_step_fn(log_density, params, x_next, t, schedule=schedule, step_scale=step_scale,
-                            recovery=recovery)
+    step = langevin_step_fn(log_density, params, x_next, t, schedule=schedule, step_scale=step_scale, recovery=recovery)
     y0 = x_next if init is None else init
-    y, _ = jax.lax.scan(lambda y, k: (step(y, k), None), y0, jax.random.split(key, num_steps),
-                        unroll=inner_unroll(num_steps, x_next.ndim - 1))
+    y, _ = jax.lax.scan(
+        lambda y, k: (step(y, k), None),
+        y0,
+        jax.random.split(key, num_steps),
+        unroll=inner_unroll(num_steps, x_next.ndim - 1),
+    )
     return y
 
 
@@ -215,8 +217,14 @@ def recovery_likelihood_loss(
         t = sample_levels(k_t, x0.shape[0], schedule.num_levels)
     y_pos, x_next = make_pairs(k_pair, x0, t, schedule)
     y_neg = langevin_conditional(
-        log_density, jax.lax.stop_gradient(params), k_mc, x_next, t,
-        schedule=schedule, num_steps=num_steps, step_scale=step_scale,
+        log_density,
+        jax.lax.stop_gradient(params),
+        k_mc,
+        x_next,
+        t,
+        schedule=schedule,
+        num_steps=num_steps,
+        step_scale=step_scale,
     )
     return contrastive_loss(log_density, params, y_pos, y_neg, t, schedule, output_reg)
 

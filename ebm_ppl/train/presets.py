@@ -46,8 +46,16 @@ def _denoiser_2d(schedule: str, description: str) -> dict:
         "schedule": schedule,
         "objective": {"name": "dsm"},
         "base_variance": None,
-        "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 100, "grad_clip": 1.0, "ema_decay": 0.995,
-                      "decay_steps": 6000, "final_lr_fraction": 0.02},
+        "optimizer": {
+            "lr": 1e-3,
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "warmup": 100,
+            "grad_clip": 1.0,
+            "ema_decay": 0.995,
+            "decay_steps": 6000,
+            "final_lr_fraction": 0.02,
+        },
         "batch_size": 512,
         "steps": 6000,
         "ckpt_every": 1000,
@@ -62,8 +70,15 @@ PRESETS: dict[str, dict] = {
         **_COMMON,
         "description": "T6 recovery likelihood (K=30) for 2-D data; residual MLP, a couple of minutes on CPU",
         "data": "8gaussians",
-        "network": {"name": "mlp", "width": 128, "depth": 3, "temb_dim": 32, "activation": "leaky_relu",
-                    "spectral_norm": True, "zero_init_output": True},
+        "network": {
+            "name": "mlp",
+            "width": 128,
+            "depth": 3,
+            "temb_dim": 32,
+            "activation": "leaky_relu",
+            "spectral_norm": True,
+            "zero_init_output": True,
+        },
         "schedule": "drl:6",
         "objective": {"name": "recovery_likelihood", "num_steps": 30, "output_reg": 0.01},
         # cosine decay of the rate to 2% over the 3000 steps: at a constant 1e-3 the raw parameters
@@ -71,8 +86,16 @@ PRESETS: dict[str, dict] = {
         # copy still carries some of it (level 0's log density is net / 2.1e-5, so tiny output noise
         # moves it): modes ~10% too wide and 4% of samples between modes, MMD ratio 3-4 at h = 0.1;
         # with the decay 1.0-1.8 (two seeds). Measured in docs/training.md ("Sample quality on 8gaussians").
-        "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 100, "grad_clip": 1.0, "ema_decay": 0.995,
-                      "decay_steps": 3000, "final_lr_fraction": 0.02},
+        "optimizer": {
+            "lr": 1e-3,
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "warmup": 100,
+            "grad_clip": 1.0,
+            "ema_decay": 0.995,
+            "decay_steps": 3000,
+            "final_lr_fraction": 0.02,
+        },
         "batch_size": 256,
         "steps": 3000,
         "ckpt_every": 500,
@@ -137,7 +160,7 @@ PRESETS: dict[str, dict] = {
     "dsm-denoiser-digits": {
         **_COMMON,
         "description": "density first: bounded-denoiser energy f = -|y - 1.05 tanh(MLP)|^2 / (2 sigma^2), "
-                       "DSM on the NCSN ladder 1.5..0.05 (L=10), 8x8 digits (DESIGN.md section 7)",
+        "DSM on the NCSN ladder 1.5..0.05 (L=10), 8x8 digits (DESIGN.md section 7)",
         "data": "digits",
         "network": {"name": "denoiser", "width": 256, "depth": 3, "temb_dim": 32, "activation": "swish"},
         "schedule": "ncsn:10:1.5:0.05",
@@ -154,11 +177,17 @@ PRESETS: dict[str, dict] = {
     "t1k-denoiser-digits": {
         **_COMMON,
         "description": "CPU-sized T1k for 8x8 digits: bounded-denoiser energy f = -|y - 1.05 tanh(MLP)|^2 / (2 v_t) "
-                       "(v_t the level's DSM noise variance), DSM on grad f over the 1000 drl levels "
-                       "(the paper's other T1k objective, DESIGN.md section 3); sampled by the normal approximation",
+        "(v_t the level's DSM noise variance), DSM on grad f over the 1000 drl levels "
+        "(the paper's other T1k objective, DESIGN.md section 3); sampled by the normal approximation",
         "data": "digits",
-        "network": {"name": "denoiser", "width": 256, "depth": 3, "temb_dim": 32, "activation": "swish",
-                    "variance_schedule": "drl:1000"},
+        "network": {
+            "name": "denoiser",
+            "width": 256,
+            "depth": 3,
+            "temb_dim": 32,
+            "activation": "swish",
+            "variance_schedule": "drl:1000",
+        },
         "schedule": "drl:1000",
         "objective": {"name": "dsm"},
         "base_variance": None,
@@ -173,17 +202,31 @@ PRESETS: dict[str, dict] = {
     "dsm-conv-photos": {
         **_COMMON,
         "description": "fully convolutional bounded-denoiser energy f = -sum_p (y_p - g_p)^2 / (2 sigma^2) "
-                       "(g = 1.05 tanh(y + CNN), 8 3x3 convs, 32 channels, receptive field 17), DSM on a "
-                       "28-level NCSN ladder 1.109..0.0103 with ratio 2^(1/4) (holds sigma 0.196 and 0.392, "
-                       "i.e. noise 25 and 50 on 0-255), 32x32 crops of the photos set; ~50 min on 2 shared CPU cores",
+        "(g = 1.05 tanh(y + CNN), 8 3x3 convs, 32 channels, receptive field 17), DSM on a "
+        "28-level NCSN ladder 1.109..0.0103 with ratio 2^(1/4) (holds sigma 0.196 and 0.392, "
+        "i.e. noise 25 and 50 on 0-255), 32x32 crops of the photos set; ~50 min on 2 shared CPU cores",
         "data": "photos",
-        "network": {"name": "conv_denoiser", "num_levels": 28, "width": 32, "num_blocks": 3, "emb_dim": 32,
-                    "bound": 1.05},
+        "network": {
+            "name": "conv_denoiser",
+            "num_levels": 28,
+            "width": 32,
+            "num_blocks": 3,
+            "emb_dim": 32,
+            "bound": 1.05,
+        },
         "schedule": "ncsn:28:1.10919:0.0103051",
         "objective": {"name": "dsm"},
         "base_variance": None,
-        "optimizer": {"lr": 2e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 100, "grad_clip": 1.0, "ema_decay": 0.999,
-                      "decay_steps": 3000, "final_lr_fraction": 0.05},
+        "optimizer": {
+            "lr": 2e-3,
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "warmup": 100,
+            "grad_clip": 1.0,
+            "ema_decay": 0.999,
+            "decay_steps": 3000,
+            "final_lr_fraction": 0.05,
+        },
         "batch_size": 16,
         "steps": 3000,
         "ckpt_every": 250,
@@ -210,7 +253,13 @@ PRESETS: dict[str, dict] = {
         **_COMMON,
         "description": "the paper's CIFAR-10 T6 setting (N=8, 128/256/256/256, batch 256, Adam 1e-4, 240k steps); GPU",
         "data": None,
-        "network": {"name": "wrn", "width": 128, "channel_mults": [1, 2, 2, 2], "num_res_blocks": 8, "spectral_norm": True},
+        "network": {
+            "name": "wrn",
+            "width": 128,
+            "channel_mults": [1, 2, 2, 2],
+            "num_res_blocks": 8,
+            "spectral_norm": True,
+        },
         "schedule": "drl:6",
         "objective": {"name": "recovery_likelihood", "num_steps": 30},
         "optimizer": {"lr": 1e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 1000, "grad_clip": None, "ema_decay": 0.999},

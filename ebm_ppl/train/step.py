@@ -24,8 +24,8 @@ Spectral norm: one power-iteration step per training step (in ``_begin``), as be
 from __future__ import annotations
 
 import json
-import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -96,9 +96,17 @@ def _spec(config: dict, data_info: dict | None, mesh) -> StepSpec:
     dump = lambda v: json.dumps(v, sort_keys=True, default=list)  # noqa: E731
     bv = config.get("base_variance")
     bw = None if not data_info else data_info.get("bin_width")
-    return StepSpec(dump(config["network"]), str(config["schedule"]), dump(config["objective"]),
-                    dump(config["optimizer"]), None if bv is None else float(bv), int(config["batch_size"]),
-                    float(config.get("max_abs_loss") or np.inf), None if bw is None else float(bw), mesh)
+    return StepSpec(
+        dump(config["network"]),
+        str(config["schedule"]),
+        dump(config["objective"]),
+        dump(config["optimizer"]),
+        None if bv is None else float(bv),
+        int(config["batch_size"]),
+        float(config.get("max_abs_loss") or np.inf),
+        None if bw is None else float(bw),
+        mesh,
+    )
 
 
 class _Parts(NamedTuple):
@@ -123,9 +131,17 @@ def _parts(spec: StepSpec) -> _Parts:
     opt = json.loads(spec.optimizer)
     has_sn = bool(net_cfg.get("spectral_norm", False))
     plain = module.clone(spectral_norm=False) if has_sn else module
-    return _Parts(module, schedule, name, options, obj.network_log_density(module, schedule, spec.base_variance),
-                  obj.network_log_density(plain, schedule, spec.base_variance), make_optimizer(opt),
-                  float(opt.get("ema_decay", 0.999)), has_sn)
+    return _Parts(
+        module,
+        schedule,
+        name,
+        options,
+        obj.network_log_density(module, schedule, spec.base_variance),
+        obj.network_log_density(plain, schedule, spec.base_variance),
+        make_optimizer(opt),
+        float(opt.get("ema_decay", 0.999)),
+        has_sn,
+    )
 
 
 def _variables(params, batch_stats) -> dict:
@@ -150,8 +166,9 @@ def _prepare(spec: StepSpec, p: _Parts, seed_key, state, data):
     batch_stats = state["batch_stats"]
     if p.has_sn:  # one power-iteration step per training step
         t_sn = jax.random.randint(k_sn, (spec.batch_size,), 0, p.schedule.num_levels)
-        _, upd = p.module.apply(_variables(state["params"], batch_stats), x0, t_sn, update_stats=True,
-                                mutable=["batch_stats"])
+        _, upd = p.module.apply(
+            _variables(state["params"], batch_stats), x0, t_sn, update_stats=True, mutable=["batch_stats"]
+        )
         batch_stats = upd["batch_stats"]
     return x0, k_obj, batch_stats
 
@@ -164,8 +181,13 @@ def _apply_update(spec: StepSpec, p: _Parts, state, batch_stats, loss, grads):
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (jnp.abs(loss) < spec.max_abs_loss) & _all_finite(params)
     d = p.ema_decay
     ema = jax.tree_util.tree_map(lambda e, q: d * e + (1.0 - d) * q, state["ema_params"], params)
-    new = {"step": state["step"] + 1, "params": params, "batch_stats": batch_stats, "ema_params": ema,
-           "opt_state": opt_state}
+    new = {
+        "step": state["step"] + 1,
+        "params": params,
+        "batch_stats": batch_stats,
+        "ema_params": ema,
+        "opt_state": opt_state,
+    }
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
     return new, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
 
@@ -219,8 +241,9 @@ def _finish_fn(spec: StepSpec, state, batch_stats, t, y_pos, y_neg):
     _, _, output_reg = _langevin_options(p)
 
     def loss_fn(params):
-        return obj.contrastive_loss(p.log_density, _variables(params, batch_stats), y_pos, y_neg, t, p.schedule,
-                                    output_reg)
+        return obj.contrastive_loss(
+            p.log_density, _variables(params, batch_stats), y_pos, y_neg, t, p.schedule, output_reg
+        )
 
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     return _apply_update(spec, p, state, batch_stats, loss, grads)
@@ -274,12 +297,16 @@ _langevin = jax.jit(_langevin_fn, static_argnums=(0, 1))
 
 def compiled_counts() -> dict:
     """Number of compiled variants of each piece (for compile-count tests)."""
+
     def size(f):
         return f._cache_size()
 
-    return {"fused": size(_fused.plain) + sum(size(f) for f in _fused.cache.values()),
-            "begin": size(_begin), "langevin": size(_langevin),
-            "finish": size(_finish.plain) + sum(size(f) for f in _finish.cache.values())}
+    return {
+        "fused": size(_fused.plain) + sum(size(f) for f in _fused.cache.values()),
+        "begin": size(_begin),
+        "langevin": size(_langevin),
+        "finish": size(_finish.plain) + sum(size(f) for f in _finish.cache.values()),
+    }
 
 
 class TrainStep:
@@ -290,7 +317,9 @@ class TrainStep:
         self.spec = spec
         self.seed_key = seed_key
         name = json.loads(spec.objective)["name"]
-        self.langevin_chunk = None if langevin_chunk is None or name not in _LANGEVIN_OBJECTIVES else int(langevin_chunk)
+        self.langevin_chunk = (
+            None if langevin_chunk is None or name not in _LANGEVIN_OBJECTIVES else int(langevin_chunk)
+        )
 
     def __call__(self, state, data):
         spec = self.spec
@@ -311,8 +340,15 @@ class TrainStep:
         return fn.lower(self.spec, self.seed_key, state, data)
 
 
-def make_train_step(module, config: dict, data_info: dict | None, seed: int, mesh=None, *,
-                    langevin_chunk: int | None = DEFAULT_LANGEVIN_CHUNK) -> TrainStep:
+def make_train_step(
+    module,
+    config: dict,
+    data_info: dict | None,
+    seed: int,
+    mesh=None,
+    *,
+    langevin_chunk: int | None = DEFAULT_LANGEVIN_CHUNK,
+) -> TrainStep:
     """``step(state, data) -> (state, metrics)``; ``data`` is the full training array.
 
     ``module`` must be ``networks.build(config["network"])`` (the step rebuilds it from the

@@ -8,6 +8,7 @@ import numpy as np
 
 from ebm_ppl.sampling.drifting.scores import _level_scale, energy_function
 
+
 def _local_mmd(x, y, bandwidth: float, block: int = 2500) -> float:
     """Unbiased squared MMD with k(a, b) = exp(-|a - b|^2 / (2 h^2)), blocked to bound memory."""
     x = jnp.asarray(x, jnp.float32)
@@ -20,7 +21,11 @@ def _local_mmd(x, y, bandwidth: float, block: int = 2500) -> float:
         return jnp.sum(jnp.exp(-d2 / (2 * bandwidth**2)))
 
     def total(a, b):
-        return sum(float(ksum(a[i : i + block], b[j : j + block])) for i in range(0, len(a), block) for j in range(0, len(b), block))
+        return sum(
+            float(ksum(a[i : i + block], b[j : j + block]))
+            for i in range(0, len(a), block)
+            for j in range(0, len(b), block)
+        )
 
     n, m = len(x), len(y)
     kxx = (total(x, x) - n) / (n * (n - 1))
@@ -88,7 +93,9 @@ def evaluate(
     if reference is not None:
         rs = np.asarray(reference, np.float64).reshape(reference.shape[0], -1)
         out["mean_error"] = float(np.linalg.norm(xs.mean(0) - rs.mean(0)))
-        out["cov_error"] = float(np.linalg.norm(np.cov(xs.T).reshape(rs.shape[1], -1) - np.cov(rs.T).reshape(rs.shape[1], -1)))
+        out["cov_error"] = float(
+            np.linalg.norm(np.cov(xs.T).reshape(rs.shape[1], -1) - np.cov(rs.T).reshape(rs.shape[1], -1))
+        )
         h = median_bandwidth(rs) if bandwidth is None else float(bandwidth)
         out["mmd_bandwidth"] = h
         out["mmd"] = float(mmd(xs, rs, h))
@@ -116,7 +123,9 @@ def evaluate(
     return out
 
 
-def plot_samples(energy, samples, reference, path: str, *, level: int = 0, space: str = "data", title: str = "") -> None:
+def plot_samples(
+    energy, samples, reference, path: str, *, level: int = 0, space: str = "data", title: str = ""
+) -> None:
     """PNG of generated and reference samples over contours of E (first two coordinates; for
     D > 2 the contours are of E with the other coordinates at the reference mean)."""
     from matplotlib.figure import Figure
@@ -130,11 +139,13 @@ def plot_samples(energy, samples, reference, path: str, *, level: int = 0, space
     lo, hi = lo - pad, hi + pad
     g0, g1 = np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200)
     G0, G1 = np.meshgrid(g0, g1)
-    base = (pool.mean(0) if reference is None else np.asarray(reference).reshape(len(reference), -1).mean(0))
+    base = pool.mean(0) if reference is None else np.asarray(reference).reshape(len(reference), -1).mean(0)
     grid = np.tile(base, (G0.size, 1))
     grid[:, 0], grid[:, 1] = G0.ravel(), G1.ravel()
     Z = np.asarray(E_fn(energy, jnp.asarray(grid, jnp.float32))).reshape(G0.shape)
-    panels = [("one-step drifting sampler", xs)] + ([] if reference is None else [("reference", np.asarray(reference).reshape(len(reference), -1))])
+    panels = [("one-step drifting sampler", xs)] + (
+        [] if reference is None else [("reference", np.asarray(reference).reshape(len(reference), -1))]
+    )
     fig = Figure(figsize=(5 * len(panels), 4.6))
     axes = fig.subplots(1, len(panels), squeeze=False)
     levels = np.percentile(Z[np.isfinite(Z)], np.linspace(1, 60, 12))

@@ -60,7 +60,9 @@ class ConvGenerator(nn.Module):
         h = nn.silu(nn.Dense(h0 * w0 * self.width)(z)).reshape((-1, h0, w0, self.width))
         for _ in range(self.depth):
             if h.shape[1] < h_out or h.shape[2] < w_out:
-                h = jax.image.resize(h, (h.shape[0], min(2 * h.shape[1], h_out), min(2 * h.shape[2], w_out), h.shape[3]), "nearest")
+                h = jax.image.resize(
+                    h, (h.shape[0], min(2 * h.shape[1], h_out), min(2 * h.shape[2], w_out), h.shape[3]), "nearest"
+                )
             h = h + nn.silu(nn.Conv(self.width, (3, 3))(h))
         if h.shape[1:3] != (h_out, w_out):
             h = jax.image.resize(h, (h.shape[0], h_out, w_out, h.shape[3]), "nearest")
@@ -70,7 +72,7 @@ class ConvGenerator(nn.Module):
         return out + self.init_scale * skip.reshape(batch + tuple(self.data_shape))
 
 
-def make_generator(config: "DriftingConfig", data_shape) -> nn.Module:
+def make_generator(config: DriftingConfig, data_shape) -> nn.Module:
     data_shape = tuple(int(s) for s in data_shape)
     if config.arch == "mlp":
         return ResidualMLPGenerator(data_shape, config.width, config.depth, config.init_scale)

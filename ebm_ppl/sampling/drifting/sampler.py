@@ -12,6 +12,7 @@ from flax import serialization
 from ebm_ppl.checkpoint import atomic_write_bytes
 from ebm_ppl.sampling.drifting.model import DriftingConfig, make_generator
 
+
 class DriftingSampler:
     """A trained one-step sampler: ``sample(key, n)`` returns (n, *data_shape) in the space it was
     trained in (data space at the level, by default). ``meta`` records level, space, target."""
@@ -39,11 +40,16 @@ class DriftingSampler:
         """Write ``path/sampler.json`` and ``path/params.msgpack`` atomically (temp file + rename)."""
         os.makedirs(path, exist_ok=True)
         atomic_write_bytes(os.path.join(path, "params.msgpack"), serialization.to_bytes(jax.device_get(self.params)))
-        card = {"format": self.FORMAT, "config": self.config.to_dict(), "data_shape": list(self.data_shape), "meta": self.meta}
+        card = {
+            "format": self.FORMAT,
+            "config": self.config.to_dict(),
+            "data_shape": list(self.data_shape),
+            "meta": self.meta,
+        }
         atomic_write_bytes(os.path.join(path, "sampler.json"), json.dumps(card, indent=2).encode())
 
     @classmethod
-    def load(cls, path: str) -> "DriftingSampler":
+    def load(cls, path: str) -> DriftingSampler:
         """Read a sampler written by :meth:`save`; ValueError naming the problem on bad input."""
         card_path = os.path.join(path, "sampler.json")
         if not os.path.isfile(card_path):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.sampling.drifting.model import DriftingConfig
+
 
 def _level_scale(energy, level: int, space: str) -> float:
     if space == "model":
@@ -71,7 +72,7 @@ def level_score_function(energy) -> Callable:
     return fn
 
 
-def level_at(config: "DriftingConfig", step, level_start: int):
+def level_at(config: DriftingConfig, step, level_start: int):
     """The level used at update ``step`` by the ``"level"`` estimator (traceable int32): equal
     shares of the first ``anneal_fraction`` of the updates per level, level_start -> level_end."""
     n_levels = level_start - config.level_end + 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ import numpy as np
 import optax
 
 from ebm_ppl.sampling.drifting.model import DriftingConfig, make_generator
+from ebm_ppl.sampling.drifting.sampler import DriftingSampler
 from ebm_ppl.sampling.drifting.scores import (
     batch_mean_shift_score,
     drift_loss,
@@ -18,7 +20,7 @@ from ebm_ppl.sampling.drifting.scores import (
     level_bandwidths,
     level_score_function,
 )
-from ebm_ppl.sampling.drifting.sampler import DriftingSampler
+
 
 class TrainState(NamedTuple):
     params: dict
@@ -69,9 +71,14 @@ def build_update(module, E_fn: Callable, config: DriftingConfig, energy=None) ->
             E = lambda x: E_fn(e, x)  # noqa: E731
             t = level_at(config, state.step, start)
             rho = rhos[t]
-            eta = config.eta * (rho / rho_end) ** 2 if config.eta_scales_with_sigma else jnp.asarray(config.eta, jnp.float32)
+            eta = (
+                config.eta * (rho / rho_end) ** 2
+                if config.eta_scales_with_sigma
+                else jnp.asarray(config.eta, jnp.float32)
+            )
             (loss, aux), grads = jax.value_and_grad(_level_drift_loss, has_aux=True)(
-                state.params, module, E, score_fn, e, key, config, t, rho, eta)
+                state.params, module, E, score_fn, e, key, config, t, rho, eta
+            )
             updates, opt_state = opt.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
             return TrainState(params, opt_state, state.step + 1), {"loss": loss, **aux}
@@ -139,7 +146,9 @@ def train(
         m = jax.device_get(m)
         if not np.isfinite(m["loss"]):
             bar.close()
-            raise FloatingPointError(f"drifting loss became {m['loss']} at step {done}; lower sigma/eta or the learning rate")
+            raise FloatingPointError(
+                f"drifting loss became {m['loss']} at step {done}; lower sigma/eta or the learning rate"
+            )
         history["step"].append(int(state.step))
         for k in ("loss", "drift_norm", "mean_energy"):
             history[k].append(float(m[k]))

@@ -56,7 +56,7 @@ from ebm_ppl.sampling.progressive.kernel import (
     recovery_log_density,
 )
 from ebm_ppl.sampling.progressive.run import TOP_LEVEL, _level_step, as_top_level_api, sample
-from ebm_ppl.sampling.progressive.tuning import TUNE_SEED, _TUNED, _tune_levels, tune_step_sizes, tuned_step_sizes
+from ebm_ppl.sampling.progressive.tuning import _TUNED, TUNE_SEED, _tune_levels, tune_step_sizes, tuned_step_sizes
 
 __all__ = [
     "ProgressiveState",

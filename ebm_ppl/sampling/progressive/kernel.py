@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -209,8 +210,9 @@ def build_kernel(
         _, c_t = _level_constants(energy, t, x_next.dtype)
         logdensity = conditional_log_density_fn(energy, x_next, t, log_likelihood_fn)
         k_start, k_run = jax.random.split(key)
-        y0 = _start_point(k_start, energy, x_next, t, log_likelihood_fn, "normal" if inner == "normal" else start,
-                          logdensity)
+        y0 = _start_point(
+            k_start, energy, x_next, t, log_likelihood_fn, "normal" if inner == "normal" else start, logdensity
+        )
         if inner == "normal":
             y, acc = y0, jnp.ones((), x_next.dtype)
         else:
@@ -221,8 +223,12 @@ def build_kernel(
                 y, a = move(k, y, logdensity, step)
                 return y, a
 
-            y, accs = jax.lax.scan(one, y0, jax.random.split(k_run, num_inner_steps),
-                unroll=inner_unroll(num_inner_steps, len(energy.data_shape)))
+            y, accs = jax.lax.scan(
+                one,
+                y0,
+                jax.random.split(k_run, num_inner_steps),
+                unroll=inner_unroll(num_inner_steps, len(energy.data_shape)),
+            )
             acc = jnp.mean(accs)
         info = ProgressiveInfo(logdensity(y), jnp.mean(jnp.square(y - x_next)), acc)
         return ProgressiveState(y / c_t, t), info

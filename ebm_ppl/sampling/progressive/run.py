@@ -4,7 +4,8 @@ See :mod:`ebm_ppl.sampling.progressive`."""
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +44,12 @@ def as_top_level_api(
     from blackjax.base import SamplingAlgorithm
 
     kernel = build_kernel(
-        inner, num_inner_steps, step_scale,
-        num_integration_steps=num_integration_steps, log_likelihood_fn=log_likelihood_fn, start=start,
+        inner,
+        num_inner_steps,
+        step_scale,
+        num_integration_steps=num_integration_steps,
+        log_likelihood_fn=log_likelihood_fn,
+        start=start,
     )
     steps = None if step_sizes is None else jnp.asarray(step_sizes, jnp.float32)
 
@@ -72,9 +77,14 @@ class _RunSettings(NamedTuple):
 @functools.partial(jax.jit, static_argnames=("settings",))
 def _level_step(states, key, *, energy, steps, settings: _RunSettings):
     """All chains one level down (vmapped kernel); compiled once per shapes and settings."""
-    kernel = build_kernel(settings.inner, settings.num_inner_steps, settings.step_scale,
-                          num_integration_steps=settings.num_integration_steps,
-                          log_likelihood_fn=settings.log_likelihood_fn, start=settings.start)
+    kernel = build_kernel(
+        settings.inner,
+        settings.num_inner_steps,
+        settings.step_scale,
+        num_integration_steps=settings.num_integration_steps,
+        log_likelihood_fn=settings.log_likelihood_fn,
+        start=settings.start,
+    )
     n = states.position.shape[0]
     keys = sharding.constrain_batch(jax.random.split(key, n), settings.mesh)
     states, info = jax.vmap(kernel, in_axes=(0, 0, None, None))(keys, states, energy, steps)
@@ -141,8 +151,14 @@ def sample(
     num_samples, level = int(num_samples), int(level)
     k_top, k_init, k_run = jax.random.split(key, 3)
     if step_sizes is None and inner in MH_SAMPLERS:
-        step_sizes = tuned_step_sizes(energy, inner, num_integration_steps=num_integration_steps,
-                                      log_likelihood_fn=log_likelihood_fn, start=start, tune_kwargs=tune_kwargs)
+        step_sizes = tuned_step_sizes(
+            energy,
+            inner,
+            num_integration_steps=num_integration_steps,
+            log_likelihood_fn=log_likelihood_fn,
+            start=start,
+            tune_kwargs=tune_kwargs,
+        )
     elif step_sizes is None and inner != "normal":
         step_sizes = default_step_sizes(energy, inner, step_scale)
     steps = None if step_sizes is None else jnp.asarray(step_sizes, jnp.float32)
@@ -158,12 +174,15 @@ def sample(
             raise ValueError("top_level='tempered' needs step sizes (an MH inner sampler or step_sizes)")
         # BlackJAX MALA step s (y + s grad + sqrt(2 s) e) = delta^2 / 2 = eps^2 / 2 (one leapfrog step)
         top_step = 0.5 * (steps[T - 1] if inner in ("mala", "langevin") else steps[T - 1] ** 2)
-        x_top, top_info = _top.tempered_top_level(k_top, energy, x_top, top_step, num_mcmc_steps=int(num_inner_steps),
-                                                  log_likelihood_fn=log_likelihood_fn)
+        x_top, top_info = _top.tempered_top_level(
+            k_top, energy, x_top, top_step, num_mcmc_steps=int(num_inner_steps), log_likelihood_fn=log_likelihood_fn
+        )
         stages = top_info.num_stages
     x_top = sharding.maybe_shard_batch(x_top, mesh)
     # step_scale (a float or per-level (T,) multipliers) is already in ``steps``
-    settings = _RunSettings(inner, int(num_inner_steps), 1.0, int(num_integration_steps), log_likelihood_fn, start, mesh)
+    settings = _RunSettings(
+        inner, int(num_inner_steps), 1.0, int(num_integration_steps), log_likelihood_fn, start, mesh
+    )
     states = ProgressiveState(x_top, jnp.full((num_samples,), T, jnp.int32))
     step = functools.partial(_level_step, energy=energy, steps=steps, settings=settings)
     # one jitted level per dispatch outside a trace (fast convolutions on CPU), lax.scan inside one

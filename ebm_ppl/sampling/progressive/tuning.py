@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,10 +56,15 @@ def _tune_levels(energy, key, init_steps, settings: _TuneSettings):
 
         def batch_move(key, y, step):
             keys = jax.random.split(key, n)
-            return jax.vmap(lambda kk, yy, xn: move(kk, yy, conditional_log_density_fn(energy, xn, t, ll), step))(keys, y, x)
+            return jax.vmap(lambda kk, yy, xn: move(kk, yy, conditional_log_density_fn(energy, xn, t, ll), step))(
+                keys, y, x
+            )
 
-        y = jax.vmap(lambda kk, xn: _start_point(kk, energy, xn, t, ll, settings.start,
-                                                 conditional_log_density_fn(energy, xn, t, ll)))(jax.random.split(k_start, n), x)
+        y = jax.vmap(
+            lambda kk, xn: _start_point(
+                kk, energy, xn, t, ll, settings.start, conditional_log_density_fn(energy, xn, t, ll)
+            )
+        )(jax.random.split(k_start, n), x)
 
         def adapt(carry, inp):
             y, log_step = carry
@@ -69,7 +75,8 @@ def _tune_levels(energy, key, init_steps, settings: _TuneSettings):
             return (y, log_step), acc
 
         (y, log_step), _ = jax.lax.scan(
-            adapt, (y, jnp.log(init_steps[t])),
+            adapt,
+            (y, jnp.log(init_steps[t])),
             (jnp.arange(settings.num_adapt), jax.random.split(k_adapt, settings.num_adapt)),
         )
         step = jnp.exp(log_step)
@@ -78,8 +85,12 @@ def _tune_levels(energy, key, init_steps, settings: _TuneSettings):
             y, acc = batch_move(kk, y, step)
             return y, jnp.mean(acc)
 
-        y, accs = jax.lax.scan(run, y, jax.random.split(k_move, settings.num_inner_steps),
-                               unroll=inner_unroll(settings.num_inner_steps, len(energy.data_shape)))
+        y, accs = jax.lax.scan(
+            run,
+            y,
+            jax.random.split(k_move, settings.num_inner_steps),
+            unroll=inner_unroll(settings.num_inner_steps, len(energy.data_shape)),
+        )
         _, c_t = _level_constants(energy, t, y.dtype)
         return y / c_t, (step, jnp.mean(accs))
 
@@ -121,9 +132,21 @@ def tune_step_sizes(
     target = DEFAULT_TARGET_ACCEPTANCE[inner] if target_acceptance is None else float(target_acceptance)
     if not 0.0 < target < 1.0:
         raise ValueError(f"target_acceptance must lie in (0, 1), got {target}")
-    init_steps = default_step_sizes(energy, inner) if initial_step_sizes is None else jnp.asarray(initial_step_sizes, jnp.float32)
-    settings = _TuneSettings(inner, int(num_chains), int(num_adapt), int(num_inner_steps), target,
-                             int(num_integration_steps), log_likelihood_fn, start)
+    init_steps = (
+        default_step_sizes(energy, inner)
+        if initial_step_sizes is None
+        else jnp.asarray(initial_step_sizes, jnp.float32)
+    )
+    settings = _TuneSettings(
+        inner,
+        int(num_chains),
+        int(num_adapt),
+        int(num_inner_steps),
+        target,
+        int(num_integration_steps),
+        log_likelihood_fn,
+        start,
+    )
     return _tune_levels(energy, key, init_steps, settings)
 
 
@@ -131,8 +154,15 @@ def tune_step_sizes(
 _TUNED: dict = {}
 
 
-def tuned_step_sizes(energy, inner: str, *, num_integration_steps: int = 2, log_likelihood_fn=None,
-                     start: str = "x_next", tune_kwargs: dict | None = None) -> jax.Array:
+def tuned_step_sizes(
+    energy,
+    inner: str,
+    *,
+    num_integration_steps: int = 2,
+    log_likelihood_fn=None,
+    start: str = "x_next",
+    tune_kwargs: dict | None = None,
+) -> jax.Array:
     """:func:`tune_step_sizes` with the fixed key ``TUNE_SEED``, cached per energy object and settings
     (a pure function of both, so the cache changes no result). Shape (T,)."""
     kwargs = dict(tune_kwargs or {})
@@ -146,8 +176,15 @@ def tuned_step_sizes(energy, inner: str, *, num_integration_steps: int = 2, log_
         entry = None
     if settings is not None and entry is not None and settings in entry[1]:
         return entry[1][settings]
-    steps, _ = tune_step_sizes(energy, jax.random.key(TUNE_SEED), inner, num_integration_steps=num_integration_steps,
-                               log_likelihood_fn=log_likelihood_fn, start=start, **kwargs)
+    steps, _ = tune_step_sizes(
+        energy,
+        jax.random.key(TUNE_SEED),
+        inner,
+        num_integration_steps=num_integration_steps,
+        log_likelihood_fn=log_likelihood_fn,
+        start=start,
+        **kwargs,
+    )
     if settings is not None:
         try:
             ref = weakref.ref(energy, lambda _, k=id(energy): _TUNED.pop(k, None))
