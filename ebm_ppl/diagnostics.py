@@ -111,21 +111,18 @@ def summarize(dt) -> dict:
 
 def plot_report(dt, out_dir: str, prefix: str = "") -> list[str]:
     """Trace and rank plots of the energy and the random projections; returns the PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import arviz_plots as azp
-    import matplotlib.pyplot as plt
+
+    from ebm_ppl.plotting import atomic_savefig
 
     os.makedirs(out_dir, exist_ok=True)
     names = [v for v in ("energy", "projection") if v in dt["posterior"]]
     paths = []
     for kind, fn in (("trace", azp.plot_trace), ("rank", azp.plot_rank)):
         pc = fn(dt, var_names=names, backend="matplotlib")
-        path = os.path.join(out_dir, f"{prefix}{kind}.png")
-        pc.savefig(path, dpi=90)
-        plt.close("all")
-        paths.append(path)
+        # arviz-plots draws through pyplot: save and release only its own figure, never the user's
+        figure = pc.viz["figure"].item()
+        paths.append(atomic_savefig(figure, os.path.join(out_dir, f"{prefix}{kind}.png"), dpi=90))
     return paths
 
 

@@ -8,13 +8,20 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["save_samples", "save_image_grid", "save_scatter", "atomic_savefig"]
+__all__ = ["save_samples", "save_image_grid", "save_scatter", "atomic_savefig", "new_figure"]
+
+
+def new_figure(figsize=(6.0, 4.0), **kwargs):
+    """A matplotlib ``Figure`` outside pyplot's global state: it never switches the user's backend, never
+    opens a window and is freed with its last reference (save it with :func:`atomic_savefig`)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, **kwargs)
 
 
 def atomic_savefig(fig, path: str, **kwargs) -> str:
-    """Save a matplotlib figure to ``path`` through a temp file and a rename."""
-    import matplotlib.pyplot as plt
-
+    """Save a matplotlib figure to ``path`` through a temp file and a rename (then close it if pyplot
+    tracks it: figures made by :func:`new_figure` are not tracked)."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=os.path.splitext(path)[1] or ".png")
@@ -23,10 +30,20 @@ def atomic_savefig(fig, path: str, **kwargs) -> str:
         fig.savefig(tmp, **kwargs)
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
+        _close_if_pyplot(fig)
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _close_if_pyplot(fig) -> None:
+    """Release ``fig`` from pyplot's registry when a library (e.g. arviz-plots) made it through pyplot."""
+    import sys
+
+    plt = sys.modules.get("matplotlib.pyplot")  # never imported here: only looked up if someone else did
+    number = getattr(fig, "number", None)
+    if plt is not None and number is not None and number in plt.get_fignums():
+        plt.close(fig)
 
 
 def image_grid(images, ncols: int | None = None, pad: int = 1) -> np.ndarray:
@@ -46,13 +63,9 @@ def image_grid(images, ncols: int | None = None, pad: int = 1) -> np.ndarray:
 
 def save_image_grid(images, path: str, title: str | None = None, ncols: int | None = None) -> str:
     """A PNG grid of images (n, H, W[, C]) given in [-1, 1] (data space)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     grid = image_grid(images, ncols)
-    fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + (0.4 if title else 0)))
+    fig = new_figure(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + (0.4 if title else 0)))
+    ax = fig.subplots()
     ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if title:
@@ -62,13 +75,9 @@ def save_image_grid(images, path: str, title: str | None = None, ncols: int | No
 
 def save_scatter(points, path: str, title: str | None = None, reference=None, lim: float | None = None) -> str:
     """A PNG scatter plot of 2-D points (n, 2), optionally over reference points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     points = np.asarray(points)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = new_figure(figsize=(5, 5))
+    ax = fig.subplots()
     if reference is not None:
         reference = np.asarray(reference)
         ax.scatter(reference[:, 0], reference[:, 1], s=2, alpha=0.3, c="tab:gray", label="data")

@@ -72,9 +72,10 @@ def _estimate(energy, args, mesh=None, progress=None):
 
 def plot_curve(est, path, exact=None):
     import numpy as np
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5, 3.5))
+    from ebm_ppl.plotting import atomic_savefig, new_figure
+
+    fig = new_figure(figsize=(5, 3.5))
     ax = fig.subplots()
     m = np.array([c[0] for c in est.curve])
     v = np.array([c[1] for c in est.curve])
@@ -91,9 +92,7 @@ def plot_curve(est, path, exact=None):
         ax.set_title(f"{est.method}: {est.log_z:.3f}, UNRELIABLE (ESS {est.ess:.0f}, k-hat {est.khat:.2f})")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    return atomic_savefig(fig, path, dpi=120)
 
 
 def _ranges(levels) -> str:

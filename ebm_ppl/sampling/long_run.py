@@ -327,13 +327,11 @@ def run_growing(
 
 def plot_step_sizes(result: LongRunResult, path: str, energy=None) -> str:
     """The paper's Fig. 7 left and centre: HMC step size and acceptance rate per level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ebm_ppl.plotting import atomic_savefig, new_figure
 
     levels = np.arange(len(result.step_sizes))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = new_figure(figsize=(9, 3.2))
+    a, b = fig.subplots(1, 2)
     a.plot(levels, np.asarray(result.step_sizes))
     a.set_xlabel("level t")
     a.set_ylabel("HMC step size")
@@ -349,6 +347,4 @@ def plot_step_sizes(result: LongRunResult, path: str, energy=None) -> str:
         title += f", schedule {energy.schedule.name}"
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=110)

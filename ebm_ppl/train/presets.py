@@ -113,6 +113,12 @@ PRESETS: dict[str, dict] = {
         "density first on 2-D data: bounded-denoiser energy, DSM on a geometric NCSN ladder "
         "1.0..0.01 (L=12), annealed progressive sampling with MH-corrected steps",
     ),
+    "t6-ncsn-denoiser-2d": _denoiser_2d(
+        "ncsn:6:1.0:0.03",
+        "the shipped 2-D model (checkerboard-t6): six levels on a geometric ladder 1.0..0.03 (ratio 2 between "
+        "levels, so each level's sampler starts close to its density), bounded-denoiser energy trained by DSM "
+        "on the marginal score; drl:6 jumps from 0.32 to 0.01, too coarse for 2-D data (issue 16)",
+    ),
     "t6-digits": {
         **_COMMON,
         "description": "T6 recovery likelihood (K=30) for 8x8 digits; small spectrally normalised WRN",

@@ -128,7 +128,7 @@ def plot_samples(
 ) -> None:
     """PNG of generated and reference samples over contours of E (first two coordinates; for
     D > 2 the contours are of E with the other coordinates at the reference mean)."""
-    from matplotlib.figure import Figure
+    from ebm_ppl.plotting import atomic_savefig, new_figure
 
     E_fn = energy_function(energy, level, space)
     xs = np.asarray(samples, np.float64).reshape(samples.shape[0], -1)
@@ -146,7 +146,7 @@ def plot_samples(
     panels = [("one-step drifting sampler", xs)] + (
         [] if reference is None else [("reference", np.asarray(reference).reshape(len(reference), -1))]
     )
-    fig = Figure(figsize=(5 * len(panels), 4.6))
+    fig = new_figure(figsize=(5 * len(panels), 4.6))
     axes = fig.subplots(1, len(panels), squeeze=False)
     levels = np.percentile(Z[np.isfinite(Z)], np.linspace(1, 60, 12))
     for ax, (name, pts) in zip(axes[0], panels):
@@ -160,4 +160,4 @@ def plot_samples(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
