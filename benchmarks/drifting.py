@@ -79,7 +79,7 @@ def run_target(
         gen,
         ref,
         os.path.join(RESULTS, f"drifting_{name}{suffix}.png"),
-        title=f"{name}: {steps} drifting updates ({estimator}{', sigma annealed from %g' % sigma_start if sigma_start else ''})",
+        title=f"{name}: {steps} drifting updates ({estimator}{f', sigma annealed from {sigma_start:g}' if sigma_start else ''})",
     )
     with open(os.path.join(RESULTS, f"drifting_{name}{suffix}.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -117,7 +117,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         p = r.get("paper") or {}
         name = r["target"] + (
-            " (sigma annealed from %g)" % r["config"]["sigma_start"] if r["config"].get("sigma_start") else ""
+            f" (sigma annealed from {r['config']['sigma_start']:g})" if r["config"].get("sigma_start") else ""
         )
         name += ", cosine lr" if r["config"].get("lr_schedule") == "cosine" else ""
         name += f", batch {r['config']['batch_size']}" if r["config"].get("batch_size", 1024) != 1024 else ""

@@ -136,9 +136,13 @@ def section_samplers(args):
         energy = load(path)
         n = 64
         cmd = _command("samplers", f" --models {path}")
+
         # progressive Langevin (the training sampler, K = 30 per level), first and second call
-        _, first = _timed(lambda k: progressive.sample(energy, k, n), jax.random.key(0))
-        _, second = _timed(lambda k: progressive.sample(energy, k, n), jax.random.key(1))
+        def prog(k, energy=energy, n=n):
+            return progressive.sample(energy, k, n)
+
+        _, first = _timed(prog, jax.random.key(0))
+        _, second = _timed(prog, jax.random.key(1))
         grads = n * energy.num_levels * 30
         rows.append(
             {
@@ -159,7 +163,7 @@ def section_samplers(args):
         steps = progressive.default_step_sizes(energy, "hmc")
         S = 10
 
-        def lr(k):
+        def lr(k, energy=energy, n=n, S=S, steps=steps):
             return long_run.run(energy, k, n, steps_per_level=S, step_sizes=steps, start="x_next").samples
 
         _, first = _timed(lr, jax.random.key(0))
@@ -192,7 +196,10 @@ def section_ais(args):
         name = os.path.basename(path.rstrip("/"))
         energy = load(path)
         n, bridges = 64, 200
-        run = lambda k: logz.ais(energy, k, num_particles=n, num_bridges=bridges, frame="identity")  # noqa: E731
+
+        def run(k, energy=energy, n=n, bridges=bridges):
+            return logz.ais(energy, k, num_particles=n, num_bridges=bridges, frame="identity")
+
         c = _clock()
         est = run(jax.random.key(0))
         first = _clock() - c

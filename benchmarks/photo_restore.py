@@ -148,7 +148,7 @@ def panel(task, rows, path):
 
     ncol = max(len(r[2]) for r in rows) + 4
     fig = Figure(figsize=(2.0 * ncol, 2.2 * len(rows)))
-    for i, (name, x, est, obs_img, post, res) in enumerate(rows):
+    for i, (_name, x, est, obs_img, post, res) in enumerate(rows):
         items = [("truth", x), ("observation", obs_img)]
         items += [(f"{m}\n{res['methods'][m]['psnr']:.2f} dB", e) for m, e in est.items()]
         items += [("posterior sd", post.sd[..., 0]), ("sample", post.samples[0][..., 0])]

@@ -73,7 +73,7 @@ def scan_or_loop(step, carry, xs):
     length = jax.tree_util.tree_leaves(xs)[0].shape[0]
     outputs = []
     for i in range(length):
-        carry, y = step_jit(carry, jax.tree_util.tree_map(lambda a: a[i], xs))
+        carry, y = step_jit(carry, jax.tree_util.tree_map(lambda a, i=i: a[i], xs))
         outputs.append(y)
     stacked = jax.tree_util.tree_map(lambda *ys: jnp.stack(ys), *outputs) if outputs else None
     return carry, stacked

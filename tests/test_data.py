@@ -54,7 +54,7 @@ def test_patches_levels_and_disjoint_regions():
     inf = data.info("patches")
     assert inf["levels"] == 256 and inf["data_shape"] == (8, 8, 1)
     cols = [data.PATCHES_COLUMNS[s] for s in ("train", "validation", "test")]
-    for (a0, a1), (b0, b1) in zip(cols, cols[1:]):
+    for (_, a1), (b0, _) in zip(cols, cols[1:]):
         assert a1 <= b0  # column bands do not overlap, patches lie inside their band
     te = data.load("patches", "test")
     np.testing.assert_array_equal(te, data.load("patches", "test"))  # deterministic

@@ -94,7 +94,9 @@ def test_shell_blocks_parse(doc, monkeypatch):
                 continue
             prog = os.path.basename(words[0])
             if prog == "ebm-ppl":
-                monkeypatch.setattr(argparse.ArgumentParser, "error", lambda self, msg: fail(f"{doc}: `{line}`: {msg}"))
+                monkeypatch.setattr(
+                    argparse.ArgumentParser, "error", lambda self, msg, line=line: fail(f"{doc}: `{line}`: {msg}")
+                )
                 parser.parse_args(words[1:])
             elif prog == "make":
                 for target in (w for w in words[1:] if not w.startswith("-") and "=" not in w):

@@ -17,10 +17,10 @@ import pytest
 
 from ebm_ppl.energy import target
 from ebm_ppl.likelihood_bounds import continuous_elbo, discrete_elbo, elbo, ode_log_prob
+from ebm_ppl.schedules import drl
 
 elbo_module = importlib.import_module("ebm_ppl.likelihood_bounds.elbo")
 ode_module = importlib.import_module("ebm_ppl.likelihood_bounds.ode")
-from ebm_ppl.schedules import drl
 
 N_POINTS = 200
 T1K = drl(1000)

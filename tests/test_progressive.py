@@ -7,6 +7,8 @@ import pytest
 
 from ebm_ppl import target
 from ebm_ppl.sampling import long_run, progressive
+from ebm_ppl.sampling.progressive import run as progressive_run
+from ebm_ppl.sampling.progressive import tuning as progressive_tuning
 
 
 def _frac_upper(x):
@@ -235,24 +237,24 @@ def test_sample_compiles_once_and_tunes_once():
     e = target("gmm:4:2")
     progressive.sample(e, jax.random.key(0), 32)
     sizes = (
-        progressive._level_step._cache_size(),
-        progressive._tune_levels._cache_size(),
+        progressive_run._level_step._cache_size(),
+        progressive_tuning._tune_levels._cache_size(),
         top_level.tempered_top_level._cache_size(),
     )
-    tuned = progressive._TUNED[id(e)][1].copy()
+    tuned = progressive_tuning._TUNED[id(e)][1].copy()
     for seed in (1, 2):
         progressive.sample(e, jax.random.key(seed), 32)
     assert (
-        progressive._level_step._cache_size(),
-        progressive._tune_levels._cache_size(),
+        progressive_run._level_step._cache_size(),
+        progressive_tuning._tune_levels._cache_size(),
         top_level.tempered_top_level._cache_size(),
     ) == sizes
-    assert progressive._TUNED[id(e)][1].keys() == tuned.keys()
+    assert progressive_tuning._TUNED[id(e)][1].keys() == tuned.keys()
     prior = EBMPrior(e, sampler="progressive")
     a = prior.sample(jax.random.key(3), (8,))
-    size = progressive._level_step._cache_size()
+    size = progressive_run._level_step._cache_size()
     b = prior.sample(jax.random.key(4), (8,))
-    assert progressive._level_step._cache_size() == size and a.shape == b.shape == (8, 4)
+    assert progressive_run._level_step._cache_size() == size and a.shape == b.shape == (8, 4)
     prior1 = EBMPrior(e, noise_level=1, sampler="progressive", progressive_kwargs={"inner": "langevin"})
     assert prior1.sample(jax.random.key(5), (3,)).shape == (3, 4)
 

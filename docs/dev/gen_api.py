@@ -1,6 +1,6 @@
 """Regenerate docs/api.md from the public modules' __all__ and docstrings.
 
-    .venv/bin/python docs/dev/gen_api.py > docs/api.md
+.venv/bin/python docs/dev/gen_api.py > docs/api.md
 """
 
 import importlib
@@ -8,11 +8,26 @@ import inspect
 import re
 
 MODULES = [
-    "ebm_ppl", "ebm_ppl.schedules", "ebm_ppl.energy", "ebm_ppl.checkpoint", "ebm_ppl.data",
-    "ebm_ppl.distribution", "ebm_ppl.logz", "ebm_ppl.annealing_frames", "ebm_ppl.likelihood", "ebm_ppl.sampling.progressive",
-    "ebm_ppl.sampling.hmc", "ebm_ppl.sampling.long_run", "ebm_ppl.sampling.numpyro_kernel",
-    "ebm_ppl.sampling.drifting", "ebm_ppl.diagnostics", "ebm_ppl.inverse", "ebm_ppl.metrics",
-    "ebm_ppl.train", "ebm_ppl.sharding", "ebm_ppl.plotting",
+    "ebm_ppl",
+    "ebm_ppl.schedules",
+    "ebm_ppl.energy",
+    "ebm_ppl.checkpoint",
+    "ebm_ppl.data",
+    "ebm_ppl.distribution",
+    "ebm_ppl.logz",
+    "ebm_ppl.annealing_frames",
+    "ebm_ppl.likelihood",
+    "ebm_ppl.sampling.progressive",
+    "ebm_ppl.sampling.hmc",
+    "ebm_ppl.sampling.long_run",
+    "ebm_ppl.sampling.numpyro_kernel",
+    "ebm_ppl.sampling.drifting",
+    "ebm_ppl.diagnostics",
+    "ebm_ppl.inverse",
+    "ebm_ppl.metrics",
+    "ebm_ppl.train",
+    "ebm_ppl.sharding",
+    "ebm_ppl.plotting",
 ]
 
 
@@ -48,7 +63,11 @@ def main():
                 continue
             kind = "class" if inspect.isclass(obj) else ("function" if callable(obj) else "constant")
             sig = signature(obj) if kind != "constant" else ""
-            doc = first_paragraph(getattr(obj, "__doc__", "")) if kind != "constant" else without_addresses(repr(obj))[:80]
+            doc = (
+                first_paragraph(getattr(obj, "__doc__", ""))
+                if kind != "constant"
+                else without_addresses(repr(obj))[:80]
+            )
             print(f"- `{attr}{sig}` ({kind}): {doc}")
         print()
 

@@ -29,7 +29,6 @@ tuning), :mod:`.annealed` (ais, reverse_ais, bdmc),
 from ebm_ppl.annealing_frames import LevelFrame, fit_frame, identity_frame
 from ebm_ppl.logz.annealed import ais, bdmc, reverse_ais
 from ebm_ppl.logz.estimate import LogZEstimate
-from ebm_ppl.logz.kernels import ANNEAL_CHUNK, TRANSITIONS
 from ebm_ppl.logz.ladder_estimator import ladder
 from ebm_ppl.logz.path import AnnealingPath, as_energy
 from ebm_ppl.logz.pilot import pilot_grad_count, pilot_path

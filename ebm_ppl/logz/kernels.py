@@ -240,7 +240,7 @@ def _anneal(
         chunk = max(-(-int(t_hi.shape[0]) // 25), 1)
     outputs = []
     for first in range(0, t_hi.shape[0], chunk):
-        piece = jax.tree_util.tree_map(lambda a: a[first : first + chunk], xs)
+        piece = jax.tree_util.tree_map(lambda a, first=first: a[first : first + chunk], xs)
         carry, out = _anneal_chunk(
             energy,
             frame_arrays,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.logz.estimate import LogZEstimate
-from ebm_ppl.logz.path import _check_level, _dim, _log_z_top, _model_scales, as_energy
+from ebm_ppl.logz.path import _check_level, _log_z_top, _model_scales, as_energy
 from ebm_ppl.logz.pilot import pilot_path
 
 __all__ = ["smc"]
@@ -38,7 +38,6 @@ def smc(
     energy = as_energy(energy, data_shape)
     level = _check_level(energy, level)
     T = energy.num_levels
-    D = _dim(energy)
     axes = tuple(range(-len(energy.data_shape), 0))
     k_pilot, k_init, k_run = jax.random.split(key, 3)
     pilot_grads = 0

@@ -34,6 +34,7 @@ import numpy as np
 
 from ebm_ppl._jax_utils import inner_unroll
 from ebm_ppl.sampling import progressive
+from ebm_ppl.sampling.progressive import kernel as progressive_kernel
 
 __all__ = ["LongRunResult", "STARTS", "tune", "run", "run_growing", "plot_step_sizes"]
 
@@ -69,7 +70,7 @@ def _first(energy, keys, x_next, t, start_step_scale, *, start, num_start_steps,
 
     def one(key, x_next):
         if start == "normal":
-            return progressive._normal_draw(key, energy, x_next, t, log_likelihood_fn)
+            return progressive_kernel._normal_draw(key, energy, x_next, t, log_likelihood_fn)
         if start == "x_next":
             return x_next
         grad = jax.grad(progressive.conditional_log_density_fn(energy, x_next, t, log_likelihood_fn))
@@ -92,7 +93,7 @@ def _first(energy, keys, x_next, t, start_step_scale, *, start, num_start_steps,
 @functools.partial(jax.jit, static_argnames=("sampler", "num_integration_steps", "log_likelihood_fn"))
 def _move(energy, keys, y, x_next, t, step, *, sampler, num_integration_steps, log_likelihood_fn):
     """One MCMC transition (HMC or NUTS) of every chain on its conditional p(y_t | x_{t+1})."""
-    one_move = progressive._one_move(sampler, num_integration_steps)
+    one_move = progressive_kernel._one_move(sampler, num_integration_steps)
 
     def one(key, y, x_next):
         return one_move(key, y, progressive.conditional_log_density_fn(energy, x_next, t, log_likelihood_fn), step)

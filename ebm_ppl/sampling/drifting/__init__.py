@@ -39,7 +39,6 @@ every name is importable from ``ebm_ppl.sampling.drifting`` as before.
 """
 
 from ebm_ppl.sampling.drifting.evaluation import (
-    _local_mmd,
     evaluate,
     median_bandwidth,
     mmd,
@@ -55,8 +54,6 @@ from ebm_ppl.sampling.drifting.model import (
 )
 from ebm_ppl.sampling.drifting.sampler import DriftingSampler
 from ebm_ppl.sampling.drifting.scores import (
-    _level_scale,
-    _truncated_cg,
     batch_mean_shift_score,
     curvature_target_score,
     drift,
@@ -67,7 +64,7 @@ from ebm_ppl.sampling.drifting.scores import (
     level_score_function,
     mean_shift_target_score,
 )
-from ebm_ppl.sampling.drifting.training import TrainState, _level_drift_loss, _optimizer, build_update, init, train
+from ebm_ppl.sampling.drifting.training import TrainState, build_update, init, train
 
 __all__ = [
     "DriftingConfig",

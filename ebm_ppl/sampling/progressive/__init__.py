@@ -42,11 +42,6 @@ from ebm_ppl.sampling.progressive.kernel import (
     STARTS,
     ProgressiveInfo,
     ProgressiveState,
-    _check_inner,
-    _level_constants,
-    _normal_draw,
-    _one_move,
-    _start_point,
     build_kernel,
     conditional_log_density_fn,
     default_num_inner_steps,
@@ -55,8 +50,8 @@ from ebm_ppl.sampling.progressive.kernel import (
     init,
     recovery_log_density,
 )
-from ebm_ppl.sampling.progressive.run import TOP_LEVEL, _level_step, as_top_level_api, sample
-from ebm_ppl.sampling.progressive.tuning import _TUNED, TUNE_SEED, _tune_levels, tune_step_sizes, tuned_step_sizes
+from ebm_ppl.sampling.progressive.run import TOP_LEVEL, as_top_level_api, sample
+from ebm_ppl.sampling.progressive.tuning import TUNE_SEED, tune_step_sizes, tuned_step_sizes
 
 __all__ = [
     "ProgressiveState",

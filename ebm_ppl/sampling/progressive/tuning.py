@@ -154,6 +154,15 @@ def tune_step_sizes(
 _TUNED: dict = {}
 
 
+def _forget(energy_id: int):
+    """The weakref callback that drops an energy's cached step sizes when it is collected."""
+
+    def callback(_ref):
+        _TUNED.pop(energy_id, None)
+
+    return callback
+
+
 def tuned_step_sizes(
     energy,
     inner: str,
@@ -187,7 +196,7 @@ def tuned_step_sizes(
     )
     if settings is not None:
         try:
-            ref = weakref.ref(energy, lambda _, k=id(energy): _TUNED.pop(k, None))
+            ref = weakref.ref(energy, _forget(id(energy)))
         except TypeError:
             return steps
         if entry is None:
