@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test` (and `make lint`, which CI runs first).
 # Each creates or refreshes .venv from a Python >= 3.12 found on its own.
 SHELL := /bin/bash
 VENV := .venv
@@ -14,7 +14,9 @@ FIND_PYTHON = for c in "$$PYTHON" python3.13 python3.12 python3 \
 	  "$$p" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null && { echo "$$p"; break; }; \
 	done
 
-.PHONY: demo test venv clean
+.PHONY: demo test lint venv clean
+# what ruff checks and formats (docs/*.md code blocks are run by tests/test_docs.py instead)
+LINT_PATHS := ebm_ppl tests benchmarks models docs/dev
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then \
@@ -35,6 +37,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) out

@@ -354,16 +354,16 @@ def load_logz(path, level: int) -> dict | None:
     if os.path.isfile(fname):
         return _read_logz_entry(path, fname)
     folder = os.path.join(path, LOGZ_DIR)
-    runs = []
+    runs: list[dict] = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.startswith("level_") and name.endswith(".json"):
             entry = _read_logz_entry(path, os.path.join(folder, name))
             passed = (entry or {}).get("levels") or {}
             if str(level) in passed and isinstance(passed[str(level)].get("log_z"), (int, float)):
-                runs.append(entry)
+                runs.append(entry or {})
     if not runs:
         return None
-    run = max(runs, key=lambda e: e.get("num_grad_evals") or 0)
+    run: dict = max(runs, key=lambda e: e.get("num_grad_evals") or 0)
     row = run["levels"][str(level)]
     if not math.isfinite(row["log_z"]):
         return None
@@ -404,7 +404,7 @@ def sampler_settings(path) -> dict:
     ``step_scale`` (a float, or a tuple with one multiplier per level). ``{}`` when the config
     names none (the sampler's defaults then apply)."""
     cfg = read_config(path).get("sampling") or {}
-    out = {}
+    out: dict = {}
     if "inner" in cfg:
         out["inner"] = str(cfg["inner"])
     if "num_inner_steps" in cfg:

@@ -408,8 +408,8 @@ def train_digits_classifier(
     if out is not None:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         tmp = out + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(serialization.msgpack_serialize(params))
+        with open(tmp, "wb") as fb:
+            fb.write(serialization.msgpack_serialize(params))
         os.replace(tmp, out)
         card_path = os.path.splitext(out)[0] + ".json"
         with open(card_path + ".tmp", "w") as f:

@@ -13,6 +13,8 @@ them (see docs/scaling.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -98,9 +100,9 @@ def replicate(tree, mesh: Mesh):
     return jax.tree_util.tree_map(lambda x: _put(x, sharding), tree)
 
 
-def pad_to_multiple(n: int, mesh: Mesh) -> int:
-    """The smallest multiple of the mesh size that is >= n."""
-    k = mesh.devices.size
+def pad_to_multiple(n: int, mesh: Mesh | None) -> int:
+    """The smallest multiple of the mesh size that is >= n (n itself without a mesh)."""
+    k = num_devices(mesh)
     return -(-int(n) // k) * k
 
 
@@ -122,7 +124,11 @@ def initialize_distributed(
     the cluster (SLURM, Open MPI, TPU pods, Kubernetes JobSets). Returns what was passed (for
     logging) and the resulting process index / count.
     """
-    kwargs = {"coordinator_address": coordinator_address, "num_processes": num_processes, "process_id": process_id}
+    kwargs: dict[str, Any] = {
+        "coordinator_address": coordinator_address,
+        "num_processes": num_processes,
+        "process_id": process_id,
+    }
     if local_device_ids is not None:
         kwargs["local_device_ids"] = local_device_ids
     if num_processes is not None and int(num_processes) < 1:

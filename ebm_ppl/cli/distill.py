@@ -133,7 +133,9 @@ def run(args) -> dict:
         if config.estimator == "level":
             if args.level != 0 or args.space != "data":
                 raise ValueError("--estimator level samples level 0 in data space only")
-            dr.build_update(dr.make_generator(config, energy.data_shape), None, config, energy)
+            dr.build_update(
+                dr.make_generator(config, energy.data_shape), dr.energy_function(energy, 0, "data"), config, energy
+            )
         dr.make_generator(config, energy.data_shape)
         dr.energy_function(energy, args.level, args.space)
     except ValueError as err:
@@ -161,7 +163,7 @@ def run(args) -> dict:
     k_gen, k_ref = jax.random.split(jax.random.PRNGKey(42))
     gen = sampler.sample(k_gen, args.num_eval)
     ref = dr.reference_samples(energy, k_ref, args.num_eval, args.level, args.space)
-    kind = "exact"
+    kind: str | None = "exact"
     if ref is None and args.level == 0 and args.space == "data" and energy.num_levels > 1:
         from ebm_ppl.sampling import progressive
 

@@ -97,7 +97,8 @@ def plot_curve(est, path, exact=None):
 
 def _ranges(levels) -> str:
     """[0, 1, 2, 5] -> '0-2, 5'."""
-    parts, levels = [], sorted(levels)
+    parts: list[list[int]] = []
+    levels = sorted(levels)
     for t in levels:
         if parts and t == parts[-1][1] + 1:
             parts[-1][1] = t

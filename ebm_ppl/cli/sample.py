@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from ebm_ppl.cli import UsageError
 from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, resolve_energy, resolve_mesh
@@ -92,7 +93,7 @@ def draw(
     from ebm_ppl.sampling import hmc, long_run, progressive
 
     key = jax.random.key(seed)
-    out = {}
+    out: dict = {}
     if sampler == "progressive":
         if inner not in progressive.INNER_SAMPLERS:
             raise UsageError(f"unknown --inner {inner!r}; choose one of {', '.join(progressive.INNER_SAMPLERS)}")
@@ -173,7 +174,8 @@ def run(args) -> dict:
     seconds = time.time() - t0
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if ext == ".npz":
-        np.savez(args.out, **{k: np.asarray(v) for k, v in out.items()})
+        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in out.items()}
+        np.savez(args.out, **arrays)
     else:
         from ebm_ppl.plotting import save_samples
 

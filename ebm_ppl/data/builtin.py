@@ -99,13 +99,13 @@ def _patches_split(split: str) -> np.ndarray:
     n = PATCHES_SIZES[split]
     c0, c1 = PATCHES_COLUMNS[split]
     k = PATCH_SIZE
-    positions = []  # (photo, row, col) of the top-left corner; the patch lies inside [c0, c1)
+    corners = []  # (photo, row, col) of the top-left corner; the patch lies inside [c0, c1)
     for p, img in enumerate(photos):
         rows = np.arange(img.shape[0] - k + 1)
         cols = np.arange(c0, c1 - k + 1)
         rr, cc = np.meshgrid(rows, cols, indexing="ij")
-        positions.append(np.stack([np.full(rr.size, p), rr.ravel(), cc.ravel()], 1))
-    positions = np.concatenate(positions)
+        corners.append(np.stack([np.full(rr.size, p), rr.ravel(), cc.ravel()], 1))
+    positions = np.concatenate(corners)
     seed = [PATCHES_SEED, zlib.crc32(split.encode())]
     choice = np.random.default_rng(seed).choice(len(positions), size=n, replace=False)
     raw = np.empty((n, k, k), np.uint8)

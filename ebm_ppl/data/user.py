@@ -50,10 +50,10 @@ def _scale(arr: np.ndarray, levels: int | None, where: str) -> tuple[np.ndarray,
         arr = arr.astype(np.float32)
         if not np.all(np.isfinite(arr)):
             raise DataError(f"{where}: the data contain NaN or infinite values")
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
+        flo, fhi = float(arr.min()), float(arr.max())
+        if flo < -1.0 - 1e-6 or fhi > 1.0 + 1e-6:
             raise DataError(
-                f"{where}: float data must already lie in [-1, 1] (found [{lo:.4g}, {hi:.4g}]); "
+                f"{where}: float data must already lie in [-1, 1] (found [{flo:.4g}, {fhi:.4g}]); "
                 "pass integer raw values (e.g. uint8) or rescale"
             )
         return np.clip(arr, -1.0, 1.0), levels

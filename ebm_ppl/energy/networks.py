@@ -25,6 +25,7 @@ Spectral normalisation: ``apply(variables, y, t)`` uses the stored power-iterati
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -82,11 +83,12 @@ class _Layer(nn.Module):
 
     @nn.compact
     def __call__(self, x, update_stats: bool = False):
-        kw = {"kernel_init": nn.initializers.zeros} if self.zero_init else {}
+        kw: dict[str, Any] = {"kernel_init": nn.initializers.zeros} if self.zero_init else {}
         if self.kernel_size is not None and not self.spectral_norm and self.has_variable(TRANSPOSED, "conv"):
             p = self.variables["params"]["conv"]
-            kt = self.get_variable(TRANSPOSED, "conv")["kernel_t"]
+            kt: Any = self.get_variable(TRANSPOSED, "conv")["kernel_t"]
             return _conv_given_transpose(x, p["kernel"], kt) + p["bias"]
+        layer: nn.Module
         if self.kernel_size is None:
             layer = nn.Dense(self.features, name="dense", **kw)
         else:
@@ -311,7 +313,7 @@ def build(config: dict) -> nn.Module:
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
     cls = NETWORKS[name]
-    fields = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}
+    fields = {f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")}
     unknown = set(config) - fields
     if unknown:
         raise ValueError(f"network {name!r} has no option(s) {sorted(unknown)}; known: {sorted(fields)}")
@@ -324,8 +326,9 @@ def config_of(module: nn.Module) -> dict:
     """The JSON config that :func:`build` turns back into ``module``."""
     for name, cls in NETWORKS.items():
         if type(module) is cls:
-            out = {"name": name}
-            for f in cls.__dataclass_fields__:
+            out: dict[str, Any] = {"name": name}
+            for field in dataclasses.fields(cls):
+                f = field.name
                 if f in ("parent", "name"):
                     continue
                 v = getattr(module, f)

@@ -110,7 +110,8 @@ def run(
         "samples": samples[:, :: max(1, samples.shape[1] // 16)],
     }
     if baseline is not None:
-        g = gaussian_posterior(*baseline, operator, noise_std, obs)
+        prior_mean, prior_cov = baseline
+        g = gaussian_posterior(prior_mean, prior_cov, operator, noise_std, obs)
         out.update(_scores("baseline_", g.mean, g.interval, truths_np, data_range))
         curves["Gaussian prior"] = M.calibration_curve(g.interval, truths_np)
         arrays["baseline_mean"] = np.asarray(g.mean)

@@ -270,7 +270,7 @@ def sample_image_posterior(
             callback(done, total)
         samples.append(np.asarray(u))
         means.append(np.asarray(u + r[stop] ** 2 * s0))
-    samples = np.concatenate(samples)
+    draws = np.concatenate(samples)
     est = np.concatenate(means)
     info = {
         "start_level": int(top),
@@ -280,8 +280,8 @@ def sample_image_posterior(
         "num_samples": int(num_samples),
         "gradients_per_sample": int(top - stop + 1 + num_corrector_steps),
     }
-    sd = samples.std(axis=0, ddof=1) if num_samples > 1 else np.zeros(shape, np.float32)
-    return ImagePosterior(est.mean(axis=0), sd, samples, info)
+    sd = draws.std(axis=0, ddof=1) if num_samples > 1 else np.zeros(shape, np.float32)
+    return ImagePosterior(est.mean(axis=0), sd, draws, info)
 
 
 def fill_estimate(operator, obs, width: float = 2.0) -> np.ndarray:

@@ -99,6 +99,12 @@ class LinearOperator:
     def dim(self) -> int:
         return int(math.prod(self.data_shape))
 
+    def _forward_flat(self, x: jax.Array) -> jax.Array:
+        raise NotImplementedError(f"{type(self).__name__} does not implement _forward_flat")
+
+    def _adjoint_flat(self, v: jax.Array) -> jax.Array:
+        raise NotImplementedError(f"{type(self).__name__} does not implement _adjoint_flat")
+
     def forward(self, x) -> jax.Array:
         x = jnp.asarray(x)
         batch = _batch_shape(x, self.data_shape)
@@ -374,6 +380,7 @@ def from_name(name: str, data_shape, seed: int = 0, noise_std: float | None = No
             raise ValueError(f"bad noise std {s!r} in operator {name!r}") from None
     kind, _, arg = text.partition(":")
     usage = f"unknown operator {name!r}; expected one of {', '.join(operator_names())}"
+    op: LinearOperator
     try:
         if kind == "inpaint":
             if arg == "half":

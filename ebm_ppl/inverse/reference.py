@@ -129,7 +129,8 @@ def exact_posterior(oracle, operator, noise_std: float, observations) -> Mixture
     R = noise_std**2 * jnp.eye(A.shape[0])
     obs = jnp.atleast_2d(jnp.asarray(observations))
     post = jax.vmap(lambda o: gaussian_mixture_posterior(oracle.weights, oracle.means, covs, A, R, o))(obs)
-    return MixturePosterior(*post, operator.data_shape)
+    weights, means, post_covs = post
+    return MixturePosterior(weights, means, post_covs, operator.data_shape)
 
 
 def mixture_quantiles(weights, means, variances, q: float, iterations: int = 60):

@@ -285,8 +285,7 @@ def discrete_elbo(
             est = 0.5 * (est[:, : num // 2] + est[:, num // 2 :])
         samples.append(est)
         remaining -= num
-    samples = np.concatenate(samples, axis=1)
-    mean, stderr = _summarise(samples)
+    mean, stderr = _summarise(np.concatenate(samples, axis=1))
     info = {
         "num_samples": int(num_samples),
         "data_variance": v,
@@ -421,8 +420,7 @@ def continuous_elbo(
         inv_pi, h, d = (np.asarray(a, np.float64) for a in (inv_pi, h, d))
         samples.append(const[:, None] - inv_pi * h + d)
         remaining -= num
-    samples = np.concatenate(samples, axis=1)
-    mean, stderr = _summarise(samples)
+    mean, stderr = _summarise(np.concatenate(samples, axis=1))
     # one score + one JVP per draw (+ one score for the decoder); interpolation doubles each
     per_draw = evals_per_score * (2 + (1 if u_min > 0 else 0))
     info = {

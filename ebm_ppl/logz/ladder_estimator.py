@@ -77,7 +77,9 @@ def ladder(
     log_c = np.log(_model_scales(energy)) * _dim(energy)
     top = _log_z_top(energy)
     total, var, levels = top, 0.0, {}
-    curve_terms, n_min, ess_min, khat_max = [], None, math.inf, math.nan
+    curve_terms: list[np.ndarray] = []
+    n_min: int | None = None
+    ess_min, khat_max = math.inf, math.nan
     for t in range(T - 1, level - 1, -1):
         x = jnp.asarray(samples[t + 1], jnp.float32) / c[t + 1]
         bs = 4096 if batch_size is None else int(batch_size)  # memory: oracles in high D build (n, D, D) terms
@@ -96,6 +98,7 @@ def ladder(
         levels[t] = {"log_z": total + log_c[t], "stderr": math.sqrt(var), "ess": ess, "khat": khat}
         curve_terms.append(lr)
         n_min = lr.size if n_min is None else min(n_min, lr.size)
+    assert n_min is not None  # the ladder has at least one level below the top
     ms = np.unique(np.geomspace(min(8, n_min), n_min, 12).astype(int))
     curve = [(int(m), float(top + log_c[level] + sum(_weight_stats(lr[:m])[0] for lr in curve_terms))) for m in ms]
     evals = int(grads + 2 * n_min * (T - level))

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,7 @@ class Chains(NamedTuple):
     (C, N): ``log_density``, ``acceptance_rate``, ``is_divergent``, ``tree_depth``,
     ``num_gradient_evaluations``; ``step_size`` (C,), ``inverse_mass_matrix`` (C, D)."""
 
-    position: object
+    position: Any
     log_density: jax.Array
     acceptance_rate: jax.Array
     is_divergent: jax.Array

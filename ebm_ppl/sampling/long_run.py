@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -256,7 +256,7 @@ def run(
     _check(energy, sampler, start, num_start_steps)
     T = energy.num_levels
     k_tune, k_init, k_run = jax.random.split(key, 3)
-    start_kw = dict(start=start, num_start_steps=num_start_steps, start_step_scale=start_step_scale)
+    start_kw: dict[str, Any] = dict(start=start, num_start_steps=num_start_steps, start_step_scale=start_step_scale)
     if step_sizes is None and steps_per_level > 1:
         step_sizes, _ = tune(
             energy,
@@ -276,7 +276,8 @@ def run(
         energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale, log_likelihood_fn
     )
     x = sharding.maybe_shard_batch(jax.random.normal(k_init, (num_samples,) + tuple(energy.data_shape)), mesh)
-    accs, logds = np.ones(T), [None] * T
+    accs = np.ones(T)
+    logds: list[Any] = [None] * T
     levels = range(T - 1, -1, -1)
     if progress:
         from tqdm import tqdm
@@ -286,7 +287,7 @@ def run(
     for t in levels:
         k_first, k_move = jax.random.split(level_keys[T - 1 - t])
         y = first(jax.random.split(k_first, num_samples), x, t)
-        acc_sum = 0.0
+        acc_sum: Any = 0.0
         for kk in jax.random.split(k_move, steps_per_level - 1) if steps_per_level > 1 else []:
             y, acc = move(jax.random.split(kk, num_samples), y, x, t, steps[t])
             acc_sum = acc_sum + jnp.mean(acc)

@@ -17,7 +17,7 @@ __all__ = ["sample_quality_2d", "flat_figures"]
 
 def sample_quality_2d(
     energy,
-    sample_cfg: dict,
+    sample_cfg: dict | None,
     name: str,
     *,
     n: int = 2000,

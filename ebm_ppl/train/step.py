@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,12 @@ import optax
 from ebm_ppl.energy import networks
 from ebm_ppl.schedules import from_name
 from ebm_ppl.train import objectives as obj
+
+if TYPE_CHECKING:
+    import flax.linen as nn
+    from jax.sharding import Mesh
+
+    from ebm_ppl.schedules import Schedule
 
 __all__ = ["StepSpec", "TrainStep", "make_train_step", "make_optimizer", "learning_rate", "DEFAULT_LANGEVIN_CHUNK"]
 
@@ -89,7 +95,7 @@ class StepSpec(NamedTuple):
     batch_size: int
     max_abs_loss: float
     bin_width: float | None
-    mesh: object  # jax.sharding.Mesh or None
+    mesh: Mesh | None
 
 
 def _spec(config: dict, data_info: dict | None, mesh) -> StepSpec:
@@ -110,8 +116,8 @@ def _spec(config: dict, data_info: dict | None, mesh) -> StepSpec:
 
 
 class _Parts(NamedTuple):
-    module: object
-    schedule: object
+    module: nn.Module
+    schedule: Schedule
     objective_name: str
     objective_options: dict
     log_density: Callable

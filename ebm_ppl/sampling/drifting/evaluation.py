@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,7 +87,7 @@ def evaluate(
     n = samples.shape[0]
     xs = np.asarray(samples, np.float64).reshape(n, -1)
     finite = np.all(np.isfinite(xs), -1)
-    out = {"num_samples": int(n), "num_nonfinite": int((~finite).sum())}
+    out: dict[str, Any] = {"num_samples": int(n), "num_nonfinite": int((~finite).sum())}
     xs = xs[finite]
     e_gen = np.asarray(E_fn(energy, jnp.asarray(xs, jnp.float32)))
     out["mean_energy"] = float(np.mean(e_gen))

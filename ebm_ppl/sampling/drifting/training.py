@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ from ebm_ppl.sampling.drifting.scores import (
 
 
 class TrainState(NamedTuple):
-    params: dict
+    params: Any  # the generator's Flax variables
     opt_state: optax.OptState
     step: jax.Array
 
@@ -133,7 +133,7 @@ def train(
         state, metrics = jax.lax.scan(body, state, keys)
         return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
-    history = {"step": [], "loss": [], "drift_norm": [], "mean_energy": []}
+    history: dict[str, Any] = {"step": [], "loss": [], "drift_norm": [], "mean_energy": []}
     remaining = int(config.num_steps)
     t0 = time.perf_counter()
     bar = tqdm(total=remaining, desc="drifting", disable=not progress, leave=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,9 @@ from ebm_ppl.sampling.progressive.kernel import (
     init,
 )
 from ebm_ppl.sampling.progressive.tuning import tuned_step_sizes
+
+if TYPE_CHECKING:
+    from jax.sharding import Mesh
 
 
 def as_top_level_api(
@@ -71,7 +74,7 @@ class _RunSettings(NamedTuple):
     num_integration_steps: int
     log_likelihood_fn: Callable | None
     start: str
-    mesh: object
+    mesh: Mesh | None
 
 
 @functools.partial(jax.jit, static_argnames=("settings",))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -151,7 +151,7 @@ def tune_step_sizes(
 
 
 #: tuned steps per energy object: id(energy) -> (weak reference, {settings: steps})
-_TUNED: dict = {}
+_TUNED: dict[int, tuple[Any, dict[Any, Any]]] = {}
 
 
 def _forget(energy_id: int):
