@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ebm_ppl import data, diagnostics, metrics
 from ebm_ppl.checkpoint import load
-from ebm_ppl.plotting import save_image_grid
+from ebm_ppl.plotting import plot_step_sizes, save_image_grid
 from ebm_ppl.sampling import long_run
 
 
@@ -146,7 +146,7 @@ def main():
         )
 
     last = results[-1]
-    fig7 = long_run.plot_step_sizes(last, os.path.join(out_dir, "step_sizes.png"), energy)
+    fig7 = plot_step_sizes(last, os.path.join(out_dir, "step_sizes.png"), energy)
     x_last = np.asarray(last.samples)
     c = 4
     m = c * (a.n // c)

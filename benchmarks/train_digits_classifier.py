@@ -11,7 +11,7 @@ import json
 import os
 import time
 
-from ebm_ppl.metrics import CLASSIFIER_WEIGHTS, train_digits_classifier
+from ebm_ppl.metrics.digits import CLASSIFIER_WEIGHTS, train_digits_classifier
 
 
 def main():

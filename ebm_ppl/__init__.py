@@ -11,9 +11,8 @@ The public API:
   ``ebm_ppl.sharding``.
 """
 
-__version__ = "0.1.0"
-
 from ebm_ppl import schedules
+from ebm_ppl._version import __version__
 from ebm_ppl.checkpoint import CheckpointError, load, read_config
 from ebm_ppl.distribution import EBMPrior
 from ebm_ppl.energy import GaussianOracle, MixtureOracle, NetworkEnergy, target

@@ -137,7 +137,7 @@ def mmd_permutation_test(
 ) -> TwoSampleTest:
     """Permutation test of "x and y come from one law" with the unbiased RBF MMD^2 statistic
     (bandwidth: median heuristic on the pooled sample when None). x (m, ...), y (n, ...)."""
-    from ebm_ppl.metrics import _sq_dists, median_bandwidth
+    from ebm_ppl.metrics.mmd import _sq_dists, median_bandwidth
 
     a = np.asarray(x, np.float64).reshape(len(x), -1)
     b = np.asarray(y, np.float64).reshape(len(y), -1)

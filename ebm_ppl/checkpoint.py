@@ -125,7 +125,7 @@ def save(
       train_state: a pytree to resume training from (written to ``train_state.msgpack``).
       extra: more JSON-serialisable fields (training settings, wall time, ...).
     """
-    from ebm_ppl import __version__
+    from ebm_ppl._version import __version__
 
     if "data_shape" not in data or "name" not in data:
         raise ValueError("checkpoint data info needs at least 'name' and 'data_shape'")

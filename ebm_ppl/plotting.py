@@ -8,7 +8,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["save_samples", "save_image_grid", "save_scatter", "atomic_savefig", "new_figure"]
+__all__ = ["save_samples", "save_image_grid", "save_scatter", "plot_step_sizes", "atomic_savefig", "new_figure"]
 
 
 def new_figure(figsize=(6.0, 4.0), **kwargs):
@@ -103,3 +103,32 @@ def save_samples(samples, path: str, title: str | None = None, reference=None) -
     raise ValueError(
         f"cannot picture samples of shape {samples.shape}: expected images (n, H, W[, C]) or 2-D points (n, 2)"
     )
+
+
+def plot_step_sizes(result, path: str, energy=None, acceptance_band: tuple[float, float] = (0.6, 0.9)) -> str:
+    """The paper's Fig. 7 left and centre: the HMC step size and acceptance rate per level of a
+    :class:`ebm_ppl.sampling.long_run.LongRunResult`, as a PNG at ``path`` (returned).
+    ``acceptance_band``: shaded on the acceptance panel (the range the long-run tuner aims at,
+    ``long_run.ACCEPTANCE_RANGE``)."""
+
+    levels = np.arange(len(result.step_sizes))
+    fig = new_figure(figsize=(9, 3.2))
+    a, b = fig.subplots(1, 2)
+    a.plot(levels, np.asarray(result.step_sizes))
+    a.set_xlabel("level t")
+    a.set_ylabel("HMC step size")
+    a.set_yscale("log")
+    b.plot(levels, np.asarray(result.acceptance_rate))
+    b.axhspan(
+        *acceptance_band, color="tab:green", alpha=0.15, label=f"[{acceptance_band[0]:g}, {acceptance_band[1]:g}]"
+    )
+    b.set_ylim(0, 1.02)
+    b.set_xlabel("level t")
+    b.set_ylabel("acceptance rate")
+    b.legend(loc="lower right")
+    title = f"long run: {result.steps_per_level} steps/level"
+    if energy is not None:
+        title += f", schedule {energy.schedule.name}"
+    fig.suptitle(title)
+    fig.tight_layout()
+    return atomic_savefig(fig, path, dpi=110)

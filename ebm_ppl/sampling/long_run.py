@@ -328,25 +328,15 @@ def run_growing(
 
 
 def plot_step_sizes(result: LongRunResult, path: str, energy=None) -> str:
-    """The paper's Fig. 7 left and centre: HMC step size and acceptance rate per level."""
-    from ebm_ppl.plotting import atomic_savefig, new_figure
+    """Deprecated: use :func:`ebm_ppl.plotting.plot_step_sizes` (plots live in the plotting layer)."""
+    import warnings
 
-    levels = np.arange(len(result.step_sizes))
-    fig = new_figure(figsize=(9, 3.2))
-    a, b = fig.subplots(1, 2)
-    a.plot(levels, np.asarray(result.step_sizes))
-    a.set_xlabel("level t")
-    a.set_ylabel("HMC step size")
-    a.set_yscale("log")
-    b.plot(levels, np.asarray(result.acceptance_rate))
-    b.axhspan(*ACCEPTANCE_RANGE, color="tab:green", alpha=0.15, label="[0.6, 0.9]")
-    b.set_ylim(0, 1.02)
-    b.set_xlabel("level t")
-    b.set_ylabel("acceptance rate")
-    b.legend(loc="lower right")
-    title = f"long run: {result.steps_per_level} steps/level"
-    if energy is not None:
-        title += f", schedule {energy.schedule.name}"
-    fig.suptitle(title)
-    fig.tight_layout()
-    return atomic_savefig(fig, path, dpi=110)
+    from ebm_ppl.plotting import plot_step_sizes as _plot
+
+    warnings.warn(
+        "ebm_ppl.sampling.long_run.plot_step_sizes moved to ebm_ppl.plotting.plot_step_sizes; "
+        "this alias goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _plot(result, path, energy, ACCEPTANCE_RANGE)
