@@ -19,7 +19,7 @@ from ebm_ppl.energy import target
 from ebm_ppl.likelihood_bounds import continuous_elbo, discrete_elbo, elbo, ode_log_prob
 from ebm_ppl.schedules import drl
 
-elbo_module = importlib.import_module("ebm_ppl.likelihood_bounds.elbo")
+elbo_module = importlib.import_module("ebm_ppl.likelihood_bounds.elbo_continuous")
 ode_module = importlib.import_module("ebm_ppl.likelihood_bounds.ode")
 
 N_POINTS = 200

@@ -259,3 +259,30 @@ def check_reference(reference, energy, dtype) -> GaussianReference | None:
     if reference.mean.shape != (D,):
         raise ValueError(f"reference has dimension {reference.mean.shape[0]}, the energy {D}")
     return GaussianReference(*(jnp.asarray(a, dtype) for a in reference))
+
+
+# pieces shared by the two ELBOs, kept separate so that tests can break them on purpose
+def _prior_cross_entropy(sq_norm_x0, abar_T, sbar2_T, dim):
+    """E_{q(x_T | x_0)} log N(x_T; 0, I), float64."""
+    return -0.5 * dim * math.log(2 * math.pi) - 0.5 * (abar_T**2 * sq_norm_x0 + dim * sbar2_T)
+
+
+def _gaussian_data_variance(x: np.ndarray) -> float:
+    """Mean per-coordinate variance of the batch (1 for a single example): sets the proposals."""
+    if x.shape[0] < 2:
+        return 1.0
+    return float(np.clip(np.mean(np.var(x.reshape(x.shape[0], -1), axis=0)), 1e-4, 1.0))
+
+
+def _summarise(samples: np.ndarray):
+    m = samples.shape[1]
+    mean = samples.mean(axis=1)
+    stderr = samples.std(axis=1, ddof=1) / math.sqrt(m) if m > 1 else np.full(samples.shape[0], np.nan)
+    return mean, stderr
+
+
+def _check_budget(num_samples, chunk):
+    if int(num_samples) != num_samples or num_samples < 2:
+        raise ValueError(f"num_samples must be an integer >= 2 (for a standard error), got {num_samples!r}")
+    if int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")

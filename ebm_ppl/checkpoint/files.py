@@ -1,25 +1,10 @@
-"""Checkpoints: a directory holding a trained energy network (see docs/checkpoints.md).
-
-    CKPT/
-      config.json          format_version, package version, network config, schedule name,
-                           data (name, data_shape, levels, scaling), objective, preset, step,
-                           base_variance, training settings
-      params.msgpack       the EMA variables (flax.serialization): what ``load`` binds
-      train_state.msgpack  raw variables, EMA, optimizer state, step (resuming training)
-      logz/level_<t>.json  cached log Z estimates with their metadata
-
-Every file is written atomically (temp file in the same directory, then ``os.replace``); the
-config is written last, so a directory whose ``config.json`` names step s holds step s's
-parameters. ``load(path)`` returns an :class:`ebm_ppl.energy.NetworkEnergy` with the EMA weights;
-``read_config(path)`` gives the config (data levels and scaling included). Problems raise
-:class:`CheckpointError`, which names the file and the problem.
-"""
+"""Checkpoint files: the format, atomic writes, saving and loading an energy and its training
+state (the layout is in :mod:`ebm_ppl.checkpoint`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from typing import Any
@@ -38,11 +23,6 @@ __all__ = [
     "save_train_state",
     "load_train_state",
     "has_train_state",
-    "save_logz",
-    "load_logz",
-    "params_digest",
-    "evaluation_level",
-    "sampler_settings",
     "atomic_write_bytes",
     "atomic_write_text",
 ]
@@ -298,122 +278,3 @@ def load_train_state(path, target):
     template = jax.tree_util.tree_map(lambda v: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype), template)
     _check_against(template, restored, fname)
     return serialization.from_state_dict(target, restored)
-
-
-# -- log Z cache -----------------------------------------------------------------------------
-def params_digest(path) -> str | None:
-    fname = os.path.join(os.fspath(path), PARAMS_FILE)
-    if not os.path.isfile(fname):
-        return None
-    with open(fname, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
-
-
-def save_logz(path, estimate: dict) -> str:
-    """Cache a log Z estimate: ``estimate`` needs ``level`` (int) and ``log_z`` (float); every other
-    JSON-serialisable field (method, ess, num_particles, seed, stderr, ...) is kept as metadata.
-    The parameters' digest and the checkpoint step are added so stale entries are detected."""
-    path = _check_dir(path)
-    if "level" not in estimate or "log_z" not in estimate:
-        raise ValueError("a log Z estimate needs 'level' and 'log_z'")
-    level = int(estimate["level"])
-    entry = _to_jsonable(dict(estimate))
-    entry["level"] = level
-    entry["params_sha256"] = params_digest(path)
-    try:
-        entry.setdefault("checkpoint_step", read_config(path)["step"])
-    except CheckpointError:
-        pass
-    return atomic_write_text(os.path.join(path, LOGZ_DIR, f"level_{level}.json"), json.dumps(entry, indent=2) + "\n")
-
-
-def _read_logz_entry(path: str, fname: str) -> dict | None:
-    """A stored entry, or None when made for other parameters or not finite."""
-    try:
-        with open(fname, encoding="utf-8") as fh:
-            entry = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{fname}: corrupt JSON ({err})") from None
-    if entry.get("params_sha256") not in (None, params_digest(path)):
-        return None
-    if isinstance(entry.get("log_z"), (int, float)) and not math.isfinite(entry["log_z"]):
-        return None
-    return entry
-
-
-def load_logz(path, level: int) -> dict | None:
-    """The cached estimate for ``level``, or None when absent or made for other parameters.
-
-    Without a file for ``level``, a stored run that passed it on its way down (its ``levels``
-    table, as AIS and the ladder record) supplies it, the costliest such run first; the entry then
-    says ``derived_from_level``. (``ebm-ppl logz --write`` on a schedule with many levels, T1k,
-    stores only the level it estimated.)"""
-    path = _check_dir(path)
-    level = int(level)
-    fname = os.path.join(path, LOGZ_DIR, f"level_{level}.json")
-    if os.path.isfile(fname):
-        return _read_logz_entry(path, fname)
-    folder = os.path.join(path, LOGZ_DIR)
-    runs: list[dict] = []
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if name.startswith("level_") and name.endswith(".json"):
-            entry = _read_logz_entry(path, os.path.join(folder, name))
-            passed = (entry or {}).get("levels") or {}
-            if str(level) in passed and isinstance(passed[str(level)].get("log_z"), (int, float)):
-                runs.append(entry or {})
-    if not runs:
-        return None
-    run: dict = max(runs, key=lambda e: e.get("num_grad_evals") or 0)
-    row = run["levels"][str(level)]
-    if not math.isfinite(row["log_z"]):
-        return None
-    derived = {k: v for k, v in run.items() if k not in ("curve", "lower", "upper")}
-    derived.update(
-        log_z=row["log_z"],
-        stderr=row.get("stderr"),
-        ess=row.get("ess"),
-        level=level,
-        curve=[],
-        lower=None,
-        upper=None,
-        derived_from_level=run["level"],
-    )
-    return derived
-
-
-def evaluation_level(path, default: int | None = 0) -> int:
-    """The noise level a model card chose on validation for the checkpoint's density
-    (``figures.json``'s ``evaluation_level``; 0 when the card names none). A missing card gives
-    ``default``, or raises ``FileNotFoundError`` when ``default`` is None."""
-    fname = os.path.join(os.fspath(path), "figures.json")
-    if not os.path.isfile(fname):
-        if default is None:
-            raise FileNotFoundError(f"{fname}: no model card figures")
-        return int(default)
-    try:
-        with open(fname, encoding="utf-8") as fh:
-            return int(json.load(fh).get("evaluation_level", 0))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{fname}: corrupt JSON ({err})") from None
-
-
-def sampler_settings(path) -> dict:
-    """The checkpoint's own progressive-sampler settings (``config.json``'s ``sampling``, written by
-    the training run that made it), as keyword arguments of
-    :func:`ebm_ppl.sampling.progressive.build_kernel`: ``inner``, ``num_inner_steps`` and
-    ``step_scale`` (a float, or a tuple with one multiplier per level). ``{}`` when the config
-    names none (the sampler's defaults then apply)."""
-    cfg = read_config(path).get("sampling") or {}
-    out: dict = {}
-    if "inner" in cfg:
-        out["inner"] = str(cfg["inner"])
-    if "num_inner_steps" in cfg:
-        out["num_inner_steps"] = int(cfg["num_inner_steps"])
-    if "step_scale" in cfg:
-        scale = cfg["step_scale"]
-        if isinstance(scale, (list, tuple)):
-            scale = tuple(float(v) for v in scale)
-            if len(set(scale)) == 1:
-                scale = scale[0]
-        out["step_scale"] = float(scale) if not isinstance(scale, tuple) else scale
-    return out
