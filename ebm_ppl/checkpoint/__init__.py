@@ -37,7 +37,7 @@ from ebm_ppl.checkpoint.files import (
 )
 from ebm_ppl.checkpoint.logz_cache import load_logz, params_digest, save_logz
 
-__all__ = [
+__all__ = [  # the facade: every name of files, logz_cache and card, and the file names
     "FORMAT_VERSION",
     "CheckpointError",
     "save",

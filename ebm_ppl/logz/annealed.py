@@ -23,6 +23,29 @@ def _stage(progress, name):
     return None if progress is None else (lambda done, total: progress(name, done, total))
 
 
+# the arguments of ais and reverse_ais that they pass on to pilot_path when no path is given
+_PILOT_OPTIONS = (
+    "level",
+    "num_bridges",
+    "num_steps",
+    "pilot_particles",
+    "pilot_bridges_per_level",
+    "target_accept",
+    "spacing",
+    "batch_size",
+    "transition",
+    "persistence",
+    "num_leapfrog",
+    "mesh",
+    "frame",
+    "progress",
+)
+
+
+def _pilot_options(arguments: dict) -> dict:
+    return {name: arguments[name] for name in _PILOT_OPTIONS}
+
+
 def ais(
     energy,
     key,
@@ -94,24 +117,7 @@ def ais(
     k_pilot, k_init, k_run = jax.random.split(key, 3)
     pilot_grads, meta = 0, {}
     if path is None:
-        path, pilot_grads, meta = pilot_path(
-            energy,
-            k_pilot,
-            level=level,
-            num_bridges=num_bridges,
-            num_steps=num_steps,
-            pilot_particles=pilot_particles,
-            pilot_bridges_per_level=pilot_bridges_per_level,
-            target_accept=target_accept,
-            spacing=spacing,
-            batch_size=batch_size,
-            transition=transition,
-            persistence=persistence,
-            num_leapfrog=num_leapfrog,
-            mesh=mesh,
-            frame=frame,
-            progress=progress,
-        )
+        path, pilot_grads, meta = pilot_path(energy, k_pilot, **_pilot_options(locals()))
     y0 = jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape))
     y, inc, acc, _, _ = _run_path(
         energy, k_run, y0, path, num_steps, batch_size=batch_size, mesh=mesh, progress=_stage(progress, "anneal")
@@ -199,24 +205,7 @@ def reverse_ais(
     pilot_grads, meta = 0, {}
     k_pilot, k_run = jax.random.split(key)
     if path is None:
-        path, pilot_grads, meta = pilot_path(
-            energy,
-            k_pilot,
-            level=level,
-            num_bridges=num_bridges,
-            num_steps=num_steps,
-            pilot_particles=pilot_particles,
-            pilot_bridges_per_level=pilot_bridges_per_level,
-            target_accept=target_accept,
-            spacing=spacing,
-            batch_size=batch_size,
-            transition=transition,
-            persistence=persistence,
-            num_leapfrog=num_leapfrog,
-            mesh=mesh,
-            frame=frame,
-            progress=progress,
-        )
+        path, pilot_grads, meta = pilot_path(energy, k_pilot, **_pilot_options(locals()))
     frame_used = _path_frame(energy, path)
     samples = from_model_batch(frame_used, samples, level)  # to the path's coordinates at the level
     rev, rev_start = _reverse(path)
