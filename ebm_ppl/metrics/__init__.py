@@ -24,9 +24,10 @@ Inputs are data-space images in [-1, 1] of shape (n, 8, 8, 1), (n, 8, 8) or (n, 
 
 from __future__ import annotations
 
+# the classifier's file paths: importable, not in __all__ (they differ between installs)
+from ebm_ppl.metrics.digits import CLASSIFIER_CARD as CLASSIFIER_CARD
+from ebm_ppl.metrics.digits import CLASSIFIER_WEIGHTS as CLASSIFIER_WEIGHTS
 from ebm_ppl.metrics.digits import (
-    CLASSIFIER_CARD,
-    CLASSIFIER_WEIGHTS,
     DIGITS_FEATURE_DIM,
     ClassHistogram,
     DigitsClassifier,
@@ -58,6 +59,4 @@ __all__ = [
     "gaussian_frechet",
     "frechet_distance",
     "DIGITS_FEATURE_DIM",
-    "CLASSIFIER_WEIGHTS",
-    "CLASSIFIER_CARD",
 ]
