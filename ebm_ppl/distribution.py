@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
+from ebm_ppl.energy.base import level_scale, logdensity_fn
+
 __all__ = ["EBMPrior", "MissingLogZError"]
 
 
@@ -116,7 +118,7 @@ class EBMPrior(Distribution):
         self.source = source
         self.sampler = sampler
         self._progressive = tuple(sorted((progressive_kwargs or {}).items()))
-        self._scale = float(energy.schedule.model_scales[noise_level])
+        self._scale = level_scale(energy, noise_level)
         self._dim = int(math.prod(energy.data_shape))
         value, stderr, reliable = self._resolve_log_z(log_z)
         self._log_z = None if value is None else jnp.asarray(value, jnp.float32)
@@ -190,9 +192,7 @@ class EBMPrior(Distribution):
 
     def unnormalized_log_prob(self, x):
         """f(c_t x, t) + D log c_t: log_prob without log Z, shape batch."""
-        return self.energy.log_density(self._scale * jnp.asarray(x), self.noise_level) + self._dim * math.log(
-            self._scale
-        )
+        return logdensity_fn(self.energy, self.noise_level)(jnp.asarray(x))
 
     def log_prob(self, x):
         """Normalised log density of x at the level, shape ``batch`` for x of shape (*batch, *event)."""

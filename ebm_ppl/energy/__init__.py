@@ -1,7 +1,14 @@
 """Noise-conditional energies: the protocol, analytic oracles, named targets and networks."""
 
 from ebm_ppl.energy import plain  # noqa: F401,E402  registers the plain targets
-from ebm_ppl.energy.base import Energy, check_model_input, register_pytree, standard_normal_log_density
+from ebm_ppl.energy.base import (
+    Energy,
+    check_model_input,
+    level_scale,
+    logdensity_fn,
+    register_pytree,
+    standard_normal_log_density,
+)
 from ebm_ppl.energy.network import NetworkEnergy
 from ebm_ppl.energy.oracles import GaussianOracle, MixtureOracle, gaussian_mixture_posterior, mixture_log_prob
 from ebm_ppl.energy.targets import register_target, target, target_names
@@ -19,4 +26,6 @@ __all__ = [
     "register_pytree",
     "check_model_input",
     "standard_normal_log_density",
+    "level_scale",
+    "logdensity_fn",
 ]

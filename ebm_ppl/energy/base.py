@@ -11,6 +11,10 @@ A *bound energy* (parameters included) exposes
 * the map between data space and model space, ``y_0 = a x_0`` with ``a = sqrt(1 - sigma_1^2)``:
   ``to_model(x)``, ``to_data(y)``, ``data_scale``.
 
+:func:`logdensity_fn` is what samplers, estimators and the NumPyro distribution consume: the
+density of one level in data space (x_t = y_t / c_t, c_t = ``schedule.model_scales[t]``) is
+``f(c_t x, t) + D log c_t``; the rule is written here once (:func:`level_scale` gives c_t).
+
 Energies are registered pytrees: their arrays (network parameters, oracle moments) are leaves,
 their configuration is static, so they pass through ``jit``, ``vmap`` and ``lax.scan``.
 """
@@ -25,7 +29,16 @@ import numpy as np
 
 from ebm_ppl.schedules import Schedule
 
-__all__ = ["Energy", "register_pytree", "standard_normal_log_density", "check_model_input"]
+__all__ = [
+    "Energy",
+    "register_pytree",
+    "standard_normal_log_density",
+    "check_model_input",
+    "level_scale",
+    "logdensity_fn",
+]
+
+SPACES = ("data", "model")
 
 
 def register_pytree(*, data_fields: tuple[str, ...], static_fields: tuple[str, ...]):
@@ -55,6 +68,31 @@ def register_pytree(*, data_fields: tuple[str, ...], static_fields: tuple[str, .
 def standard_normal_log_density(y: jax.Array, event_ndim: int) -> jax.Array:
     """Unnormalised N(0, I) log density -|y|^2/2 summed over the last ``event_ndim`` axes."""
     return -0.5 * jnp.sum(jnp.square(y), axis=tuple(range(-event_ndim, 0)))
+
+
+def level_scale(energy, level: int, space: str = "data") -> float:
+    """c with y_t = c x for level ``level`` in 0..T: ``schedule.model_scales[level]`` in ``"data"``
+    space (c_0 = a, the data scale; c_T = 1), 1 in ``"model"`` space."""
+    if space not in SPACES:
+        raise ValueError(f"space must be 'data' or 'model', got {space!r}")
+    if not 0 <= int(level) <= energy.num_levels:
+        raise ValueError(f"level {level} out of range 0..{energy.num_levels}")
+    return 1.0 if space == "model" else float(energy.schedule.model_scales[int(level)])
+
+
+def logdensity_fn(energy, level: int, space: str = "data"):
+    """``x -> log density of level ``level`` at x`` (unnormalised: log Z_level not subtracted), for x of
+    shape (*batch, *data_shape) and a result of shape ``batch``. ``"data"`` space: the law of
+    x_t = y_t / c_t, ``f(c_t x, t) + D log c_t``; ``"model"`` space: ``f(y, t)``. Works for any object
+    of the energy protocol (``log_density``, ``schedule``, ``num_levels``, ``dim``)."""
+    c = level_scale(energy, level, space)
+    log_jacobian = energy.dim * math.log(c)
+    t = int(level)
+
+    def logdensity(x):
+        return energy.log_density(c * x, t) + log_jacobian
+
+    return logdensity
 
 
 def check_model_input(y, data_shape: tuple[int, ...], where: str) -> jax.Array:
@@ -101,6 +139,10 @@ class Energy:
     def data_scale(self) -> float:
         """a = sqrt(1 - sigma_1^2) with y_0 = a x_0."""
         return self.schedule.data_scale
+
+    def logdensity_fn(self, level: int, space: str = "data"):
+        """:func:`logdensity_fn` of this energy: ``x -> f(c_t x, t) + D log c_t`` (data space)."""
+        return logdensity_fn(self, level, space)
 
     def to_model(self, x: jax.Array) -> jax.Array:
         """Data space -> model space at level 0: y_0 = a x_0."""

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl.energy.base import logdensity_fn
+
 #: priors with this many levels or more draw their prior particles by the normal approximation
 #: (one draw per level, as DRL's T = 1000 models are sampled); fewer levels: MALA with tuned steps
 MANY_LEVELS = 100
@@ -64,12 +66,14 @@ def prior_log_density_fn(energy, level: int = 0):
     """u (data units, one example) -> log g_l(u) = f(s_l u, l) + D log s_l, the level-l density of
     u = x_0 + r_l e (r_l = sbar_l / abar_l): the data law smoothed by N(0, r_l^2 I); level 0 is
     the data law f(a x, 0) + D log a."""
-    s = prior_scale(energy, level)
+    prior_scale(energy, level)  # validates the level
+    abar = float(energy.schedule.signal_scales[level])  # u = x_l / abar_l, x_l the data-space variable
     shape = tuple(energy.data_shape)
-    d_log_s = math.prod(shape) * math.log(s)
+    data_density = logdensity_fn(energy, level)
+    d_log_abar = math.prod(shape) * math.log(abar)
 
     def log_prior(u):
-        return energy.log_density(s * u.reshape(shape), level) + d_log_s
+        return data_density(abar * u.reshape(shape)) + d_log_abar
 
     return log_prior
 

@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl.energy.base import level_scale, logdensity_fn
+
 __all__ = ["Chains", "level_log_density_fn", "run_chains", "sample_level", "sample_numpyro_model"]
 
 
@@ -42,15 +44,10 @@ def level_log_density_fn(
 ) -> Callable:
     """x -> log density of level t for one example (shape data_shape), plus an optional
     ``log_likelihood_fn(x, t)`` (x in the chosen space)."""
-    if space not in ("data", "model"):
-        raise ValueError(f"space must be 'data' or 'model', got {space!r}")
-    if not 0 <= int(t) <= energy.num_levels:
-        raise ValueError(f"level t={t} out of range 0..{energy.num_levels}")
-    scale = float(energy.schedule.model_scales[int(t)]) if space == "data" else 1.0
-    log_jac = energy.dim * float(jnp.log(scale))
+    prior = logdensity_fn(energy, t, space)
 
     def logdensity(x):
-        value = energy.log_density(scale * x, t) + log_jac
+        value = prior(x)
         if log_likelihood_fn is not None:
             value = value + log_likelihood_fn(x, t)
         return value
@@ -158,7 +155,7 @@ def sample_level(
             energy, k_init, num_chains, inner="normal", num_inner_steps=0, return_levels=True, mesh=kwargs.get("mesh")
         )
         x_t = levels[energy.num_levels - 1 - int(t)] if int(t) < energy.num_levels else jax.random.normal(k_init, shape)
-        x0 = x_t if space == "data" else x_t * float(energy.schedule.model_scales[int(t)])
+        x0 = x_t if space == "data" else x_t * level_scale(energy, t)
     else:
         raise ValueError(f"init must be 'level' or 'normal', got {init!r}")
     logdensity = level_log_density_fn(energy, t, space, log_likelihood_fn)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._jax_utils import inner_unroll
+from ebm_ppl.energy.base import level_scale
 from ebm_ppl.sampling import progressive
 from ebm_ppl.sampling.progressive import kernel as progressive_kernel
 
@@ -143,7 +144,7 @@ def _level_fns(energy, sampler, num_integration_steps, start, num_start_steps, s
 
 
 def _scale(energy, t):
-    return float(energy.schedule.model_scales[t])
+    return level_scale(energy, t)
 
 
 def tune(

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl.energy.base import level_scale, logdensity_fn
 from ebm_ppl.sampling.drifting.model import DriftingConfig
 
 
 def _level_scale(energy, level: int, space: str) -> float:
-    if space == "model":
-        return 1.0
-    if space != "data":
-        raise ValueError(f"space must be 'data' or 'model', got {space!r}")
-    if level == 0:
-        return float(energy.data_scale)
-    if level == energy.num_levels:
-        return 1.0
-    return float(energy.schedule.model_scales[level])
+    return level_scale(energy, level, space)
 
 
 def energy_function(energy, level: int = 0, space: str = "data") -> Callable:
@@ -38,12 +30,11 @@ def energy_function(energy, level: int = 0, space: str = "data") -> Callable:
     if not c > 0:
         raise ValueError(f"level {level} has no data-space map (scale {c}); use space='model'")
     log_z = energy.log_z(level)
-    const = (0.0 if log_z is None else float(log_z)) - energy.dim * math.log(c)
+    log_z = 0.0 if log_z is None else float(log_z)
     data_shape = tuple(energy.data_shape)
 
     def fn(e, x_flat):
-        y = (c * x_flat).reshape(x_flat.shape[:-1] + data_shape)
-        return -e.log_density(y, level) + const
+        return -logdensity_fn(e, level, space)(x_flat.reshape(x_flat.shape[:-1] + data_shape)) + log_z
 
     return fn
 
