@@ -77,3 +77,18 @@ def scan_or_loop(step, carry, xs):
         outputs.append(y)
     stacked = jax.tree_util.tree_map(lambda *ys: jnp.stack(ys), *outputs) if outputs else None
     return carry, stacked
+
+
+def robbins_monro_increment(acceptance, target, gain: float = 2.0, iteration=None, decay: float = 0.6, clip=None):
+    """The one step-size rule of the library's tuners: the change of log(step size) after a move
+    with mean acceptance ``acceptance``, ``gain (acceptance - target) / (iteration + 1)^decay``
+    (no decay when ``iteration`` is None), clipped to ``clip = (lo, hi)`` when given. Works on
+    Python floats and on traced arrays alike."""
+    inc = gain * (acceptance - target)
+    if iteration is not None:
+        inc = inc / (iteration + 1.0) ** decay
+    if clip is not None:
+        import jax.numpy as jnp
+
+        inc = jnp.clip(inc, clip[0], clip[1])
+    return inc

@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import robbins_monro_increment
 from ebm_ppl.inverse.density import check_observations, default_inner, prior_log_density_fn, prior_scale
 
 #: operators with M * D up to this many entries are applied as a dense matrix inside SMC
@@ -185,7 +186,7 @@ def _problem_step(energy, operator, A, noise_std, obs, state: SMCState, rng_key,
         kernel = bj_tempered.build_kernel(log_prior, loglik, move, bj_hmc.init, bj_resampling.systematic)
         smc, info = kernel(rng_key, state.smc, 1, jnp.float32(1.0), params)
     acc = jnp.mean(jnp.nan_to_num(info.update_info.acceptance_rate))
-    step_size = state.step_size * jnp.exp(jnp.clip(2.0 * (acc - config.target_acceptance), -1.0, 0.7))
+    step_size = state.step_size * jnp.exp(robbins_monro_increment(acc, config.target_acceptance, 2.0, clip=(-1.0, 0.7)))
     log_evidence = state.log_evidence + info.log_likelihood_increment
     return SMCState(smc, step_size, log_evidence), acc
 

@@ -97,9 +97,10 @@ def progressive_posterior(
     obs = check_observations(operator, observations)
     P = obs.shape[0]
     k_tune, k_run = jax.random.split(key)
-    if step_sizes is None and inner in progressive.MH_SAMPLERS:
+
+    def tune():  # on the first problem's likelihood (the levels' geometry is shared)
         lik0 = annealed_log_likelihood_fn(energy, operator, noise_std, obs[0])
-        step_sizes, _ = progressive.tune_step_sizes(
+        tuned, _ = progressive.tune_step_sizes(
             energy,
             k_tune,
             inner,
@@ -108,9 +109,9 @@ def progressive_posterior(
             log_likelihood_fn=lik0,
             start=start,
         )
-    elif step_sizes is None and inner != "normal":
-        step_sizes = progressive.default_step_sizes(energy, inner)
-    steps = None if step_sizes is None else jnp.asarray(step_sizes, jnp.float32)
+        return tuned
+
+    steps = progressive.resolve_step_sizes(energy, inner, step_sizes, tune)
     shape = tuple(energy.data_shape)
     T = energy.num_levels
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import robbins_monro_increment
 from ebm_ppl.annealing_frames import to_model
 from ebm_ppl.logz.path import AnnealingPath, _path_frame
 
@@ -46,6 +47,19 @@ def _mix_grad(g, beta):
     return (1.0 - beta) * g[:, 0] + beta * g[:, 1]
 
 
+def _metropolis(key, log_ratio, proposed: _Cache, current: _Cache):
+    """The one accept step of the bridge kernels: each particle takes its proposed cache with
+    probability min(1, exp(log_ratio)) (a non-finite ratio rejects), else keeps ``current``.
+    Returns (cache, mean acceptance)."""
+    log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
+    accept = jnp.log(jax.random.uniform(key, log_ratio.shape)) < log_ratio
+
+    def select(new, old):
+        return jnp.where(accept.reshape(accept.shape + (1,) * (new.ndim - 1)), new, old)
+
+    return _Cache(*(select(n, o) for n, o in zip(proposed, current))), jnp.mean(accept.astype(jnp.float32))
+
+
 def _mala_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes):
     """One MH-corrected Langevin step (the algorithm of blackjax.mala, written over the cached
     pair of levels so a bridge costs one gradient of each level per step)."""
@@ -59,13 +73,7 @@ def _mala_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes):
     fwd = -0.5 * jnp.sum(jnp.square(prop - y - 0.5 * eps**2 * grad), axis=event_axes) / eps**2
     bwd = -0.5 * jnp.sum(jnp.square(y - prop - 0.5 * eps**2 * grad_new), axis=event_axes) / eps**2
     log_ratio = _mix(f_new, beta) - _mix(f, beta) + bwd - fwd
-    log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-    accept = jnp.log(jax.random.uniform(k_acc, log_ratio.shape)) < log_ratio
-    bshape = (-1,) + (1,) * len(event_axes)
-    y = jnp.where(accept.reshape(bshape), prop, y)
-    f = jnp.where(accept[:, None], f_new, f)
-    g = jnp.where(accept.reshape((-1, 1) + (1,) * len(event_axes)), g_new, g)
-    return _Cache(y, f, g, p), jnp.mean(accept.astype(jnp.float32))
+    return _metropolis(k_acc, log_ratio, _Cache(prop, f_new, g_new, p), cache)
 
 
 def _ghmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, persistence):
@@ -75,7 +83,6 @@ def _ghmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, 
     the persistent momentum makes the chain move ballistically across bridges."""
     k_ref, k_acc = jax.random.split(key)
     y, f, g, p = cache
-    bshape = (-1,) + (1,) * len(event_axes)
     p = persistence * p + math.sqrt(1.0 - persistence**2) * jax.random.normal(k_ref, p.shape, p.dtype)
     p_half = p + 0.5 * eps * _mix_grad(g, beta)
     prop = y + eps * p_half
@@ -83,13 +90,8 @@ def _ghmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, 
     p_new = p_half + 0.5 * eps * _mix_grad(g_new, beta)
     kin = lambda q: 0.5 * jnp.sum(jnp.square(q), axis=event_axes)  # noqa: E731
     log_ratio = _mix(f_new, beta) - _mix(f, beta) - kin(p_new) + kin(p)
-    log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-    accept = jnp.log(jax.random.uniform(k_acc, log_ratio.shape)) < log_ratio
-    y = jnp.where(accept.reshape(bshape), prop, y)
-    p = jnp.where(accept.reshape(bshape), p_new, -p)
-    f = jnp.where(accept[:, None], f_new, f)
-    g = jnp.where(accept.reshape((-1, 1) + (1,) * len(event_axes)), g_new, g)
-    return _Cache(y, f, g, p), jnp.mean(accept.astype(jnp.float32))
+    # on rejection the momentum flips (what keeps the persistent chain reversible)
+    return _metropolis(k_acc, log_ratio, _Cache(prop, f_new, g_new, p_new), _Cache(y, f, g, -p))
 
 
 def _hmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, num_leapfrog):
@@ -100,8 +102,6 @@ def _hmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, n
     of the particles behind the moving bridge in D >> 1."""
     k_mom, k_acc, k_jit = jax.random.split(key, 3)
     y, f, g, p0 = cache
-    bshape = (-1,) + (1,) * len(event_axes)
-    gshape = (-1, 1) + (1,) * len(event_axes)
     p = jax.random.normal(k_mom, y.shape, y.dtype)
     # step size jittered per particle, uniform on [0.5, 1.5] eps: a fixed mixture of pi-invariant kernels
     # (still unbiased) that breaks the resonance of fixed L eps on near-Gaussian targets (L eps near a
@@ -119,12 +119,7 @@ def _hmc_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes, n
 
     (prop, p_new, f_new, g_new), _ = jax.lax.scan(leap, (y, p, f, g), None, length=num_leapfrog)
     log_ratio = _mix(f_new, beta) - _mix(f, beta) - kin(p_new) + kin(p)
-    log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-    accept = jnp.log(jax.random.uniform(k_acc, log_ratio.shape)) < log_ratio
-    y = jnp.where(accept.reshape(bshape), prop, y)
-    f = jnp.where(accept[:, None], f_new, f)
-    g = jnp.where(accept.reshape(gshape), g_new, g)
-    return _Cache(y, f, g, p0), jnp.mean(accept.astype(jnp.float32))
+    return _metropolis(k_acc, log_ratio, _Cache(prop, f_new, g_new, p0), cache)
 
 
 def _anneal_body(
@@ -155,7 +150,7 @@ def _anneal_body(
         cache, acc = jax.lax.scan(mcmc, cache, jax.random.split(key_j, num_steps), unroll=True)
         acc = jnp.mean(acc)
         if adapt:
-            log_eps = log_eps + adapt_gain * (acc - target_accept)
+            log_eps = log_eps + robbins_monro_increment(acc, target_accept, adapt_gain)
         return (cache, hi, lo, b, log_eps), (increment, acc, spread, step)
 
     return body

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import inner_unroll
+from ebm_ppl._jax_utils import inner_unroll, robbins_monro_increment
 from ebm_ppl.energy.base import level_scale
 from ebm_ppl.sampling import progressive
 from ebm_ppl.sampling.progressive import kernel as progressive_kernel
@@ -200,7 +200,7 @@ def tune(
         for i, kk in enumerate(jax.random.split(k_adapt, num_adapt)):
             y, acc = move(jax.random.split(kk, num_chains), y, x, t, jnp.float32(math.exp(log_step)))
             a = float(jnp.nan_to_num(jnp.mean(acc)))
-            log_step += 2.0 * (a - target_acceptance) / (i + 1.0) ** 0.6
+            log_step += robbins_monro_increment(a, target_acceptance, 2.0, i)
         step = jnp.float32(math.exp(log_step))
         check = []
         for kk in jax.random.split(k_check, num_check):

@@ -32,6 +32,12 @@ _COMMON = {
 }
 
 
+#: the small spectrally normalised WRN and the Adam settings every 8x8-digits preset starts from
+#: (presets are deep-copied by get_preset, so sharing these dicts here is safe)
+_DIGITS_WRN = {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True}
+_DIGITS_ADAM = {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999}
+
+
 def _denoiser_2d(schedule: str, description: str) -> dict:
     """A 2-D bounded-denoiser DSM preset on ``schedule`` (the network divides by that schedule's
     DSM variance when it is a ``drl`` one, whose energy scale is not that variance)."""
@@ -123,10 +129,10 @@ PRESETS: dict[str, dict] = {
         **_COMMON,
         "description": "T6 recovery likelihood (K=30) for 8x8 digits; small spectrally normalised WRN",
         "data": "digits",
-        "network": {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True},
+        "network": _DIGITS_WRN,
         "schedule": "drl:6",
         "objective": {"name": "recovery_likelihood", "num_steps": 30, "output_reg": 0.01},
-        "optimizer": {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "optimizer": _DIGITS_ADAM,
         "batch_size": 64,
         "steps": 4000,
         "ckpt_every": 500,
@@ -137,10 +143,10 @@ PRESETS: dict[str, dict] = {
         **_COMMON,
         "description": "T1k normal approximation (K=0), recovery-likelihood gradient, 8x8 digits",
         "data": "digits",
-        "network": {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True},
+        "network": _DIGITS_WRN,
         "schedule": "drl:1000",
         "objective": {"name": "normal_approx"},
-        "optimizer": {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "optimizer": _DIGITS_ADAM,
         "batch_size": 64,
         "steps": 20000,
         "ckpt_every": 1000,
@@ -152,10 +158,10 @@ PRESETS: dict[str, dict] = {
         **_COMMON,
         "description": "energy-parameterised denoising score matching (NCSN ladder 1.5..0.05, L=10), 8x8 digits",
         "data": "digits",
-        "network": {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True},
+        "network": _DIGITS_WRN,
         "schedule": "ncsn:10:1.5:0.05",
         "objective": {"name": "dsm"},
-        "optimizer": {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "optimizer": _DIGITS_ADAM,
         "batch_size": 128,
         "steps": 10000,
         "ckpt_every": 1000,
@@ -172,7 +178,7 @@ PRESETS: dict[str, dict] = {
         "schedule": "ncsn:10:1.5:0.05",
         "objective": {"name": "dsm"},
         "base_variance": None,
-        "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "optimizer": {**_DIGITS_ADAM, "lr": 1e-3},
         "batch_size": 128,
         "steps": 6000,
         "ckpt_every": 1000,
@@ -197,7 +203,7 @@ PRESETS: dict[str, dict] = {
         "schedule": "drl:1000",
         "objective": {"name": "dsm"},
         "base_variance": None,
-        "optimizer": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "optimizer": {**_DIGITS_ADAM, "lr": 1e-3},
         "batch_size": 128,
         "steps": 20000,
         "ckpt_every": 1000,
@@ -244,10 +250,10 @@ PRESETS: dict[str, dict] = {
         **_COMMON,
         "description": "the paper's T=1, K=180 short-run baseline (recovery likelihood on drl:1), 8x8 digits",
         "data": "digits",
-        "network": {"name": "wrn", "width": 32, "channel_mults": [1, 2], "num_res_blocks": 1, "spectral_norm": True},
+        "network": _DIGITS_WRN,
         "schedule": "drl:1",
         "objective": {"name": "short_run", "num_steps": 180},
-        "optimizer": {"lr": 5e-4, "beta1": 0.9, "beta2": 0.999, "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999},
+        "optimizer": _DIGITS_ADAM,
         "batch_size": 64,
         "steps": 3000,
         "ckpt_every": 500,

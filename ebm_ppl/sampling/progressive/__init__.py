@@ -51,7 +51,7 @@ from ebm_ppl.sampling.progressive.kernel import (
     recovery_log_density,
 )
 from ebm_ppl.sampling.progressive.run import TOP_LEVEL, as_top_level_api, sample
-from ebm_ppl.sampling.progressive.tuning import TUNE_SEED, tune_step_sizes, tuned_step_sizes
+from ebm_ppl.sampling.progressive.tuning import TUNE_SEED, resolve_step_sizes, tune_step_sizes, tuned_step_sizes
 
 __all__ = [
     "ProgressiveState",
@@ -63,6 +63,7 @@ __all__ = [
     "build_kernel",
     "tune_step_sizes",
     "tuned_step_sizes",
+    "resolve_step_sizes",
     "as_top_level_api",
     "sample",
     "INNER_SAMPLERS",

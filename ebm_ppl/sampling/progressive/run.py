@@ -21,10 +21,9 @@ from ebm_ppl.sampling.progressive.kernel import (
     build_kernel,
     default_num_inner_steps,
     default_start,
-    default_step_sizes,
     init,
 )
-from ebm_ppl.sampling.progressive.tuning import tuned_step_sizes
+from ebm_ppl.sampling.progressive.tuning import resolve_step_sizes, tuned_step_sizes
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
@@ -153,18 +152,20 @@ def sample(
         raise ValueError(f"top_level must be one of {TOP_LEVEL}, got {top_level!r}")
     num_samples, level = int(num_samples), int(level)
     k_top, k_init, k_run = jax.random.split(key, 3)
-    if step_sizes is None and inner in MH_SAMPLERS:
-        step_sizes = tuned_step_sizes(
+    steps = resolve_step_sizes(
+        energy,
+        inner,
+        step_sizes,
+        lambda: tuned_step_sizes(
             energy,
             inner,
             num_integration_steps=num_integration_steps,
             log_likelihood_fn=log_likelihood_fn,
             start=start,
             tune_kwargs=tune_kwargs,
-        )
-    elif step_sizes is None and inner != "normal":
-        step_sizes = default_step_sizes(energy, inner, step_scale)
-    steps = None if step_sizes is None else jnp.asarray(step_sizes, jnp.float32)
+        ),
+        step_scale,
+    )
     if steps is not None and steps.shape != (T,):
         raise ValueError(f"step_sizes must have shape ({T},), got {steps.shape}")
     if mesh is not None:

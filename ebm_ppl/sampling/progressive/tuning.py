@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ebm_ppl._jax_utils import inner_unroll
+from ebm_ppl._jax_utils import inner_unroll, robbins_monro_increment
 from ebm_ppl.sampling.progressive.kernel import (
     DEFAULT_TARGET_ACCEPTANCE,
     MH_SAMPLERS,
@@ -71,7 +71,7 @@ def _tune_levels(energy, key, init_steps, settings: _TuneSettings):
             i, kk = inp
             y, acc = batch_move(kk, y, jnp.exp(log_step))
             acc = jnp.nan_to_num(jnp.mean(acc))
-            log_step = log_step + 2.0 * power * (acc - settings.target) / (i + 1.0) ** 0.6
+            log_step = log_step + robbins_monro_increment(acc, settings.target, 2.0 * power, i)
             return (y, log_step), acc
 
         (y, log_step), _ = jax.lax.scan(
@@ -203,3 +203,15 @@ def tuned_step_sizes(
             entry = _TUNED[id(energy)] = (ref, {})
         entry[1][settings] = steps
     return steps
+
+
+def resolve_step_sizes(energy, inner: str, step_sizes, tune: Callable[[], object], step_scale: float = 1.0):
+    """The per-level step sizes a descent uses, (T,) float32, or None for the ``"normal"`` inner
+    sampler (it takes no step): ``step_sizes`` when given; else ``tune()`` for the MH-corrected
+    samplers (``MH_SAMPLERS``); else the paper's defaults (:func:`default_step_sizes`) times
+    ``step_scale``."""
+    if step_sizes is None and inner in MH_SAMPLERS:
+        step_sizes = tune()
+    elif step_sizes is None and inner != "normal":
+        step_sizes = default_step_sizes(energy, inner, step_scale)
+    return None if step_sizes is None else jnp.asarray(step_sizes, jnp.float32)
