@@ -92,3 +92,22 @@ def robbins_monro_increment(acceptance, target, gain: float = 2.0, iteration=Non
 
         inc = jnp.clip(inc, clip[0], clip[1])
     return inc
+
+
+#: old keyword -> BlackJAX's spelling (the old ones work for one release, with a DeprecationWarning)
+RENAMED_KEYWORDS = {"target_accept": "target_acceptance", "num_leapfrog": "num_integration_steps"}
+
+
+def renamed_keywords(where: str, given: dict) -> dict:
+    """``{new_name: value}`` for the deprecated keywords in ``given`` (the function's ``**deprecated``),
+    each with a DeprecationWarning; any other name raises the TypeError Python would have raised."""
+    import warnings
+
+    out = {}
+    for old, value in given.items():
+        if old not in RENAMED_KEYWORDS:
+            raise TypeError(f"{where}() got an unexpected keyword argument {old!r}")
+        new = RENAMED_KEYWORDS[old]
+        warnings.warn(f"{where}: {old}= is deprecated; use {new}=", DeprecationWarning, stacklevel=3)
+        out[new] = value
+    return out

@@ -103,7 +103,7 @@ def test_ais_with_hmc_transitions_is_unbiased_on_an_oracle():
         num_bridges=120,
         num_steps=1,
         transition="hmc",
-        num_leapfrog=2,
+        num_integration_steps=2,
         pilot_particles=32,
         pilot_bridges_per_level=8,
     )
@@ -251,3 +251,18 @@ def test_cli_logz_rejects_bad_numbers_and_reports_reliability(capsys, tmp_path):
     out = capsys.readouterr().out
     result = json.loads(out.strip().splitlines()[-1])
     assert result["reliable"] is True and result["khat"] < 0.7 and "standard error" in out and result["warnings"] == []
+
+
+def test_deprecated_keywords_warn_and_give_the_same_estimate():
+    """BlackJAX's spellings (target_acceptance, num_integration_steps) replace target_accept and
+    num_leapfrog; the old ones work for one release with a DeprecationWarning, unknown ones raise."""
+    e = target("gmm:8:4")
+    kw = dict(num_particles=32, num_bridges=24, transition="hmc", pilot_particles=16, pilot_bridges_per_level=4)
+    new = logz.ais(e, jax.random.key(3), num_integration_steps=2, target_acceptance=0.7, **kw)
+    with pytest.warns(DeprecationWarning, match="num_leapfrog= is deprecated"):
+        old = logz.ais(e, jax.random.key(3), num_leapfrog=2, target_accept=0.7, **kw)
+    assert old.log_z == new.log_z and old.meta["num_leapfrog"] == 2
+    with pytest.raises(TypeError, match="unexpected keyword argument 'num_leapfrogs'"):
+        logz.ais(e, jax.random.key(3), num_leapfrogs=2, **kw)
+    with pytest.warns(DeprecationWarning, match="target_accept= is deprecated"):
+        logz.pilot_path(e, jax.random.key(4), pilot_particles=8, pilot_bridges_per_level=4, target_accept=0.7)

@@ -8,6 +8,7 @@ import dataclasses
 import jax
 import numpy as np
 
+from ebm_ppl._jax_utils import renamed_keywords
 from ebm_ppl.annealing_frames import from_model_batch, to_model_batch
 from ebm_ppl.logz.estimate import LogZEstimate, _curve, _weight_stats
 from ebm_ppl.logz.kernels import _run_path
@@ -30,12 +31,12 @@ _PILOT_OPTIONS = (
     "num_steps",
     "pilot_particles",
     "pilot_bridges_per_level",
-    "target_accept",
+    "target_acceptance",
     "spacing",
     "batch_size",
     "transition",
     "persistence",
-    "num_leapfrog",
+    "num_integration_steps",
     "mesh",
     "frame",
     "progress",
@@ -56,11 +57,11 @@ def ais(
     num_steps: int = 2,
     transition: str = "mala",
     persistence: float = 0.9,
-    num_leapfrog: int = 1,
+    num_integration_steps: int = 1,
     path: AnnealingPath | None = None,
     pilot_particles: int = 64,
     pilot_bridges_per_level: int = 32,
-    target_accept: float | None = None,
+    target_acceptance: float | None = None,
     spacing: str = "adaptive",
     batch_size: int | None = None,
     data_shape=None,
@@ -68,6 +69,7 @@ def ais(
     mesh=None,
     frame="fit",
     progress=None,
+    **deprecated,
 ):
     """Annealed importance sampling from N(0, I) (level T) down to ``level``.
 
@@ -80,19 +82,19 @@ def ais(
         thermodynamic length measured in the pilot (``spacing="adaptive"``).
       num_steps: transition steps per bridge (each costs one gradient of each of the two levels).
       transition: ``"mala"`` (MH-adjusted Langevin, the algorithm of blackjax.mala; default),
-        ``"hmc"`` (``num_leapfrog`` leapfrog steps, fresh momentum, step jittered per particle on
+        ``"hmc"`` (``num_integration_steps`` leapfrog steps, fresh momentum, step jittered per particle on
         [0.5, 1.5] eps, Metropolis-corrected) or ``"ghmc"`` (generalised HMC: one leapfrog step with
         persistent, partially refreshed momentum). On gmm:64:4 all three give the same stderr per
         gradient within noise (docs/logz.md, section 4).
       persistence: momentum persistence a of ghmc (p <- a p + sqrt(1 - a^2) xi).
-      num_leapfrog: leapfrog steps per hmc step (each costs one gradient of each level of the bridge).
+      num_integration_steps: leapfrog steps per hmc step (each costs one gradient of each level of the bridge).
       path: a fixed :class:`AnnealingPath` (skips the pilot; its ``frame`` is used).
       frame: the per-level coordinates the particles move in (:mod:`ebm_ppl.annealing_frames`):
         ``"fit"`` (default: a Gaussian fitted to a first pilot's particles and carried to every
         level by the forward process), ``"identity"`` (y_t = c_t x), or a :class:`LevelFrame`, e.g.
         ``fit_frame(energy, held_out_data)``. Any fixed frame keeps the weights unbiased; a good one
         shortens the path (gmm:64:4 at 2e6 gradients: stderr 0.05 -> 0.015).
-      pilot_particles, pilot_bridges_per_level, target_accept: the pilot run that tunes step sizes.
+      pilot_particles, pilot_bridges_per_level, target_acceptance: the pilot run that tunes step sizes.
       batch_size: run particles in batches of this size (memory).
       return_samples: also return the final particles (N, *data_shape) and their log weights.
       mesh: a device mesh (:mod:`ebm_ppl.sharding`): particles split over its devices
@@ -105,6 +107,9 @@ def ais(
     Pareto k-hat of its log weights; when it is unreliable (k-hat > 0.7 or ESS < 20,
     :mod:`ebm_ppl.logz.reliability`) an :class:`~ebm_ppl.logz.UnreliableLogZWarning` is emitted.
     """
+    renamed = renamed_keywords("logz.ais", deprecated)
+    target_acceptance = renamed.get("target_acceptance", target_acceptance)
+    num_integration_steps = renamed.get("num_integration_steps", num_integration_steps)
     energy = as_energy(energy, data_shape)
     level = _check_level(energy, level)
     T = energy.num_levels
@@ -180,16 +185,17 @@ def reverse_ais(
     num_steps: int = 2,
     transition: str = "mala",
     persistence: float = 0.9,
-    num_leapfrog: int = 1,
+    num_integration_steps: int = 1,
     pilot_particles: int = 64,
     pilot_bridges_per_level: int = 32,
-    target_accept: float | None = None,
+    target_acceptance: float | None = None,
     spacing: str = "adaptive",
     batch_size: int | None = None,
     data_shape=None,
     mesh=None,
     frame="fit",
     progress=None,
+    **deprecated,
 ):
     """Reverse AIS from ``samples`` of level ``level`` (model space, shape (N, *data_shape)) up to N(0, I).
 
@@ -199,6 +205,9 @@ def reverse_ais(
     then the figure is a heuristic upper bound. ``frame``, ``progress`` and the pilot options are those
     of :func:`ais`.
     """
+    renamed = renamed_keywords("logz.reverse_ais", deprecated)
+    target_acceptance = renamed.get("target_acceptance", target_acceptance)
+    num_integration_steps = renamed.get("num_integration_steps", num_integration_steps)
     energy = as_energy(energy, data_shape)
     level = _check_level(energy, level)
     T = energy.num_levels

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from ebm_ppl._jax_utils import renamed_keywords
 from ebm_ppl.annealing_frames import LevelFrame, fit_frame, identity_frame
 from ebm_ppl.logz.kernels import TRANSITIONS, _run_path
 from ebm_ppl.logz.path import (
@@ -30,24 +31,25 @@ def pilot_path(
     num_steps=2,
     pilot_particles=64,
     pilot_bridges_per_level=32,
-    target_accept=None,
+    target_acceptance=None,
     init_step_size=None,
     min_bridges_per_level=4,
     spacing="adaptive",
     batch_size=None,
     transition="mala",
     persistence=0.9,
-    num_leapfrog=1,
+    num_integration_steps=1,
     mesh=None,
     frame="identity",
     frame_particles=256,
     frame_bridges_per_level=16,
     progress=None,
+    **deprecated,
 ):
     """Tune an :class:`AnnealingPath` by a pilot run (its samples are then discarded).
 
     The pilot runs ``pilot_bridges_per_level`` uniform bridges per level with the step size adapted
-    on the fly towards ``target_accept``, and records the spread sd_beta(f(., t) - f(., t+1)) along the
+    on the fly towards ``target_acceptance``, and records the spread sd_beta(f(., t) - f(., t+1)) along the
     path. The returned path has ``num_bridges`` bridges placed at equal increments of the
     thermodynamic length int sd d beta (``spacing="adaptive"``; ``"uniform"``: equal per level, equal
     beta steps) with the pilot's step sizes, interpolated, FIXED.
@@ -60,6 +62,9 @@ def pilot_path(
     ``progress(stage, done, total)``: optional callback (stages "frame pilot", "pilot").
     Returns (path, pilot gradient count, meta).
     """
+    renamed = renamed_keywords("logz.pilot_path", deprecated)
+    target_acceptance = renamed.get("target_acceptance", target_acceptance)
+    num_integration_steps = renamed.get("num_integration_steps", num_integration_steps)
     energy = as_energy(energy)
     opts = dict(
         level=level,
@@ -67,14 +72,14 @@ def pilot_path(
         num_steps=num_steps,
         pilot_particles=pilot_particles,
         pilot_bridges_per_level=pilot_bridges_per_level,
-        target_accept=target_accept,
+        target_accept=target_acceptance,
         init_step_size=init_step_size,
         min_bridges_per_level=min_bridges_per_level,
         spacing=spacing,
         batch_size=batch_size,
         transition=transition,
         persistence=persistence,
-        num_leapfrog=num_leapfrog,
+        num_leapfrog=num_integration_steps,
         mesh=mesh,
     )
     stage = (lambda name: None) if progress is None else (lambda name: lambda d, t: progress(name, d, t))
@@ -104,14 +109,18 @@ def pilot_grad_count(
     frame_particles=256,
     frame_bridges_per_level=16,
     transition="mala",
-    num_leapfrog=1,
+    num_integration_steps=1,
+    **deprecated,
 ) -> int:
     """Gradient evaluations :func:`pilot_path` spends with these options (to split a budget)."""
+    num_integration_steps = renamed_keywords("logz.pilot_grad_count", deprecated).get(
+        "num_integration_steps", num_integration_steps
+    )
     energy = as_energy(energy)
     T = energy.num_levels
 
     def one(bridges, particles):
-        path = _uniform_path(energy, level, bridges, 1.0, transition, num_leapfrog=num_leapfrog)
+        path = _uniform_path(energy, level, bridges, 1.0, transition, num_leapfrog=num_integration_steps)
         return _grad_count(path, T, num_steps, particles)[1]
 
     grads = one(pilot_bridges_per_level, pilot_particles)
