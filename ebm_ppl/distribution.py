@@ -78,7 +78,6 @@ class EBMPrior(Distribution):
         "_progressive",
         "source",
         "_scale",
-        "_dim",
     )
 
     def __init__(
@@ -119,7 +118,6 @@ class EBMPrior(Distribution):
         self.sampler = sampler
         self._progressive = tuple(sorted((progressive_kwargs or {}).items()))
         self._scale = level_scale(energy, noise_level)
-        self._dim = int(math.prod(energy.data_shape))
         value, stderr, reliable = self._resolve_log_z(log_z)
         self._log_z = None if value is None else jnp.asarray(value, jnp.float32)
         self.log_z_stderr = stderr

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl.sampling.drifting.scores import _level_scale, energy_function
+from ebm_ppl.energy.base import level_scale
+from ebm_ppl.sampling.drifting.scores import energy_function
 
 
 def _local_mmd(x, y, bandwidth: float, block: int = 2500) -> float:
@@ -61,7 +62,7 @@ def reference_samples(energy, key, n: int, level: int = 0, space: str = "data"):
     if space == "data" and level == 0 and hasattr(energy, "sample_data"):
         return energy.sample_data(key, n)
     if hasattr(energy, "sample"):
-        return energy.sample(key, n, level) / _level_scale(energy, level, space)
+        return energy.sample(key, n, level) / level_scale(energy, level, space)
     return None
 
 

@@ -12,10 +12,6 @@ from ebm_ppl.energy.base import level_scale, logdensity_fn
 from ebm_ppl.sampling.drifting.model import DriftingConfig
 
 
-def _level_scale(energy, level: int, space: str) -> float:
-    return level_scale(energy, level, space)
-
-
 def energy_function(energy, level: int = 0, space: str = "data") -> Callable:
     """E(x) = -log p(x) of a bound energy at ``level``, for flat x of shape (..., D).
 
@@ -26,7 +22,7 @@ def energy_function(energy, level: int = 0, space: str = "data") -> Callable:
     level = int(level)
     if not 0 <= level <= energy.num_levels:
         raise ValueError(f"level {level} out of range 0..{energy.num_levels}")
-    c = _level_scale(energy, level, space)
+    c = level_scale(energy, level, space)
     if not c > 0:
         raise ValueError(f"level {level} has no data-space map (scale {c}); use space='model'")
     log_z = energy.log_z(level)
