@@ -22,6 +22,8 @@ import jax
 import numpy as np
 
 from ebm_ppl.energy import target
+from ebm_ppl.metrics import evaluate_sampler, reference_samples
+from ebm_ppl.plotting import plot_samples_over_energy
 from ebm_ppl.sampling import drifting as dr
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -56,11 +58,11 @@ def run_target(
     train_s = time.perf_counter() - t0
     k_gen, k_ref = jax.random.split(jax.random.PRNGKey(42))
     gen = sampler.sample(k_gen, n_eval)
-    ref = dr.reference_samples(energy, k_ref, n_eval)
+    ref = reference_samples(energy, k_ref, n_eval)
     t1 = time.perf_counter()
     gen = jax.block_until_ready(sampler.sample(k_gen, n_eval))
     sample_s = time.perf_counter() - t1
-    res = dr.evaluate(energy, gen, ref)
+    res = evaluate_sampler(energy, gen, ref)
     res.update(
         target=name,
         steps=steps,
@@ -74,11 +76,12 @@ def run_target(
         paper=PAPER.get(name),
     )
     sampler.save(os.path.join(RESULTS, f"drifting_{name}{suffix}_sampler"))
-    dr.plot_samples(
+    plot_samples_over_energy(
         energy,
         gen,
         ref,
         os.path.join(RESULTS, f"drifting_{name}{suffix}.png"),
+        sample_label="one-step drifting sampler",
         title=f"{name}: {steps} drifting updates ({estimator}{f', sigma annealed from {sigma_start:g}' if sigma_start else ''})",
     )
     with open(os.path.join(RESULTS, f"drifting_{name}{suffix}.json"), "w") as f:
@@ -93,8 +96,8 @@ def noise_floor(name: str, n: int = 5000, reps: int = 200) -> dict:
     mean_err, cov_err = [], []
     for i in range(reps):
         ka, kb = jax.random.split(jax.random.PRNGKey(1000 + i))
-        a = np.asarray(dr.reference_samples(energy, ka, n), np.float64).reshape(n, -1)
-        b = np.asarray(dr.reference_samples(energy, kb, n), np.float64).reshape(n, -1)
+        a = np.asarray(reference_samples(energy, ka, n), np.float64).reshape(n, -1)
+        b = np.asarray(reference_samples(energy, kb, n), np.float64).reshape(n, -1)
         mean_err.append(np.linalg.norm(a.mean(0) - b.mean(0)))
         cov_err.append(np.linalg.norm(np.cov(a.T) - np.cov(b.T)))
     summary = lambda v: {"median": float(np.median(v)), "mean": float(np.mean(v)), "q90": float(np.quantile(v, 0.9))}  # noqa: E731

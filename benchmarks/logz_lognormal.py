@@ -9,7 +9,7 @@ log mean w, its delta-method stderr std(w / mean w) / sqrt(N), the ESS; the cove
 Pareto k-hat (ArviZ's PSIS) with the fraction of sets the reliability rule of
 :mod:`ebm_ppl.logz.reliability` flags (k-hat > 0.7 or ESS < 20) and the coverage among the sets it
 keeps. Writes benchmarks/results/logz_lognormal.json and .md (the table of docs/logz.md, section 5).
-tests/test_logz.py reproduces the N = 256 figures at Var = 4, 9, 16 with fewer draws.
+tests/logz/test_logz.py reproduces the N = 256 figures at Var = 4, 9, 16 with fewer draws.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
+from ebm_ppl import checkpoint
 from ebm_ppl.energy.base import level_scale, logdensity_fn
+from ebm_ppl.energy.protocol import ExactSampler, KnownMoments, LoadedFromCheckpoint, check_energy
 
 __all__ = ["EBMPrior", "MissingLogZError"]
 
@@ -40,12 +42,24 @@ def _missing_message(source, level):
     )
 
 
+class _Record:
+    """Holds a value in a pytree's static data: compared and hashed by identity (the value, a dict
+    or a dataclass, need not be hashable)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
 class EBMPrior(Distribution):
     """A noise-conditional energy at one level as a NumPyro distribution.
 
     Args:
-      ckpt_or_energy: a checkpoint folder, a bound energy loaded from one (``ebm_ppl.load(path)``
-        remembers its path), or any bound energy (``GaussianOracle``, ``MixtureOracle``, ...).
+      ckpt_or_energy: a checkpoint folder (read now, as :meth:`from_checkpoint`), a bound energy
+        loaded from one (``ebm_ppl.load(path)`` carries the folder's card: evaluation level, sampler
+        settings, stored log Z), or any bound energy (``GaussianOracle``, ``MixtureOracle``, ...).
+        Given an energy the constructor reads no file.
       noise_level: the level t (0 = the data); the variable is x_t with y_t = c_t x_t. ``None``
         (default): the level the model card chose on validation (``figures.json``'s
         ``evaluation_level``, see :func:`ebm_ppl.checkpoint.evaluation_level`) for a checkpoint,
@@ -72,6 +86,7 @@ class EBMPrior(Distribution):
     pytree_data_fields = ("energy", "_log_z")
     pytree_aux_fields = (
         "noise_level",
+        "_log_z_record",
         "log_z_stderr",
         "log_z_reliable",
         "sampler",
@@ -90,35 +105,32 @@ class EBMPrior(Distribution):
         progressive_kwargs: dict | None = None,
         validate_args=None,
     ):
-        from ebm_ppl import checkpoint
-
         energy = ckpt_or_energy
-        if isinstance(ckpt_or_energy, (str, os.PathLike)):
+        if isinstance(ckpt_or_energy, (str, os.PathLike)):  # the only file access: a path is read here
             energy = checkpoint.load(os.fspath(ckpt_or_energy))
-        if not (hasattr(energy, "log_density") and hasattr(energy, "schedule")):
-            raise TypeError(
-                f"EBMPrior needs a checkpoint path or a noise-conditional energy, got {type(energy).__name__}"
-            )
-        source = getattr(energy, "checkpoint_path", None)
+        check_energy(energy, "EBMPrior (a checkpoint path or a noise-conditional energy)")
+        card = energy.checkpoint_card if isinstance(energy, LoadedFromCheckpoint) else None
+        source = None if card is None else card.path
         T = energy.num_levels
         if noise_level is None:
-            noise_level = checkpoint.evaluation_level(source, default=0) if source is not None else 0
+            noise_level = 0 if card is None else card.evaluation_level
         if isinstance(noise_level, bool) or int(noise_level) != noise_level or not 0 <= int(noise_level) <= T:
             raise ValueError(f"noise_level must be an integer in 0..{T}, got {noise_level!r}")
         noise_level = int(noise_level)
         if sampler not in ("auto", "exact", "progressive"):
             raise ValueError(f"sampler must be 'auto', 'exact' or 'progressive', got {sampler!r}")
-        if sampler == "exact" and not hasattr(energy, "sample"):
+        if sampler == "exact" and not isinstance(energy, ExactSampler):
             raise ValueError("sampler='exact' needs an energy with an exact .sample (an oracle)")
-        if progressive_kwargs is None and source is not None:
-            progressive_kwargs = checkpoint.sampler_settings(source)
+        if progressive_kwargs is None and card is not None:
+            progressive_kwargs = card.sampler_settings
         self.energy = energy
         self.noise_level = noise_level
         self.source = source
         self.sampler = sampler
         self._progressive = tuple(sorted((progressive_kwargs or {}).items()))
         self._scale = level_scale(energy, noise_level)
-        value, stderr, reliable = self._resolve_log_z(log_z)
+        value, stderr, reliable, info = self._resolve_log_z(log_z, card)
+        self._log_z_record = _Record(info)
         self._log_z = None if value is None else jnp.asarray(value, jnp.float32)
         self.log_z_stderr = stderr
         self.log_z_reliable = reliable
@@ -126,13 +138,16 @@ class EBMPrior(Distribution):
 
     @classmethod
     def from_checkpoint(cls, path, noise_level: int | None = None, log_z="cached", **kwargs) -> EBMPrior:
-        """``EBMPrior(path, ...)``: the checkpoint's energy at the card's evaluation level (or
-        ``noise_level``), normalised by the stored log Z of that level."""
-        return cls(os.fspath(path), noise_level, log_z, **kwargs)
+        """Read a checkpoint folder (:func:`ebm_ppl.checkpoint.load`: weights and card) and build its
+        prior: the energy at the card's evaluation level (or ``noise_level``), normalised by the
+        stored log Z of that level, sampled with the checkpoint's own settings. ``EBMPrior(path)``
+        is the same call."""
+        return cls(checkpoint.load(os.fspath(path)), noise_level, log_z, **kwargs)
 
     # -- log Z ------------------------------------------------------------------------------------
-    def _resolve_log_z(self, log_z):
-        """(value, stderr, reliable) of the log Z to use; an unreliable estimate warns once here."""
+    def _resolve_log_z(self, log_z, card):
+        """(value, stderr, reliable, info) of the log Z to use, info being the estimate's record
+        (None when exact or given as a number); an unreliable estimate warns once here."""
         from ebm_ppl.logz import LogZEstimate, check_reliability
 
         t = self.noise_level
@@ -145,34 +160,38 @@ class EBMPrior(Distribution):
                     raise ValueError(
                         f"the LogZEstimate is for level {log_z.level}, this prior is at level {t}"
                     ) from None
-            return float(log_z.log_z), float(log_z.stderr), check_reliability(log_z, where)
+            return float(log_z.log_z), float(log_z.stderr), check_reliability(log_z, where), log_z
         if isinstance(log_z, dict) and "log_z" in log_z:
-            return float(log_z["log_z"]), float(log_z.get("stderr") or 0.0), check_reliability(log_z, where)
+            stderr = float(log_z.get("stderr") or 0.0)
+            return float(log_z["log_z"]), stderr, check_reliability(log_z, where), log_z
         if isinstance(log_z, str):
             if log_z != "cached":
                 raise ValueError(f"log_z must be 'cached', a float or a LogZEstimate, got {log_z!r}")
             exact = self.energy.log_z(t)
             if exact is not None:
-                return float(exact), 0.0, True
-            if self.source is not None:
-                from ebm_ppl import checkpoint
-
-                entry = checkpoint.load_logz(self.source, t)
-                if entry is not None:
-                    reliable = check_reliability(entry, where)
-                    return float(entry["log_z"]), float(entry.get("stderr") or 0.0), reliable
-            return None, None, None
+                return float(exact), 0.0, True, None
+            entry = None if card is None else card.log_z(t)
+            if entry is not None:
+                reliable = check_reliability(entry, where)
+                return float(entry["log_z"]), float(entry.get("stderr") or 0.0), reliable, entry
+            return None, None, None, None
         if log_z is None:
-            return None, None, None
+            return None, None, None, None
         value = float(log_z)
         if not math.isfinite(value):
             raise ValueError(f"log_z must be finite, got {value}")
-        return value, 0.0, True
+        return value, 0.0, True, None
 
     @property
     def log_z(self):
         """log Z_t of the energy at the level (model space), or None when unknown."""
         return self._log_z
+
+    @property
+    def log_z_info(self):
+        """The record of an estimated log Z (the :class:`~ebm_ppl.logz.LogZEstimate` or the stored
+        entry's dict, with its stderr, ESS and k-hat), None when exact, given as a number or unknown."""
+        return self._log_z_record.value
 
     @property
     def has_log_z(self) -> bool:
@@ -231,7 +250,7 @@ class EBMPrior(Distribution):
         n = int(math.prod(sample_shape))
         t, T = self.noise_level, self.energy.num_levels
         shape = tuple(self.energy.data_shape)
-        use_exact = self.sampler == "exact" or (self.sampler == "auto" and hasattr(self.energy, "sample"))
+        use_exact = self.sampler == "exact" or (self.sampler == "auto" and isinstance(self.energy, ExactSampler))
         if t == T:
             x = jax.random.normal(key, (n,) + shape)
         elif use_exact:
@@ -242,13 +261,13 @@ class EBMPrior(Distribution):
 
     @property
     def mean(self):
-        if hasattr(self.energy, "mean"):
+        if isinstance(self.energy, KnownMoments):
             return self.energy.mean(self.noise_level) / self._scale
         raise NotImplementedError("the mean of a learned energy is not known in closed form; sample it")
 
     @property
     def variance(self):
-        if hasattr(self.energy, "covariance"):
+        if isinstance(self.energy, KnownMoments):
             return (jnp.diagonal(self.energy.covariance(self.noise_level)) / self._scale**2).reshape(self.event_shape)
         raise NotImplementedError("the variance of a learned energy is not known in closed form; sample it")
 

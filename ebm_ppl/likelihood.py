@@ -75,23 +75,11 @@ def data_facts(prior=None, data_name: str | None = None) -> dict | None:
 
 def _log_z_reliable(prior) -> bool | None:
     """Judge the prior's log Z (one :class:`~ebm_ppl.logz.UnreliableLogZWarning` line if unreliable):
-    the estimate or stored entry it exposes as ``log_z_info``, else the entry its checkpoint stores for
-    its level; None when there is nothing to judge (exact or hand-given log Z, a NumPyro distribution)."""
+    the estimate or stored entry an :class:`ebm_ppl.EBMPrior` holds as ``log_z_info``; None when
+    there is nothing to judge (exact or hand-given log Z, another NumPyro distribution)."""
     from ebm_ppl.logz import check_reliability
 
-    info = getattr(prior, "log_z_info", None)
-    if info is None and getattr(prior, "source", None) is not None and getattr(prior, "has_log_z", False):
-        level = int(getattr(prior, "noise_level", 0))
-        energy = getattr(prior, "energy", None)
-        if energy is not None and energy.log_z(level) is not None:
-            return None  # exact
-        from ebm_ppl import checkpoint
-
-        info = checkpoint.load_logz(prior.source, level)
-        if info is not None and abs(float(info["log_z"]) - float(prior.log_z)) > 1e-3 * max(
-            1.0, abs(float(info["log_z"]))
-        ):
-            info = None  # the prior was given another log Z than the stored one
+    info = getattr(prior, "log_z_info", None)  # any NumPyro distribution is accepted here
     if info is None:
         return None
     return check_reliability(info, "bits_per_dim", stacklevel=4)

@@ -6,9 +6,18 @@ import math
 import os
 import tempfile
 
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["save_samples", "save_image_grid", "save_scatter", "plot_step_sizes", "atomic_savefig", "new_figure"]
+__all__ = [
+    "save_samples",
+    "save_image_grid",
+    "save_scatter",
+    "plot_step_sizes",
+    "plot_samples_over_energy",
+    "atomic_savefig",
+    "new_figure",
+]
 
 
 def new_figure(figsize=(6.0, 4.0), **kwargs):
@@ -132,3 +141,51 @@ def plot_step_sizes(result, path: str, energy=None, acceptance_band: tuple[float
     fig.suptitle(title)
     fig.tight_layout()
     return atomic_savefig(fig, path, dpi=110)
+
+
+def plot_samples_over_energy(
+    energy,
+    samples,
+    reference,
+    path: str,
+    *,
+    level: int = 0,
+    space: str = "data",
+    title: str = "",
+    sample_label: str = "samples",
+) -> None:
+    """PNG of generated and reference samples over contours of E (first two coordinates; for
+    D > 2 the contours are of E with the other coordinates at the reference mean)."""
+    from ebm_ppl.sampling.drifting.scores import energy_function
+
+    E_fn = energy_function(energy, level, space)
+    xs = np.asarray(samples, np.float64).reshape(samples.shape[0], -1)
+    pool = xs if reference is None else np.concatenate([xs, np.asarray(reference).reshape(len(reference), -1)])
+    pool = pool[np.all(np.isfinite(pool), -1)]
+    lo, hi = np.percentile(pool[:, :2], 0.5, 0), np.percentile(pool[:, :2], 99.5, 0)
+    pad = 0.15 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    g0, g1 = np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200)
+    G0, G1 = np.meshgrid(g0, g1)
+    base = pool.mean(0) if reference is None else np.asarray(reference).reshape(len(reference), -1).mean(0)
+    grid = np.tile(base, (G0.size, 1))
+    grid[:, 0], grid[:, 1] = G0.ravel(), G1.ravel()
+    Z = np.asarray(E_fn(energy, jnp.asarray(grid, jnp.float32))).reshape(G0.shape)
+    panels = [(sample_label, xs)] + (
+        [] if reference is None else [("reference", np.asarray(reference).reshape(len(reference), -1))]
+    )
+    fig = new_figure(figsize=(5 * len(panels), 4.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    levels = np.percentile(Z[np.isfinite(Z)], np.linspace(1, 60, 12))
+    for ax, (name, pts) in zip(axes[0], panels):
+        ax.contour(G0, G1, Z, levels=np.unique(levels), cmap="viridis", linewidths=0.8)
+        ax.scatter(pts[:, 0], pts[:, 1], s=1.5, alpha=0.35, color="crimson")
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_title(name)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_savefig(fig, path, dpi=110)

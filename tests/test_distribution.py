@@ -112,3 +112,25 @@ def test_numpyro_nuts_predictive_log_density_and_blackjax_agree(oracle):
     bj = np.asarray(bj)
     np.testing.assert_allclose(bj.mean(0), MEAN, atol=0.07)
     np.testing.assert_allclose(np.cov(bj.T), COV, atol=0.04)
+
+
+def test_prior_from_a_loaded_energy_reads_no_file(tmp_path):
+    """EBMPrior(energy) is pure: the card (level, sampler settings, stored log Z) travels with the
+    loaded energy, so the folder can be gone by the time the prior is built."""
+    import shutil
+
+    import ebm_ppl
+    from ebm_ppl import checkpoint
+
+    folder = tmp_path / "digits-dsm"
+    shutil.copytree("models/digits-dsm", folder)
+    energy = ebm_ppl.load(folder)
+    expected = EBMPrior.from_checkpoint(folder)
+    shutil.rmtree(folder)
+    prior = EBMPrior(energy)
+    assert prior.noise_level == expected.noise_level == 2
+    assert float(prior.log_z) == float(expected.log_z) == pytest.approx(-68.1594, abs=1e-4)
+    assert prior.log_z_info["level"] == 2 and prior.log_z_stderr == expected.log_z_stderr
+    assert dict(prior._progressive) == dict(expected._progressive)
+    with pytest.raises(checkpoint.CheckpointError):
+        EBMPrior(folder)

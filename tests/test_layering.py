@@ -60,7 +60,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ebm_ppl.plotting",
             "ebm_ppl.diagnostics",
             "ebm_ppl.agreement",
-            "ebm_ppl.sampling.drifting.evaluation",
             "ebm_ppl.inverse.experiment",
             "ebm_ppl.inverse.metrics",
         ),
@@ -75,6 +74,11 @@ RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 ALLOWED = {
     # the deprecated alias of ebm_ppl.plotting.plot_step_sizes (one release), imported when called
     ("ebm_ppl.sampling.long_run", "ebm_ppl.plotting"),
+    # the deprecated evaluation names of the drifting package (one release), imported when used
+    ("ebm_ppl.sampling.drifting", "ebm_ppl.metrics"),
+    ("ebm_ppl.sampling.drifting", "ebm_ppl.metrics.mmd"),
+    ("ebm_ppl.sampling.drifting", "ebm_ppl.metrics.sampler_evaluation"),
+    ("ebm_ppl.sampling.drifting", "ebm_ppl.plotting"),
 }
 
 
@@ -212,3 +216,16 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
     }
     assert upward_imports(fake) == ["ebm_ppl.sampling.hmc (kernels) imports ebm_ppl.cli.sample (cli)"]
     assert cycles(fake) == [["ebm_ppl.cli.sample", "ebm_ppl.sampling.hmc"]]
+
+
+def test_tests_mirror_the_package_layout():
+    """tests/<name>/ exists only for a package ebm_ppl/<name>/, and tests at the top level are of
+    top-level modules or of the project as a whole (layering, docs, the model zoo)."""
+    tests_dir = os.path.join(ROOT, "tests")
+    for entry in sorted(os.listdir(tests_dir)):
+        full = os.path.join(tests_dir, entry)
+        if os.path.isdir(full) and not entry.startswith((".", "__")):
+            assert os.path.isfile(os.path.join(PACKAGE, entry, "__init__.py")), (
+                f"tests/{entry}/ has no package ebm_ppl/{entry}/ to mirror"
+            )
+            assert any(f.startswith("test_") for f in os.listdir(full)), f"tests/{entry}/ holds no test module"

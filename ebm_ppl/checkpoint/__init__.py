@@ -17,7 +17,7 @@ parameters. ``load(path)`` returns an :class:`ebm_ppl.energy.NetworkEnergy` with
 
 from __future__ import annotations
 
-from ebm_ppl.checkpoint.card import evaluation_level, sampler_settings
+from ebm_ppl.checkpoint.card import ModelCard, evaluation_level, load, read_card, sampler_settings
 from ebm_ppl.checkpoint.files import (
     CONFIG_FILE,
     FORMAT_VERSION,
@@ -28,20 +28,21 @@ from ebm_ppl.checkpoint.files import (
     atomic_write_bytes,
     atomic_write_text,
     has_train_state,
-    load,
+    load_energy,
     load_train_state,
     load_variables,
     read_config,
     save,
     save_train_state,
 )
-from ebm_ppl.checkpoint.logz_cache import load_logz, params_digest, save_logz
+from ebm_ppl.checkpoint.logz_cache import load_logz, lookup_logz, params_digest, read_logz_entries, save_logz
 
 __all__ = [  # the facade: every name of files, logz_cache and card, and the file names
     "FORMAT_VERSION",
     "CheckpointError",
     "save",
     "load",
+    "load_energy",
     "read_config",
     "load_variables",
     "save_train_state",
@@ -50,6 +51,10 @@ __all__ = [  # the facade: every name of files, logz_cache and card, and the fil
     "save_logz",
     "load_logz",
     "params_digest",
+    "read_logz_entries",
+    "lookup_logz",
+    "ModelCard",
+    "read_card",
     "evaluation_level",
     "sampler_settings",
     "atomic_write_bytes",

@@ -17,7 +17,7 @@ __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
     "save",
-    "load",
+    "load_energy",
     "read_config",
     "load_variables",
     "save_train_state",
@@ -242,8 +242,9 @@ def load_variables(path) -> tuple[Any, dict, dict]:
     return module, variables, config
 
 
-def load(path):
-    """The checkpoint's bound energy (EMA weights): a :class:`ebm_ppl.energy.NetworkEnergy`."""
+def load_energy(path):
+    """The checkpoint's bound energy (EMA weights): a :class:`ebm_ppl.energy.NetworkEnergy`, without
+    its card (:func:`ebm_ppl.checkpoint.load` attaches that)."""
     from ebm_ppl.energy import NetworkEnergy
     from ebm_ppl.schedules import from_name
 
@@ -254,10 +255,6 @@ def load(path):
         raise CheckpointError(f"{os.path.join(path, CONFIG_FILE)}: {err}") from None
     variables = jax.tree_util.tree_map(jax.numpy.asarray, variables)
     energy = NetworkEnergy(module, variables, schedule, tuple(config["data_shape"]), config.get("base_variance"))
-    # where it came from, so that ``EBMPrior(load(path))`` finds the stored log Z, the card's
-    # evaluation level and the checkpoint's sampler settings (not a pytree field: a copy made by a
-    # jax transformation simply has no path, and then acts as a bare energy)
-    object.__setattr__(energy, "checkpoint_path", os.fspath(path))
     return energy
 
 

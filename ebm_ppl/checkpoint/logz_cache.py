@@ -18,7 +18,7 @@ from ebm_ppl.checkpoint.files import (
     read_config,
 )
 
-__all__ = ["params_digest", "save_logz", "load_logz"]
+__all__ = ["params_digest", "save_logz", "load_logz", "read_logz_entries", "lookup_logz"]
 
 
 def params_digest(path) -> str | None:
@@ -47,40 +47,56 @@ def save_logz(path, estimate: dict) -> str:
     return atomic_write_text(os.path.join(path, LOGZ_DIR, f"level_{level}.json"), json.dumps(entry, indent=2) + "\n")
 
 
-def _read_logz_entry(path: str, fname: str) -> dict | None:
-    """A stored entry, or None when made for other parameters or not finite."""
+def _read_logz_entry(fname: str, digest: str | None) -> dict | None:
+    """A stored entry, or None when made for other parameters (``digest``) or not finite."""
     try:
         with open(fname, encoding="utf-8") as fh:
             entry = json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{fname}: corrupt JSON ({err})") from None
-    if entry.get("params_sha256") not in (None, params_digest(path)):
+    if entry.get("params_sha256") not in (None, digest):
         return None
     if isinstance(entry.get("log_z"), (int, float)) and not math.isfinite(entry["log_z"]):
         return None
     return entry
 
 
-def load_logz(path, level: int) -> dict | None:
-    """The cached estimate for ``level``, or None when absent or made for other parameters.
+def read_logz_entries(path) -> dict[int, dict]:
+    """Every cached estimate of a checkpoint that was made for its current parameters, by level
+    (the parameters are hashed once). :func:`lookup_logz` finds a level's value in them."""
+    path = _check_dir(path)
+    folder = os.path.join(path, LOGZ_DIR)
+    if not os.path.isdir(folder):
+        return {}
+    digest = params_digest(path)
+    entries: dict[int, dict] = {}
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("level_") and name.endswith(".json"):
+            try:
+                level = int(name[len("level_") : -len(".json")])
+            except ValueError:
+                continue
+            entry = _read_logz_entry(os.path.join(folder, name), digest)
+            if entry is not None:
+                entries[level] = entry
+    return entries
 
-    Without a file for ``level``, a stored run that passed it on its way down (its ``levels``
+
+def lookup_logz(entries: dict[int, dict], level: int) -> dict | None:
+    """The estimate for ``level`` among ``entries`` (:func:`read_logz_entries`), or None.
+
+    Without an entry for ``level``, a stored run that passed it on its way down (its ``levels``
     table, as AIS and the ladder record) supplies it, the costliest such run first; the entry then
     says ``derived_from_level``. (``ebm-ppl logz --write`` on a schedule with many levels, T1k,
     stores only the level it estimated.)"""
-    path = _check_dir(path)
     level = int(level)
-    fname = os.path.join(path, LOGZ_DIR, f"level_{level}.json")
-    if os.path.isfile(fname):
-        return _read_logz_entry(path, fname)
-    folder = os.path.join(path, LOGZ_DIR)
-    runs: list[dict] = []
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if name.startswith("level_") and name.endswith(".json"):
-            entry = _read_logz_entry(path, os.path.join(folder, name))
-            passed = (entry or {}).get("levels") or {}
-            if str(level) in passed and isinstance(passed[str(level)].get("log_z"), (int, float)):
-                runs.append(entry or {})
+    if level in entries:
+        return entries[level]
+    runs = [
+        entry
+        for _, entry in sorted(entries.items())
+        if isinstance(((entry.get("levels") or {}).get(str(level)) or {}).get("log_z"), (int, float))
+    ]
     if not runs:
         return None
     run: dict = max(runs, key=lambda e: e.get("num_grad_evals") or 0)
@@ -99,3 +115,9 @@ def load_logz(path, level: int) -> dict | None:
         derived_from_level=run["level"],
     )
     return derived
+
+
+def load_logz(path, level: int) -> dict | None:
+    """The cached estimate for ``level``, or None when absent or made for other parameters (read
+    from the files now; :func:`lookup_logz` explains how a level without a file is found)."""
+    return lookup_logz(read_logz_entries(path), level)

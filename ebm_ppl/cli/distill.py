@@ -101,6 +101,9 @@ def _apply_defaults(args) -> None:
 def run(args) -> dict:
     import jax
 
+    from ebm_ppl.checkpoint import atomic_write_text
+    from ebm_ppl.metrics import evaluate_sampler, reference_samples
+    from ebm_ppl.plotting import plot_samples_over_energy
     from ebm_ppl.sampling import drifting as dr
 
     energy = resolve_energy(args)
@@ -162,7 +165,7 @@ def run(args) -> dict:
 
     k_gen, k_ref = jax.random.split(jax.random.PRNGKey(42))
     gen = sampler.sample(k_gen, args.num_eval)
-    ref = dr.reference_samples(energy, k_ref, args.num_eval, args.level, args.space)
+    ref = reference_samples(energy, k_ref, args.num_eval, args.level, args.space)
     kind: str | None = "exact"
     if ref is None and args.level == 0 and args.space == "data" and energy.num_levels > 1:
         from ebm_ppl.sampling import progressive
@@ -170,7 +173,7 @@ def run(args) -> dict:
         ref, kind = progressive.sample(energy, k_ref, args.num_eval), "progressive"
     elif ref is None:
         kind = None
-    result = dr.evaluate(energy, gen, ref, level=args.level, space=args.space)
+    result = evaluate_sampler(energy, gen, ref, level=args.level, space=args.space)
     result.update(
         reference_kind=kind,
         steps=args.steps,
@@ -180,9 +183,16 @@ def run(args) -> dict:
         out=os.path.abspath(args.out),
     )
     if len(energy.data_shape) == 1 or energy.dim == 2:
-        dr.plot_samples(energy, gen, ref, os.path.join(args.out, "samples.png"), level=args.level, space=args.space)
-    with open(os.path.join(args.out, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=1)
+        plot_samples_over_energy(
+            energy,
+            gen,
+            ref,
+            os.path.join(args.out, "samples.png"),
+            level=args.level,
+            space=args.space,
+            sample_label="one-step drifting sampler",
+        )
+    atomic_write_text(os.path.join(args.out, "metrics.json"), json.dumps(result, indent=1))
     for k in ("mean_error", "cov_error", "mmd", "mean_energy", "reference_energy"):
         v = result.get(k)
         print(f"  {k:17s} {'-' if v is None else f'{v:.4f}'}")

@@ -16,6 +16,7 @@ from ebm_ppl.cli.common import (
     resolve_energy,
     resolve_mesh,
 )
+from ebm_ppl.energy.protocol import ExactSampler
 
 HELP = "estimate log Z of a checkpoint or target (AIS, ladder or SMC); --write stores it in the checkpoint"
 
@@ -61,7 +62,7 @@ def _estimate(energy, args, mesh=None, progress=None):
         if args.steps:
             kw["num_steps"] = args.steps
         kw["frame"] = args.frame
-        if args.method == "bdmc" and not hasattr(energy, "sample"):
+        if args.method == "bdmc" and not isinstance(energy, ExactSampler):
             raise UsageError("--method bdmc needs exact samples: use it with --target oracles")
         return (logz.ais if args.method == "ais" else logz.bdmc)(energy, key, **kw)
     if args.method == "ladder":

@@ -18,6 +18,7 @@ import os
 from ebm_ppl.cli import UsageError
 from ebm_ppl.cli.common import add_devices_arguments, add_energy_arguments, resolve_energy, resolve_mesh
 from ebm_ppl.cli.solve_image import add_image_arguments, run_image
+from ebm_ppl.energy.protocol import ExactSampler
 
 HELP = "solve an inverse problem (inpainting, denoising, blur, super-resolution, compressed sensing) with calibrated uncertainty"
 
@@ -142,7 +143,7 @@ def load_truths(args, energy, k_truth, k_train):
     import numpy as np
 
     if args.target:
-        if not hasattr(energy, "sample_data"):
+        if not isinstance(energy, ExactSampler):
             raise UsageError(f"--target {args.target} is not a mixture oracle (no exact samples)")
         truths = np.asarray(energy.sample_data(k_truth, args.n_images))
         train = np.asarray(energy.sample_data(k_train, 2000))

@@ -132,11 +132,11 @@ def run_image(args, energy) -> dict:
     from tqdm.auto import tqdm
 
     from ebm_ppl.data import photos
-    from ebm_ppl.energy.conv_denoiser import ConvDenoiserEnergyNet
+    from ebm_ppl.energy.protocol import receptive_field
     from ebm_ppl.inverse.images import fill_estimate, interval_coverage, sample_image_posterior
     from ebm_ppl.inverse.operators import Denoise, Inpaint
 
-    if not isinstance(getattr(energy, "module", None), ConvDenoiserEnergyNet):
+    if receptive_field(energy) is None:
         raise UsageError(
             "--image needs a fully convolutional photo prior (a checkpoint of network 'conv_denoiser', "
             "e.g. models/photo-dsm)"

@@ -1,6 +1,5 @@
 """Noise-conditional energies: the protocol, analytic oracles, named targets and networks."""
 
-from ebm_ppl.energy import plain  # noqa: F401,E402  registers the plain targets
 from ebm_ppl.energy.base import (
     Energy,
     check_model_input,

@@ -48,6 +48,11 @@ class ConvDenoiserEnergyNet(nn.Module):
     emb_dim: int = 32
     bound: float = 1.05
 
+    @property
+    def receptive_field(self) -> int:
+        """Width in pixels of the window one pixel's term depends on (:func:`receptive_field`)."""
+        return receptive_field(self.num_blocks)
+
     @nn.compact
     def denoise(self, y, t):
         """g(y, t), same shape as ``y`` (B, H, W, C)."""

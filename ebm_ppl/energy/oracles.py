@@ -138,6 +138,15 @@ class MixtureOracle(Energy):
             ).reshape(y_flat.shape[:-1] + (self.num_components,))
         return jax.nn.logsumexp(comp, axis=-1)
 
+    @property
+    def num_modes(self) -> int:
+        """K: each component is a mode (:class:`~ebm_ppl.energy.protocol.HasModes`)."""
+        return self.num_components
+
+    def modes(self, x) -> jax.Array:
+        """Mode label of each data-space point (*batch, *data_shape): its most responsible component."""
+        return jnp.argmax(self.responsibilities(self.to_model(x), 0), -1)
+
     def responsibilities(self, y, t=0) -> jax.Array:
         """(*batch, K) posterior probability of each component given y_t (mode assignment)."""
         y = check_model_input(y, self.data_shape, "MixtureOracle.responsibilities")

@@ -21,7 +21,7 @@ Consequences: samplers that need a ladder of levels (the progressive sampler, pe
 do not apply to plain energies (its step scale c_0 = sqrt(1 - sigma_1^2) is 0); level-0 samplers
 (HMC/NUTS, drifting, SMC from N(0, I)) do.
 
-Targets registered here (``ebm_ppl.energy.target(name)``):
+Targets defined here (named in :mod:`ebm_ppl.energy.targets`, built by ``ebm_ppl.energy.target(name)``):
 
 * ``double-well`` / ``double-well:A``: E(x) = A (x1^2 - 1)^2 + x2^2 / 2, barrier A = 2 by default
   (the drifting paper does not print its double well; this is our choice, documented in
@@ -48,12 +48,14 @@ import numpy as np
 
 from ebm_ppl.energy.base import Energy, register_pytree
 from ebm_ppl.energy.oracles import MixtureOracle
-from ebm_ppl.energy.targets import register_target
+from ebm_ppl.energy.protocol import mode_labels
 from ebm_ppl.schedules import Schedule
 
 __all__ = [
     "PLAIN_SCHEDULE",
     "PlainEnergy",
+    "ExactPlainEnergy",
+    "FunctionEnergy",
     "DoubleWell",
     "Banana",
     "Funnel",
@@ -87,11 +89,19 @@ def _inverse_cdf_sample(key, shape, grid, cdf):
     return jnp.interp(u, jnp.asarray(cdf), jnp.asarray(grid))
 
 
+def _check_plain_level(t) -> int:
+    t = int(t)
+    if not 0 <= t <= 1:
+        raise ValueError(f"level t={t} out of range 0..1 (plain energies have one level)")
+    return t
+
+
 class PlainEnergy(Energy):
     """Base class of plain (level-free) energies; see the module docstring for the protocol.
 
     Subclasses implement ``_plain_log_density(y_flat)`` for ``y_flat`` of shape (*batch, D) and
-    may implement ``_exact_log_z()``, ``_sample(key, n)``, ``modes(x)`` and ``num_modes``.
+    may implement ``_exact_log_z()``, ``modes(x)`` and ``num_modes``; those with an exact sampler
+    derive from :class:`ExactPlainEnergy` and implement ``_sample(rng_key, n)``.
     """
 
     name: str = "plain"
@@ -127,33 +137,54 @@ class PlainEnergy(Energy):
 
     def log_z(self, t=0):
         """log Z of level t: exact where known at level 0 (else None); level 1 as N(0, I)."""
-        t = int(t)
-        if not 0 <= t <= 1:
-            raise ValueError(f"level t={t} out of range 0..1 (plain energies have one level)")
+        t = _check_plain_level(t)
         return self._exact_log_z() if t == 0 else super().log_z(t)
-
-    def sample(self, key, n: int, t: int = 0) -> jax.Array:
-        """Exact samples of level t (0: the target; 1: N(0, I)), shape (n, *data_shape)."""
-        if int(t) == 1:
-            return jax.random.normal(key, (n,) + self.data_shape)
-        return self._sample(key, int(n)).reshape((n,) + self.data_shape)
-
-    def sample_data(self, key, n: int) -> jax.Array:
-        """Exact samples of the target (data space = model space)."""
-        return self.sample(key, n, 0)
 
     def _exact_log_z(self):
         return None
-
-    def _sample(self, key, n):  # pragma: no cover - optional
-        raise NotImplementedError(f"{type(self).__name__} has no exact sampler")
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
 
 
+class ExactPlainEnergy(PlainEnergy):
+    """A plain energy with an exact sampler: subclasses implement ``_sample(rng_key, n)`` -> (n, D)."""
+
+    def sample(self, rng_key, n: int, t: int = 0) -> jax.Array:
+        """Exact samples of level t (0: the target; 1: N(0, I)), shape (n, *data_shape)."""
+        if _check_plain_level(t) == 1:
+            return jax.random.normal(rng_key, (n,) + self.data_shape)
+        return self._sample(rng_key, int(n)).reshape((n,) + self.data_shape)
+
+    def sample_data(self, rng_key, n: int) -> jax.Array:
+        """Exact samples of the target (data space = model space)."""
+        return self.sample(rng_key, n, 0)
+
+    def _sample(self, rng_key, n):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@register_pytree(data_fields=(), static_fields=("fn", "schedule", "data_shape", "name"))
+class FunctionEnergy(PlainEnergy):
+    """A user's unnormalised log density ``fn(x) -> scalar`` (x of shape ``data_shape``) as a plain
+    energy: level 0 is ``fn``, level 1 is N(0, I). No exact log Z, no sampler."""
+
+    def __init__(self, fn, data_shape):
+        if not callable(fn):
+            raise TypeError(f"FunctionEnergy needs a callable log density, got {type(fn).__name__}")
+        self.fn = fn
+        self.schedule = PLAIN_SCHEDULE
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.name = getattr(fn, "__name__", "function")
+
+    def _plain_log_density(self, y):
+        batch = y.shape[:-1]
+        flat = y.reshape((-1,) + self.data_shape)
+        return jax.vmap(self.fn)(flat).reshape(batch)
+
+
 @register_pytree(data_fields=(), static_fields=("barrier", "schedule", "data_shape", "name"))
-class DoubleWell(PlainEnergy):
+class DoubleWell(ExactPlainEnergy):
     """E(x) = A (x1^2 - 1)^2 + x2^2 / 2 in 2-D (two wells at x1 = +-1, barrier height A)."""
 
     num_modes = 2
@@ -188,7 +219,7 @@ class DoubleWell(PlainEnergy):
 
 
 @register_pytree(data_fields=(), static_fields=("curvature", "noise", "schedule", "data_shape", "name"))
-class Banana(PlainEnergy):
+class Banana(ExactPlainEnergy):
     """x1 ~ N(0, 1), x2 | x1 ~ N(b (x1^2 - 1), s^2) with b = 1, s = 0.5 (a curved ridge)."""
 
     def __init__(self, curvature: float = 1.0, noise: float = 0.5):
@@ -211,15 +242,20 @@ class Banana(PlainEnergy):
         x2 = self.curvature * (x1**2 - 1) + self.noise * jax.random.normal(k2, (n,))
         return jnp.stack([x1, x2], -1)
 
-    def mean(self):
+    def mean(self, t: int = 0):
+        """Mean of level t (0: the banana, 1: N(0, I)): zero at both."""
+        _check_plain_level(t)
         return jnp.zeros(2)
 
-    def covariance(self):
+    def covariance(self, t: int = 0):
+        """Covariance of level t: diag(1, 2 b^2 + s^2) for the banana, I at level 1."""
+        if _check_plain_level(t) == 1:
+            return jnp.eye(2)
         return jnp.diag(jnp.array([1.0, 2 * self.curvature**2 + self.noise**2]))
 
 
 @register_pytree(data_fields=(), static_fields=("scale", "schedule", "data_shape", "name"))
-class Funnel(PlainEnergy):
+class Funnel(ExactPlainEnergy):
     """Neal's funnel in D dimensions: v ~ N(0, scale^2), x_i | v ~ N(0, e^v), i = 1..D-1."""
 
     def __init__(self, dim: int = 10, scale: float = 3.0):
@@ -250,7 +286,7 @@ def _many_well_log_f(a):
 
 
 @register_pytree(data_fields=(), static_fields=("schedule", "data_shape", "name"))
-class ManyWell(PlainEnergy):
+class ManyWell(ExactPlainEnergy):
     """FAB's many-well: D/2 independent pairs E(a, b) = a^4 - 6 a^2 - 0.5 a + b^2/2 (2^(D/2) modes)."""
 
     def __init__(self, dim: int = 32):
@@ -302,51 +338,3 @@ def gmm40(schedule) -> MixtureOracle:
     means = rng.uniform(-40.0, 40.0, (40, 2))
     std = math.log1p(math.e)  # softplus(1)
     return MixtureOracle(np.full(40, 1 / 40), means, std**2, schedule)
-
-
-def mode_labels(energy, x):
-    """Integer mode label of each data-space point (n, *data_shape), or None when the energy
-    has no notion of modes: mixtures by largest responsibility, plain targets by ``modes``."""
-    if isinstance(energy, MixtureOracle) and energy.num_components > 1:
-        return jnp.argmax(energy.responsibilities(energy.to_model(x), 0), -1)
-    if hasattr(energy, "modes"):
-        return energy.modes(x)
-    return None
-
-
-def _no_args(name, args):
-    if args:
-        raise ValueError(f"{name} takes no arguments")
-
-
-def _double_well(args, schedule):
-    if len(args) > 1:
-        raise ValueError("expected at most one argument (the barrier height)")
-    return DoubleWell(float(args[0])) if args else DoubleWell()
-
-
-def _banana(args, schedule):
-    _no_args("banana", args)
-    return Banana()
-
-
-def _gmm40(args, schedule):
-    _no_args("gmm40", args)
-    return gmm40(schedule)
-
-
-def _funnel10(args, schedule):
-    _no_args("funnel10", args)
-    return Funnel(10)
-
-
-def _manywell32(args, schedule):
-    _no_args("manywell32", args)
-    return ManyWell(32)
-
-
-register_target("double-well", _double_well, "double-well[:A]")
-register_target("banana", _banana)
-register_target("gmm40", _gmm40)
-register_target("funnel10", _funnel10)
-register_target("manywell32", _manywell32)

@@ -10,7 +10,11 @@ Noise-conditional oracles (exact at every level of any schedule):
   proportional to 1..K, each covariance a random rotation of eigenvalues uniform in [0.08, 0.15];
   seeded by D and K).
 
-Other modules add targets with :func:`register_target` (plain energies with no levels, say).
+Plain energies with no levels (:mod:`ebm_ppl.energy.plain`): ``double-well[:A]``, ``banana``,
+``gmm40``, ``funnel10``, ``manywell32``.
+
+The table of built-in targets is written out in ``_BUILTIN``; a user adds their own with
+:func:`register_target`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ebm_ppl.energy.oracles import GaussianOracle, MixtureOracle
+from ebm_ppl.energy.plain import Banana, DoubleWell, Funnel, ManyWell, gmm40
 from ebm_ppl.schedules import Schedule
 
 __all__ = ["target", "register_target", "target_names", "DEFAULT_TARGET_SCHEDULE"]
@@ -27,18 +32,25 @@ __all__ = ["target", "register_target", "target_names", "DEFAULT_TARGET_SCHEDULE
 #: Schedule of a target built without one: the paper's T6.
 DEFAULT_TARGET_SCHEDULE = "drl:6"
 
-_REGISTRY: dict[str, tuple[Callable, str]] = {}
+_USER: dict[str, tuple[Callable, str]] = {}
 
 
 def register_target(prefix: str, factory: Callable, usage: str | None = None) -> None:
-    """Register ``factory(args: list[str], schedule) -> energy`` under ``prefix``; the name
-    ``prefix:a:b`` passes ``["a", "b"]``. ``usage`` is shown in error messages."""
-    _REGISTRY[prefix] = (factory, usage or prefix)
+    """Register a user's ``factory(args: list[str], schedule) -> energy`` under ``prefix``; the name
+    ``prefix:a:b`` passes ``["a", "b"]``. ``usage`` is shown in error messages. A built-in prefix
+    cannot be replaced."""
+    if prefix in _BUILTIN:
+        raise ValueError(f"{prefix!r} is a built-in target and cannot be re-registered")
+    _USER[prefix] = (factory, usage or prefix)
+
+
+def _registry() -> dict[str, tuple[Callable, str]]:
+    return {**_BUILTIN, **_USER}
 
 
 def target_names() -> list[str]:
-    """The usage strings of every registered target."""
-    return [usage for _, usage in _REGISTRY.values()]
+    """The usage strings of every target: the built-in ones, then those registered by the user."""
+    return [usage for _, usage in _registry().values()]
 
 
 def target(name: str, schedule: Schedule | None = None):
@@ -50,9 +62,10 @@ def target(name: str, schedule: Schedule | None = None):
     elif isinstance(schedule, str):
         schedule = schedules.from_name(schedule)
     prefix, *args = str(name).split(":")
-    if prefix not in _REGISTRY:
+    registry = _registry()
+    if prefix not in registry:
         raise ValueError(f"unknown target {name!r}; known targets: {', '.join(target_names())}")
-    factory, usage = _REGISTRY[prefix]
+    factory, usage = registry[prefix]
     try:
         return factory(args, schedule)
     except (ValueError, TypeError) as err:
@@ -110,7 +123,42 @@ def _gmm(args, schedule):
     return MixtureOracle(weights / weights.sum(), means, np.stack(covs), schedule)
 
 
-register_target("ncsn2", _ncsn2)
-register_target("gmm4", _gmm4)
-register_target("gauss", _gauss, "gauss:D")
-register_target("gmm", _gmm, "gmm:D:K")
+def _double_well(args, schedule):
+    if len(args) > 1:
+        raise ValueError("expected at most one argument (the barrier height)")
+    return DoubleWell(float(args[0])) if args else DoubleWell()
+
+
+def _banana(args, schedule):
+    _no_args("banana", args)
+    return Banana()
+
+
+def _gmm40(args, schedule):
+    _no_args("gmm40", args)
+    return gmm40(schedule)
+
+
+def _funnel10(args, schedule):
+    _no_args("funnel10", args)
+    return Funnel(10)
+
+
+def _manywell32(args, schedule):
+    _no_args("manywell32", args)
+    return ManyWell(32)
+
+
+#: Every built-in target: prefix -> (factory(args, schedule), usage). Written out here, not filled
+#: as a side effect of imports; :func:`register_target` adds a user's targets beside these.
+_BUILTIN: dict[str, tuple[Callable, str]] = {
+    "ncsn2": (_ncsn2, "ncsn2"),
+    "gmm4": (_gmm4, "gmm4"),
+    "gauss": (_gauss, "gauss:D"),
+    "gmm": (_gmm, "gmm:D:K"),
+    "double-well": (_double_well, "double-well[:A]"),
+    "banana": (_banana, "banana"),
+    "gmm40": (_gmm40, "gmm40"),
+    "funnel10": (_funnel10, "funnel10"),
+    "manywell32": (_manywell32, "manywell32"),
+}

@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl.energy.protocol import receptive_field
 from ebm_ppl.inverse.smc import prior_scale
 
 __all__ = [
@@ -105,12 +106,10 @@ def score_fn(energy, image_shape) -> Callable:
 
 
 def _receptive_field(energy) -> int:
-    from ebm_ppl.energy.conv_denoiser import ConvDenoiserEnergyNet, receptive_field
-
-    module = getattr(energy, "module", None)
-    if not isinstance(module, ConvDenoiserEnergyNet):
+    field = receptive_field(energy)
+    if field is None:
         raise ValueError("tiling needs a fully convolutional energy (network 'conv_denoiser')")
-    return receptive_field(module.num_blocks)
+    return field
 
 
 def _starts(size: int, tile: int, window: int) -> list[tuple[int, int, int]]:

@@ -29,7 +29,7 @@ MCMC on their posterior), which only helps them.
 
 Why BlackJAX's tempered SMC rather than the hand-written one this replaces (issue 19): same
 algorithm, one resampler and one tempering solver in the code base; measured on the two-mode test
-(``tests/test_inverse_smc.py``) it gives the same mode weights and evidence.
+(``tests/inverse/test_inverse_smc.py``) it gives the same mode weights and evidence.
 """
 
 from __future__ import annotations

@@ -50,6 +50,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl.energy.protocol import GaussianMixtureParameters, check_energy
+
 __all__ = [
     "LikelihoodEstimate",
     "ContinuousTime",
@@ -88,11 +90,7 @@ class LikelihoodEstimate(NamedTuple):
 
 def check_data(energy, x, where: str) -> np.ndarray:
     """Validate a batch of data-space examples: shape (n, *data_shape), floating, finite."""
-    for attr in ("schedule", "data_shape", "score", "num_levels"):
-        if not hasattr(energy, attr):
-            raise TypeError(
-                f"{where}: expected a noise-conditional energy (ebm_ppl.energy protocol), got {type(energy).__name__}"
-            )
+    check_energy(energy, where)
     arr = np.asarray(x)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"{where}: x must be a floating-point array, got dtype {arr.dtype}")
@@ -145,9 +143,7 @@ class ContinuousTime:
 
 
 def _is_oracle(energy) -> bool:
-    from ebm_ppl.energy.oracles import MixtureOracle
-
-    return isinstance(energy, MixtureOracle)
+    return isinstance(energy, GaussianMixtureParameters)
 
 
 def _exact_oracle_score(energy, x, u):

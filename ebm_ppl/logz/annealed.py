@@ -10,6 +10,7 @@ import numpy as np
 
 from ebm_ppl._jax_utils import renamed_keywords
 from ebm_ppl.annealing_frames import from_model_batch, to_model_batch
+from ebm_ppl.energy.protocol import ExactSampler
 from ebm_ppl.logz.estimate import LogZEstimate, _curve, _weight_stats
 from ebm_ppl.logz.kernels import _run_path
 from ebm_ppl.logz.path import AnnealingPath, _check_level, _grad_count, _log_z_top, _path_frame, _reverse, as_energy
@@ -298,7 +299,7 @@ def bdmc(
         **pilot,
     )
     if samples is None:
-        if not hasattr(energy, "sample"):
+        if not isinstance(energy, ExactSampler):
             raise ValueError(
                 "bdmc needs exact samples of the level: pass samples=... (e.g. held-out data "
                 "noised to the level), or use an oracle that has .sample"

@@ -7,12 +7,14 @@ import functools
 import math
 from typing import NamedTuple
 
+import blackjax.mcmc.proposal as bj_proposal
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._jax_utils import robbins_monro_increment
 from ebm_ppl.annealing_frames import to_model
+from ebm_ppl.energy.protocol import NetworkBacked
 from ebm_ppl.logz.path import AnnealingPath, _path_frame
 
 __all__ = ["ANNEAL_CHUNK", "TRANSITIONS"]
@@ -48,16 +50,14 @@ def _mix_grad(g, beta):
 
 
 def _metropolis(key, log_ratio, proposed: _Cache, current: _Cache):
-    """The one accept step of the bridge kernels: each particle takes its proposed cache with
-    probability min(1, exp(log_ratio)) (a non-finite ratio rejects), else keeps ``current``.
-    Returns (cache, mean acceptance)."""
+    """The accept step of the bridge kernels: BlackJAX's (``blackjax.mcmc.proposal.
+    static_binomial_sampling``, the one every BlackJAX kernel in this library uses), vmapped over
+    particles. Each particle takes its proposed cache with probability min(1, exp(log_ratio)), a
+    non-finite ratio rejects; else it keeps ``current``. Returns (cache, mean acceptance)."""
     log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-    accept = jnp.log(jax.random.uniform(key, log_ratio.shape)) < log_ratio
-
-    def select(new, old):
-        return jnp.where(accept.reshape(accept.shape + (1,) * (new.ndim - 1)), new, old)
-
-    return _Cache(*(select(n, o) for n, o in zip(proposed, current))), jnp.mean(accept.astype(jnp.float32))
+    keys = jax.random.split(key, log_ratio.shape[0])
+    chosen, (accepted, _, _) = jax.vmap(bj_proposal.static_binomial_sampling)(keys, log_ratio, current, proposed)
+    return _Cache(*chosen), jnp.mean(accepted.astype(jnp.float32))
 
 
 def _mala_step(key, cache: _Cache, beta, eps, evaluate, t_hi, t_lo, event_axes):
@@ -196,9 +196,7 @@ def _runs_on_network(energy) -> bool:
     """Network energies run ``ANNEAL_CHUNK`` unrolled bridges per call: XLA:CPU runs convolutions
     inside while loops on a slow path (see ``ebm_ppl._jax_utils.inner_unroll``). Analytic energies
     run the whole path in one rolled scan (one compilation, no per-chunk dispatch)."""
-    from ebm_ppl.energy.network import NetworkEnergy
-
-    return isinstance(energy, NetworkEnergy)
+    return isinstance(energy, NetworkBacked)
 
 
 def _anneal(

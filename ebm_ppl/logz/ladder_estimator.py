@@ -42,14 +42,12 @@ def ladder(
     energy = as_energy(energy)
     level = _check_level(energy, level)
     T = energy.num_levels
-    sched = energy.schedule if hasattr(energy, "schedule") else None
+    sched = energy.schedule
     k_top, k_prog = jax.random.split(key)
     grads = 0
     if samples is None:
         samples = {T: jax.random.normal(k_top, (num_samples,) + tuple(energy.data_shape))}
         if level + 1 < T:
-            if sched is None:
-                raise ValueError("ladder needs a schedule (levels) to sample progressively")
             bs = num_samples if batch_size is None else int(batch_size)
             trajs = []
             for i, first in enumerate(range(0, num_samples, bs)):

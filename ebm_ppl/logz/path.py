@@ -6,53 +6,23 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.annealing_frames import LevelFrame, check_frame, identity_frame
-from ebm_ppl.energy.base import register_pytree, standard_normal_log_density
+from ebm_ppl.energy.plain import FunctionEnergy
+from ebm_ppl.energy.protocol import NoiseConditionalEnergy
 
 __all__ = ["AnnealingPath", "as_energy"]
 
 
-@register_pytree(data_fields=(), static_fields=("fn", "data_shape"))
-class _PlainEnergy:
-    """A plain log density ``fn(y)`` seen as a one-level energy: level 0 = fn, level 1 = N(0, I)."""
-
-    num_levels = 1
-
-    def __init__(self, fn, data_shape):
-        self.fn = fn
-        self.data_shape = tuple(int(s) for s in data_shape)
-
-    @property
-    def event_ndim(self):
-        return len(self.data_shape)
-
-    @property
-    def dim(self):
-        return int(math.prod(self.data_shape))
-
-    def log_density(self, y, t):
-        top = standard_normal_log_density(y, self.event_ndim)
-        batch = y.shape[: y.ndim - self.event_ndim]
-        flat = y.reshape((-1,) + self.data_shape)
-        val = jax.vmap(self.fn)(flat).reshape(batch)
-        return jnp.where(jnp.asarray(t) >= 1, top, val)
-
-    def log_z(self, t):
-        return 0.5 * self.dim * math.log(2 * math.pi) if int(t) == 1 else None
-
-
 def as_energy(energy, data_shape=None):
     """``energy`` itself if it follows the protocol; a plain callable with ``data_shape`` wrapped."""
-    if hasattr(energy, "log_density") and hasattr(energy, "num_levels"):
+    if isinstance(energy, NoiseConditionalEnergy):
         return energy
     if callable(energy):
         if data_shape is None:
             raise ValueError("a plain log-density function needs data_shape=(...) to define its space")
-        return _PlainEnergy(energy, data_shape)
+        return FunctionEnergy(energy, data_shape)
     raise TypeError(f"expected a noise-conditional energy or a log-density callable, got {type(energy).__name__}")
 
 
@@ -93,10 +63,7 @@ def _path_frame(energy, path: AnnealingPath) -> LevelFrame:
 
 def _model_scales(energy) -> np.ndarray:
     """(T+1,) c_t with y_t = c_t x_t (ones for a plain energy)."""
-    sched = getattr(energy, "schedule", None)
-    if sched is None:
-        return np.ones(energy.num_levels + 1)
-    return np.asarray(sched.model_scales, np.float64)
+    return np.asarray(energy.schedule.model_scales, np.float64)
 
 
 def _uniform_path(

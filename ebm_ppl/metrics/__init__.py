@@ -1,4 +1,5 @@
-"""Sample-quality metrics: RBF-kernel MMD, and for digits a Frechet distance in the features of a
+"""Sample-quality metrics: RBF-kernel MMD, a sampler's draws against exact reference samples
+(:func:`evaluate_sampler`, the drifting paper's protocol), and for digits a Frechet distance in the features of a
 small shipped classifier, its predictions and the class histogram of samples.
 
 MMD (:func:`mmd`): the unbiased U-statistic estimate of the *squared* maximum mean discrepancy
@@ -41,6 +42,8 @@ from ebm_ppl.metrics.digits import (
     train_digits_classifier,
 )
 from ebm_ppl.metrics.mmd import MMDResult, median_bandwidth, mmd, mmd2_null_expectation, sample_quality_2d
+from ebm_ppl.metrics.sampler_evaluation import evaluate as evaluate_sampler
+from ebm_ppl.metrics.sampler_evaluation import reference_samples
 
 __all__ = [
     "MMDResult",
@@ -48,6 +51,8 @@ __all__ = [
     "median_bandwidth",
     "mmd2_null_expectation",
     "sample_quality_2d",
+    "evaluate_sampler",
+    "reference_samples",
     "DigitsClassifier",
     "ClassHistogram",
     "load_digits_classifier",

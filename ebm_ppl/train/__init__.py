@@ -1,5 +1,6 @@
-"""Training: objectives of diffusion recovery likelihood, the loop, presets."""
+"""Training: objectives of diffusion recovery likelihood, the loop and its callbacks, presets."""
 
+from ebm_ppl.train.callbacks import SampleGrid, TrainEvent
 from ebm_ppl.train.loop import TrainingDiverged, train
 from ebm_ppl.train.objectives import (
     OBJECTIVES,
@@ -16,6 +17,8 @@ from ebm_ppl.train.presets import PRESETS, get_preset, preset_names
 __all__ = [
     "OBJECTIVES",
     "PRESETS",
+    "SampleGrid",
+    "TrainEvent",
     "TrainingDiverged",
     "dsm_loss",
     "get_objective",

@@ -7,7 +7,8 @@
 * ``config.json``, ``params.msgpack`` (EMA weights), ``train_state.msgpack`` (see
   :mod:`ebm_ppl.checkpoint`), every ``ckpt_every`` steps and at the end;
 * ``train_log.jsonl``: one JSON line per ``log_every`` steps (mean loss, gradient norm, steps/s);
-* ``samples/step_<s>.png`` and ``samples/latest.png``: progressive samples of the EMA model.
+* ``samples/step_<s>.png`` and ``samples/latest.png``: progressive samples of the EMA model, drawn
+  by the :class:`~ebm_ppl.train.callbacks.SampleGrid` callback (``callbacks=`` adds others).
 
 Determinism: step s uses ``fold_in(PRNGKey(seed), s)`` for its batch, dequantisation and
 objective, and the whole state (raw and EMA variables, optimizer state, step) is checkpointed,
@@ -32,6 +33,7 @@ import numpy as np
 from ebm_ppl import checkpoint as ckpt
 from ebm_ppl.energy import NetworkEnergy, networks
 from ebm_ppl.schedules import from_name
+from ebm_ppl.train.callbacks import SampleGrid, TrainEvent, sampling_options
 from ebm_ppl.train.objectives import resolve_step_scale
 from ebm_ppl.train.step import learning_rate, make_optimizer, make_train_step
 
@@ -84,36 +86,14 @@ def _check_compatible(saved: dict, config: dict, path: str):
             )
 
 
+def _to_host(state):
+    from ebm_ppl import sharding
+
+    return sharding.to_host(state)
+
+
 def _jsonable(cfg):
     return json.loads(json.dumps(cfg, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
-
-
-def sampling_options(schedule, sample_cfg: dict) -> dict:
-    """Keyword arguments of ``ebm_ppl.sampling.progressive.sample`` from a preset's ``sample``
-    entry (``step_scale`` resolved to per-level multipliers, see ``resolve_step_scale``)."""
-    from ebm_ppl.train.objectives import resolve_step_scale
-
-    scale = resolve_step_scale(schedule, sample_cfg.get("step_scale", 1.0))
-    return {
-        "inner": sample_cfg.get("inner", "langevin"),
-        "num_inner_steps": int(sample_cfg.get("num_inner_steps", 30)),
-        "step_scale": jnp.asarray(scale, jnp.float32) if np.ptp(scale) > 0 else float(scale[0]),
-    }
-
-
-def save_samples_png(energy, key, n: int, path: str, sample_cfg: dict, reference=None, title=None) -> np.ndarray:
-    """Progressive samples of ``energy`` (data space) pictured at ``path``; returns the samples."""
-    from ebm_ppl.plotting import save_samples
-    from ebm_ppl.sampling.progressive import sample
-
-    x = sample(energy, key, n, **sampling_options(energy.schedule, sample_cfg))
-    x = np.asarray(x)
-    if x.ndim >= 3:
-        x_plot = np.clip(x, -1.0, 1.0)
-    else:
-        x_plot = x
-    save_samples(x_plot, path, title=title, reference=reference)
-    return x
 
 
 def train(
@@ -128,6 +108,7 @@ def train(
     progress: bool = True,
     write_samples: bool = True,
     mesh=None,
+    callbacks=None,
 ) -> dict:
     """Train on ``x`` (n, *data_shape), data space) with ``config``; checkpoint into ``out``.
 
@@ -141,7 +122,10 @@ def train(
       steps: total number of steps to reach (default ``config["steps"]``).
       resume: continue from the checkpoint in ``out`` (its stored training config is used).
       progress: show a tqdm bar.
-      write_samples: write sample-grid PNGs every ``sample_every`` steps and at the end.
+      write_samples: write sample-grid PNGs every ``sample_every`` steps and at the end (the
+        :class:`~ebm_ppl.train.callbacks.SampleGrid` callback).
+      callbacks: more callables ``callback(event: TrainEvent)``, called once per step after the
+        update, the log line and the checkpoint (:mod:`ebm_ppl.train.callbacks`).
       mesh: a 1-D device mesh (:func:`ebm_ppl.sharding.device_mesh`) for data-parallel training:
         each step's batch is split over its devices, the state replicated (None: one device).
         The global batch, keys and checkpoints are those of the one-device run.
@@ -206,9 +190,7 @@ def train(
 
     def save(state, wall):
         if mesh is not None:  # replicated over the mesh: numpy copies (gathered across hosts)
-            from ebm_ppl import sharding
-
-            state = sharding.to_host(state)
+            state = _to_host(state)
         if jax.process_index() != 0:  # multi-host: one writer
             return
         ckpt.save(
@@ -235,28 +217,31 @@ def train(
             },
         )
 
-    def write_grid(state, step):
-        if jax.process_index() != 0:
-            return
-        if mesh is not None:
-            from ebm_ppl import sharding
+    def ema_energy(state):
+        def build():
+            host = state if mesh is None else _to_host(state)
+            return NetworkEnergy(module, ema_variables(host), schedule, data_shape, base_variance)
 
-            state = sharding.to_host(state)
-        energy = NetworkEnergy(module, ema_variables(state), schedule, data_shape, base_variance)
-        key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), 0)
-        path = os.path.join(out, "samples", f"step_{step:07d}.png")
-        save_samples_png(
-            energy,
-            key,
-            int(config.get("num_samples", 64)),
-            path,
-            config.get("sample", {}),
-            reference=reference,
-            title=f"{config.get('preset') or 'ebm'} step {step}",
+        return build
+
+    every_step = list(callbacks or ())
+    if write_samples:
+        every_step.insert(
+            0,
+            SampleGrid(
+                sample_every,
+                int(config.get("num_samples", 64)),
+                config.get("sample", {}),
+                seed,
+                reference=reference,
+                name=config.get("preset") or "ebm",
+            ),
         )
-        import shutil
 
-        shutil.copyfile(path, os.path.join(out, "samples", "latest.png"))
+    def report(state, step, log, checkpointed, final):
+        event = TrainEvent(step, total, log, checkpointed, final, out, ema_energy(state))
+        for callback in every_step:
+            callback(event)
 
     bar = None
     if progress:
@@ -288,6 +273,7 @@ def train(
             step = s + 1
             if bar is not None:
                 bar.update(1)
+            log_entry = None
             if step % log_every == 0 or step == total:
                 now = time.perf_counter()
                 mean_loss = float(np.mean(np.asarray(jax.device_get(losses))))
@@ -299,22 +285,23 @@ def train(
                     "wall_time_s": prior_wall + now - start_time,
                 }
                 final_loss = mean_loss
+                log_entry = entry
                 with open(log_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(entry) + "\n")
                 if bar is not None:
                     bar.set_postfix(loss=f"{mean_loss:.4g}")
                 losses, gnorms = [], []
                 last_log_t, last_log_step = now, step
-            if (ckpt_every and step % ckpt_every == 0) or step == total:
+            checkpointed = bool((ckpt_every and step % ckpt_every == 0) or step == total)
+            if checkpointed:
                 save(state, time.perf_counter() - start_time)
                 last_ckpt_step = step
-            if write_samples and ((sample_every and step % sample_every == 0) or step == total):
-                write_grid(state, step)
+            report(state, step, log_entry, checkpointed, step == total)
     finally:
         if bar is not None:
             bar.close()
-    if start >= total and write_samples:
-        write_grid(state, start)
+    if start >= total:  # resumed at the end: nothing ran, the callbacks still see the final state
+        report(state, start, None, False, True)
     loop_time = time.perf_counter() - t_loop
     return {
         "out": out,

@@ -34,17 +34,13 @@ updates under a tqdm bar. :class:`DriftingSampler` bundles the trained generator
 
 Modules: ``model`` (generators, :class:`DriftingConfig`), ``scores`` (energy at a level, target-
 and sampler-side scores, the drift), ``training`` (state, update, loop), ``sampler``
-(:class:`DriftingSampler` and its files), ``evaluation`` (the paper's protocol and its plot);
-every name is importable from ``ebm_ppl.sampling.drifting`` as before.
+(:class:`DriftingSampler` and its files); every name is importable from ``ebm_ppl.sampling.drifting``.
+The paper's evaluation protocol is :mod:`ebm_ppl.metrics.sampler_evaluation` and its plot
+:func:`ebm_ppl.plotting.plot_samples_over_energy` (the old names here warn for one release).
 """
 
-from ebm_ppl.sampling.drifting.evaluation import (
-    evaluate,
-    median_bandwidth,
-    mmd,
-    plot_samples,
-    reference_samples,
-)
+import warnings as _warnings
+
 from ebm_ppl.sampling.drifting.model import (
     ESTIMATORS,
     ConvGenerator,
@@ -86,9 +82,47 @@ __all__ = [
     "train",
     "DriftingSampler",
     "ESTIMATORS",
-    "evaluate",
-    "reference_samples",
-    "mmd",
-    "median_bandwidth",
-    "plot_samples",
 ]
+
+# Evaluation and its plot moved to their layers; the old names work for one release.
+_MOVED = {
+    "evaluate": "ebm_ppl.metrics.sampler_evaluation.evaluate",
+    "reference_samples": "ebm_ppl.metrics.sampler_evaluation.reference_samples",
+    "mmd": "ebm_ppl.metrics.mmd",
+    "median_bandwidth": "ebm_ppl.metrics.median_bandwidth (of the first 2000 points)",
+    "plot_samples": "ebm_ppl.plotting.plot_samples_over_energy",
+}
+
+
+def _first_points_bandwidth(x, max_points: int = 2000) -> float:
+    from ebm_ppl.metrics import median_bandwidth
+
+    return median_bandwidth(x[:max_points])
+
+
+def _mmd_value(x, y, bandwidth: float) -> float:
+    from ebm_ppl.metrics import mmd
+
+    return float(mmd(x, y, bandwidth))
+
+
+def _plot_samples(energy, samples, reference, path, **kwargs):
+    from ebm_ppl.plotting import plot_samples_over_energy
+
+    kwargs.setdefault("sample_label", "one-step drifting sampler")
+    return plot_samples_over_energy(energy, samples, reference, path, **kwargs)
+
+
+def __getattr__(name):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _warnings.warn(
+        f"ebm_ppl.sampling.drifting.{name} moved to {_MOVED[name]}; the old name goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    if name in ("evaluate", "reference_samples"):
+        from ebm_ppl.metrics import sampler_evaluation
+
+        return getattr(sampler_evaluation, name)
+    return {"mmd": _mmd_value, "median_bandwidth": _first_points_bandwidth, "plot_samples": _plot_samples}[name]

@@ -11,6 +11,7 @@ import pytest
 from ebm_ppl import schedules
 from ebm_ppl.energy import GaussianOracle, target
 from ebm_ppl.energy.plain import ManyWell
+from ebm_ppl.metrics import evaluate_sampler, reference_samples
 from ebm_ppl.sampling import drifting as dr
 
 MEAN = np.array([0.5, -0.3])
@@ -118,7 +119,7 @@ def test_plain_reference_samples():
 def test_gmm4_reference_energy_matches_paper():
     e = target("gmm4")
     E_fn = dr.energy_function(e, 0, "data")
-    ref = dr.reference_samples(e, jax.random.split(jax.random.PRNGKey(42))[1], 5000)
+    ref = reference_samples(e, jax.random.split(jax.random.PRNGKey(42))[1], 5000)
     E = np.asarray(E_fn(e, ref))
     # the paper's reference mean energy 1.0263; the exact entropy is 1.0053; se of a 5000-mean ~0.014
     assert abs(E.mean() - 1.0263) < 3 * E.std() / math.sqrt(5000)
@@ -127,10 +128,12 @@ def test_gmm4_reference_energy_matches_paper():
 
 def test_gmm40_and_modes():
     e = target("gmm40")
-    x = dr.reference_samples(e, jax.random.PRNGKey(0), 4000)
-    res = dr.evaluate(e, x[:2000], x[2000:])
+    x = reference_samples(e, jax.random.PRNGKey(0), 4000)
+    res = evaluate_sampler(e, x[:2000], x[2000:])
     assert res["modes_total"] == 40 and res["modes_covered"] >= 38 and res["mean_error"] < 2.0
-    dw = dr.evaluate(target("double-well"), x[:10] * 0 + 1.0, target("double-well").sample(jax.random.PRNGKey(1), 100))
+    dw = evaluate_sampler(
+        target("double-well"), x[:10] * 0 + 1.0, target("double-well").sample(jax.random.PRNGKey(1), 100)
+    )
     assert dw["modes_covered"] == 1 and dw["modes_in_reference"] == 2
 
 

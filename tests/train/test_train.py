@@ -223,3 +223,31 @@ def test_split_step_equals_fused_step_and_compiles_once(tmp_path):
     train(x, cfg, str(tmp_path / "b"), seed=2, steps=2, progress=False, write_samples=False)
     assert compiled_counts() == before
     assert before["langevin"] >= 1 and before["finish"] >= 1
+
+
+def test_callbacks_see_every_step_the_logs_and_the_final_model(tmp_path):
+    """The loop reports each step once; log entries match train_log.jsonl; the final event's energy
+    is the EMA model that was saved; the default sample grid is a callback (off here, on below)."""
+    import ebm_ppl.checkpoint as ck
+
+    x, cfg = _data(), _tiny_config()
+    out = str(tmp_path / "run")
+    events = []
+    train(x, cfg, out, seed=3, steps=10, progress=False, write_samples=False, callbacks=[events.append])
+    assert [e.step for e in events] == list(range(1, 11))
+    assert [e.final for e in events] == [False] * 9 + [True]
+    logged = [e.log for e in events if e.log is not None]
+    lines = [json.loads(line) for line in open(os.path.join(out, "train_log.jsonl"))]
+    assert [e["step"] for e in logged] == [5, 10] and [e["loss"] for e in logged] == [e["loss"] for e in lines]
+    assert events[-1].checkpointed and events[-1].total == 10
+    final = events[-1].energy()
+    saved = ck.load(out)
+    y = jnp.asarray(x[:4]) * saved.data_scale
+    np.testing.assert_array_equal(np.asarray(final.log_density(y, 0)), np.asarray(saved.log_density(y, 0)))
+    assert not os.path.exists(os.path.join(out, "samples"))
+    # resumed at its end: nothing runs, the callbacks still get the final state (and the grid is drawn)
+    again = []
+    train(x, cfg, out, seed=3, steps=10, resume=True, progress=False, callbacks=[again.append])
+    assert [(e.step, e.final, e.log) for e in again] == [(10, True, None)]
+    assert os.path.isfile(os.path.join(out, "samples", "step_0000010.png"))
+    assert os.path.isfile(os.path.join(out, "samples", "latest.png"))
