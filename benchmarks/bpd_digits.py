@@ -142,7 +142,7 @@ def main(argv=None):
 
         level = checkpoint.evaluation_level(path) if args.level is None else args.level
         if args.estimate_logz and checkpoint.load_logz(path, level) is None:
-            est = logz.ais(checkpoint.load(path), jax.random.key(0), level=level)
+            est = logz.ais(jax.random.key(0), checkpoint.load(path), level=level)
             for t in est.levels:
                 checkpoint.save_logz(path, est.at_level(t).to_json())
         prior = EBMPrior(path, noise_level=level)

@@ -53,7 +53,7 @@ def main():
         args.particles = est.meta.get("num_particles", args.particles)
         args.bridges = est.meta.get("num_bridges", args.bridges)
     else:
-        est = logz.ais(energy, jax.random.key(0), level=0, num_particles=args.particles, num_bridges=args.bridges)
+        est = logz.ais(jax.random.key(0), energy, level=0, num_particles=args.particles, num_bridges=args.bridges)
     T = energy.num_levels
     scored = sorted(set(range(0, T, max(args.every, 1))) | {T - 1})
     val, test = data.load("digits", "validation"), data.load("digits", "test")

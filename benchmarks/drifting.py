@@ -54,11 +54,11 @@ def run_target(
     energy = target(name)
     config = dr.DriftingConfig(num_steps=steps, estimator=estimator, sigma_start=sigma_start, **overrides)
     t0 = time.perf_counter()
-    sampler, history, _ = dr.train(energy, jax.random.PRNGKey(seed), config, chunk=100)
+    sampler, history, _ = dr.train(jax.random.PRNGKey(seed), energy, config, chunk=100)
     train_s = time.perf_counter() - t0
     k_gen, k_ref = jax.random.split(jax.random.PRNGKey(42))
     gen = sampler.sample(k_gen, n_eval)
-    ref = reference_samples(energy, k_ref, n_eval)
+    ref = reference_samples(k_ref, energy, n_eval)
     t1 = time.perf_counter()
     gen = jax.block_until_ready(sampler.sample(k_gen, n_eval))
     sample_s = time.perf_counter() - t1
@@ -96,8 +96,8 @@ def noise_floor(name: str, n: int = 5000, reps: int = 200) -> dict:
     mean_err, cov_err = [], []
     for i in range(reps):
         ka, kb = jax.random.split(jax.random.PRNGKey(1000 + i))
-        a = np.asarray(reference_samples(energy, ka, n), np.float64).reshape(n, -1)
-        b = np.asarray(reference_samples(energy, kb, n), np.float64).reshape(n, -1)
+        a = np.asarray(reference_samples(ka, energy, n), np.float64).reshape(n, -1)
+        b = np.asarray(reference_samples(kb, energy, n), np.float64).reshape(n, -1)
         mean_err.append(np.linalg.norm(a.mean(0) - b.mean(0)))
         cov_err.append(np.linalg.norm(np.cov(a.T) - np.cov(b.T)))
     summary = lambda v: {"median": float(np.median(v)), "mean": float(np.mean(v)), "q90": float(np.quantile(v, 0.9))}  # noqa: E731

@@ -73,7 +73,7 @@ def main(argv=None):
         sampler_include_self=not args.leave_one_out,
     )
     print(f"rho_t = {np.round(rhos, 4).tolist()}; eta at level {args.level_end} = {eta:.4g}", flush=True)
-    sampler, hist, _ = dr.train(energy, jax.random.PRNGKey(0), cfg, chunk=50)
+    sampler, hist, _ = dr.train(jax.random.PRNGKey(0), energy, cfg, chunk=50)
     tag = f"drifting_{args.tag}"
     sampler.save(os.path.join(RESULTS, f"{tag}_sampler"))
 
@@ -92,9 +92,9 @@ def main(argv=None):
 
     # progressive with the checkpoint's own options (compile excluded by a warm-up of the same shape)
     opts = sampling_options(energy.schedule, energy_config(args.ckpt).get("sampling") or {})
-    jax.block_until_ready(progressive.sample(energy, jax.random.PRNGKey(1), N, **opts))
+    jax.block_until_ready(progressive.sample(jax.random.PRNGKey(1), energy, N, **opts))
     t0 = time.perf_counter()
-    x_prog = np.asarray(jax.block_until_ready(progressive.sample(energy, jax.random.PRNGKey(0), N, **opts)))
+    x_prog = np.asarray(jax.block_until_ready(progressive.sample(jax.random.PRNGKey(0), energy, N, **opts)))
     prog_s = time.perf_counter() - t0
     x_prog = np.clip(x_prog, -1, 1)
 

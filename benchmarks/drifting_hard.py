@@ -139,7 +139,7 @@ def evaluate(name, energy, x, ref, p_right=None) -> dict:
 
 def run_drifting(name, energy, steps, seed=0):
     cfg = dr.DriftingConfig(num_steps=steps, **CONFIGS[name])
-    sampler, hist, _ = dr.train(energy, jax.random.PRNGKey(seed), cfg, chunk=50)
+    sampler, hist, _ = dr.train(jax.random.PRNGKey(seed), energy, cfg, chunk=50)
     k_gen, _ = jax.random.split(jax.random.PRNGKey(42))
     x = sampler.sample(k_gen, N_EVAL)
     t0 = time.perf_counter()
@@ -205,7 +205,7 @@ def run_progressive(energy_name, budget, seed=2):
     k = max(1, int(budget / (N_EVAL * T)))
     t0 = time.perf_counter()
     x, info = progressive.sample(
-        energy, jax.random.PRNGKey(seed), N_EVAL, inner="mala", num_inner_steps=k, start="x_next", return_info=True
+        jax.random.PRNGKey(seed), energy, N_EVAL, inner="mala", num_inner_steps=k, start="x_next", return_info=True
     )
     x = np.asarray(x)
     grads = N_EVAL * T * k
@@ -227,8 +227,8 @@ def run_ais(energy, budget, seed=3, num_steps=2):
     bridges = max(8, int(budget / (n * num_steps)))
     t0 = time.perf_counter()
     est, y, log_w = logz.ais(
-        energy,
         jax.random.PRNGKey(seed),
+        energy,
         level=0,
         num_particles=n,
         num_bridges=bridges,
@@ -276,7 +276,7 @@ def plot(name, samples: dict, ref, path):
 def run_target(name, steps):
     energy = target(name)
     _, k_ref = jax.random.split(jax.random.PRNGKey(42))
-    ref = np.asarray(reference_samples(energy, k_ref, N_EVAL))
+    ref = np.asarray(reference_samples(k_ref, energy, N_EVAL))
     p_right = exact_right_mass() if name == "manywell32" else None
     rows = []
     samples = {}

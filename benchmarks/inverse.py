@@ -176,11 +176,11 @@ def main(argv=None):
         if args.replicate and oracle is not None:
             rep = dict(kwargs)
         m, _ = experiment.run(
+            jax.random.fold_in(key, 100 + (0 if args.part == "budget" else i)),
             energy,
             op,
             noise,
             truths,
-            jax.random.fold_in(key, 100 + (0 if args.part == "budget" else i)),
             baseline=baseline,
             oracle=oracle,
             sampler_kwargs=kwargs,

@@ -65,7 +65,7 @@ def _bound_rows(energy, x, key, levels, args, reference=None):
         if reference is not None:  # elbo() drops it for the discrete bound, which has no interpolation
             budget["reference"] = reference
         try:
-            r = bits_per_dim_without_log_z(energy, x, k, method=method, levels=levels, **budget)
+            r = bits_per_dim_without_log_z(k, energy, x, method=method, levels=levels, **budget)
         except RuntimeError as err:  # an ODE that does not reach u_T within max_steps (a stiff score)
             rows[name] = {"error": str(err)}
             print(f"  {name:15s} failed: {err}", flush=True)

@@ -66,18 +66,18 @@ def run_ais(e, key, budget):
     pilot = logz.pilot_grad_count(e, frame=FRAME)
     bridges = max(4 * T, int((budget - pilot) / (4 * n)))  # a bridge: 2 MALA steps x 2 levels per particle
     return logz.ais(
-        e, key, num_particles=n, num_bridges=bridges, batch_size=64 if e.dim >= 784 else None, frame=FRAME
+        key, e, num_particles=n, num_bridges=bridges, batch_size=64 if e.dim >= 784 else None, frame=FRAME
     ), {"num_particles": n, "num_bridges": bridges, "frame": FRAME}
 
 
 def run_smc(e, key, budget):
     n = _particles(e.dim)
     k_probe, k_run = jax.random.split(key)
-    probe = logz.smc(e, k_probe, num_particles=128, num_mcmc_steps=1)
+    probe = logz.smc(k_probe, e, num_particles=128, num_mcmc_steps=1)
     n_temp = probe.meta["num_tempering_steps"]
     spent = probe.num_grad_evals
     steps = max(1, int(round((budget - spent) / (n * n_temp))))
-    est = logz.smc(e, k_run, num_particles=n, num_mcmc_steps=steps, step_size=probe.meta["step_size"])
+    est = logz.smc(k_run, e, num_particles=n, num_mcmc_steps=steps, step_size=probe.meta["step_size"])
     grads = est.num_grad_evals + spent
     return _replace_cost(est, grads, est.num_energy_evals + probe.num_energy_evals), {
         "num_particles": n,
@@ -91,7 +91,7 @@ def run_ladder(e, key, budget):
     T = e.num_levels
     m = int(budget / (2 * T))
     samples = {t: _sample(e, jax.random.fold_in(key, t), m, t) for t in range(1, T)}
-    return logz.ladder(e, key, samples=samples, num_samples=m, batch_size=256 if e.dim >= 784 else None), {
+    return logz.ladder(key, e, samples=samples, num_samples=m, batch_size=256 if e.dim >= 784 else None), {
         "num_samples": m
     }
 

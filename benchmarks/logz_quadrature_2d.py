@@ -87,7 +87,7 @@ def main():
     fresh = []
     for seed in args.seeds:
         t0 = time.time()
-        est = logz.ais(energy, jax.random.key(seed), num_particles=args.particles, num_bridges=args.bridges)
+        est = logz.ais(jax.random.key(seed), energy, num_particles=args.particles, num_bridges=args.bridges)
         fresh.append(
             {
                 "seed": seed,

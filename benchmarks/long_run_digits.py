@@ -99,8 +99,8 @@ def main():
         steps, pilot_acc = np.asarray(a.step_sizes, np.float32), np.full(energy.num_levels, np.nan)
     else:
         steps, pilot_acc = long_run.tune(
-            energy,
             k_tune,
+            energy,
             num_chains=a.pilot_chains,
             num_adapt=a.pilot_adapt,
             sampler=a.sampler,
@@ -120,7 +120,7 @@ def main():
     for s in tqdm(sorted(a.steps), desc="long runs"):
         t0 = time.time()
         r = long_run.run(
-            energy, k_run, a.n, steps_per_level=s, step_sizes=steps, sampler=a.sampler, progress=True, **start_kw
+            k_run, energy, a.n, steps_per_level=s, step_sizes=steps, sampler=a.sampler, progress=True, **start_kw
         )
         x = np.asarray(jax.block_until_ready(r.samples))
         sec = time.time() - t0

@@ -48,7 +48,7 @@ def main():
     data_shape = (32, 32, 3)
     module = networks.build(config["network"])
     tx = make_optimizer(config["optimizer"])
-    state_shape = jax.eval_shape(lambda k: init_state(module, tx, k, data_shape), jax.random.PRNGKey(0))
+    state_shape = jax.eval_shape(lambda k: init_state(k, module, tx, data_shape), jax.random.PRNGKey(0))
     n_params = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(state_shape["params"]))
     mesh = sharding.device_mesh(args.devices) if args.devices > 1 else None
     step = make_train_step(module, config, {"bin_width": 2 / 256}, 0, mesh=mesh)

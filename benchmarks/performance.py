@@ -55,7 +55,7 @@ def _cifar_energy(blocks: int):
     cfg = get_preset("t6-cifar")
     cfg["network"]["num_res_blocks"] = blocks
     module = networks.build(cfg["network"])
-    variables = networks.init_variables(module, jax.random.PRNGKey(0), (32, 32, 3))
+    variables = networks.init_variables(jax.random.PRNGKey(0), module, (32, 32, 3))
     return NetworkEnergy(module, variables, from_name(cfg["schedule"]), (32, 32, 3), cfg.get("base_variance"))
 
 
@@ -139,7 +139,7 @@ def section_samplers(args):
 
         # progressive Langevin (the training sampler, K = 30 per level), first and second call
         def prog(k, energy=energy, n=n):
-            return progressive.sample(energy, k, n)
+            return progressive.sample(k, energy, n)
 
         _, first = _timed(prog, jax.random.key(0))
         _, second = _timed(prog, jax.random.key(1))
@@ -164,7 +164,7 @@ def section_samplers(args):
         S = 10
 
         def lr(k, energy=energy, n=n, S=S, steps=steps):
-            return long_run.run(energy, k, n, steps_per_level=S, step_sizes=steps, start="x_next").samples
+            return long_run.run(k, energy, n, steps_per_level=S, step_sizes=steps, start="x_next").samples
 
         _, first = _timed(lr, jax.random.key(0))
         _, second = _timed(lr, jax.random.key(1))
@@ -198,7 +198,7 @@ def section_ais(args):
         n, bridges = 64, 200
 
         def run(k, energy=energy, n=n, bridges=bridges):
-            return logz.ais(energy, k, num_particles=n, num_bridges=bridges, frame="identity")
+            return logz.ais(k, energy, num_particles=n, num_bridges=bridges, frame="identity")
 
         c = _clock()
         est = run(jax.random.key(0))

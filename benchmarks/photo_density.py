@@ -77,8 +77,8 @@ def model_logz(energy, shape, key, particles, bridges):
     e = energy.replace(data_shape=shape)
     t0 = time.time()
     est = logz.ais(
-        e,
         key,
+        e,
         level=0,
         num_particles=particles,
         num_bridges=bridges,

@@ -58,7 +58,7 @@ def gmm64(schedule, inner=None, chains=4, draws=4000):
     n = chains * draws
     kw = {"inner": inner} if inner else {}
     t0 = time.time()
-    x = np.asarray(jax.block_until_ready(progressive.sample(e, jax.random.key(0), n, **kw)))
+    x = np.asarray(jax.block_until_ready(progressive.sample(jax.random.key(0), e, n, **kw)))
     sec = time.time() - t0
     m = np.asarray(e.to_data(e.mean(0))).reshape(-1)
     ch = x.reshape(chains, draws, -1)

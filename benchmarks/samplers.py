@@ -53,7 +53,7 @@ def bench(energy, name, chains, draws, bar):
         bar.set_postfix_str(f"{name} {alg}")
         t0 = time.time()
         ch = hmc.sample_level(
-            energy, jax.random.key(0), num_chains=chains, algorithm=alg, num_warmup=draws, num_samples=draws, **kw
+            jax.random.key(0), energy, num_chains=chains, algorithm=alg, num_warmup=draws, num_samples=draws, **kw
         )
         jax.block_until_ready(ch.position)
         sec = time.time() - t0
@@ -77,7 +77,7 @@ def bench(energy, name, chains, draws, bar):
     for inner, k in (("mala", 10), ("langevin", 30), ("normal", 0)):
         bar.set_postfix_str(f"{name} progressive-{inner}")
         t0 = time.time()
-        x = progressive.sample(energy, jax.random.key(1), n, inner=inner, num_inner_steps=k)
+        x = progressive.sample(jax.random.key(1), energy, n, inner=inner, num_inner_steps=k)
         jax.block_until_ready(x)
         sec = time.time() - t0
         logd = energy.log_density(energy.to_model(x), 0)
@@ -147,7 +147,7 @@ def accuracy(name, schedule, n, nuts_chains, nuts_draws, bar):
     bar.set_postfix_str(f"{name} progressive-mala")
     t0 = time.time()
     x, info = progressive.sample(
-        e, jax.random.key(3), n, inner="mala", num_inner_steps=3, start="normal", return_info=True
+        jax.random.key(3), e, n, inner="mala", num_inner_steps=3, start="normal", return_info=True
     )
     x = np.asarray(jax.block_until_ready(x))
     f = np.asarray(e.data_log_prob(x)).reshape(4, -1)
@@ -165,7 +165,7 @@ def accuracy(name, schedule, n, nuts_chains, nuts_draws, bar):
 
     bar.set_postfix_str(f"{name} long-run")
     t0 = time.time()
-    res = long_run.run(e, jax.random.key(4), n, steps_per_level=10)
+    res = long_run.run(jax.random.key(4), e, n, steps_per_level=10)
     x = np.asarray(jax.block_until_ready(res.samples))
     f = np.asarray(e.data_log_prob(x)).reshape(4, -1)
     rh = diagnostics.summarize(diagnostics.to_datatree(x.reshape(4, -1, e.dim), energy=f))["energy"]["rhat"]

@@ -49,7 +49,7 @@ def worker(n: int, steps: int, num_samples: int) -> dict:
     x = data_mod.load("8gaussians", "train")
     module = networks.build(config["network"])
     tx = make_optimizer(config["optimizer"])
-    state = init_state(module, tx, jax.random.PRNGKey(0), (2,))
+    state = init_state(jax.random.PRNGKey(0), module, tx, (2,))
     data = jnp.asarray(x)
     if mesh is not None:
         state, data = sharding.replicate(state, mesh), sharding.replicate(data, mesh)

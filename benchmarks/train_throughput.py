@@ -72,7 +72,7 @@ def measure(case: str, steps: int, structures: list[str]) -> list[dict]:
     if blocks is not None:
         cfg["network"]["num_res_blocks"] = blocks
     module = networks.build(cfg["network"])
-    state0 = init_state(module, make_optimizer(cfg["optimizer"]), jax.random.PRNGKey(0), shape)
+    state0 = init_state(jax.random.PRNGKey(0), module, make_optimizer(cfg["optimizer"]), shape)
     data = jax.random.uniform(jax.random.PRNGKey(1), (max(cfg["batch_size"] * 4, 64),) + shape, minval=-1, maxval=1)
     jax.block_until_ready((state0, data))
     steps_fn, states, first, per_cpu, per_wall, loss = {}, {}, {}, {}, {}, {}

@@ -111,3 +111,59 @@ def renamed_keywords(where: str, given: dict) -> dict:
         warnings.warn(f"{where}: {old}= is deprecated; use {new}=", DeprecationWarning, stacklevel=3)
         out[new] = value
     return out
+
+
+class ArgumentOrderWarning(DeprecationWarning):
+    """A call used the old argument order (the PRNG key moved to the first parameter, ``rng_key``)."""
+
+
+def is_prng_key(value) -> bool:
+    """True for a PRNG key: a typed key array (``jax.random.key``) or a raw ``uint32[2]`` one
+    (``jax.random.PRNGKey``), concrete or traced."""
+    import jax
+    import numpy as np
+
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return False
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return True
+    return dtype == np.uint32 and tuple(getattr(value, "shape", ())) == (2,)
+
+
+def rng_key_first(old_position: int):
+    """Decorator of a function whose PRNG key is now its first parameter, ``rng_key`` (BlackJAX's
+    convention). A call in the old order, with the key at positional index ``old_position``, or with
+    the key given as ``key=``, still works for one release with an :class:`ArgumentOrderWarning`
+    (a DeprecationWarning) naming the new call."""
+    import functools
+    import warnings
+
+    def wrap(fn):
+        where = f"{fn.__module__}.{fn.__qualname__}"
+
+        def warn(how: str) -> None:
+            warnings.warn(
+                f"{where}: {how}; the PRNG key is now the first argument, {fn.__name__}(rng_key, ...). "
+                f"The old form goes in the next release.",
+                ArgumentOrderWarning,
+                stacklevel=3,
+            )
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if "key" in kwargs:
+                if "rng_key" in kwargs:
+                    raise TypeError(f"{where}() got both rng_key= and its old name key=")
+                warn("key= is deprecated, use rng_key=")
+                kwargs["rng_key"] = kwargs.pop("key")
+            if "rng_key" in kwargs and args and not is_prng_key(args[0]):
+                args = (kwargs.pop("rng_key"),) + args
+            elif args and not is_prng_key(args[0]) and len(args) > old_position and is_prng_key(args[old_position]):
+                warn("the key was passed in its old position")
+                args = (args[old_position],) + args[:old_position] + args[old_position + 1 :]
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return wrap

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
+
 __all__ = ["HistogramTV", "histogram_tv_2d", "TwoSampleTest", "mmd_permutation_test", "MCMCAgreement", "mcmc_agreement"]
 
 
@@ -63,9 +65,10 @@ def _tv(counts, probs):
     return 0.5 * float(np.abs(counts / counts.sum() - probs).sum())
 
 
+@rng_key_first(1)
 def histogram_tv_2d(
-    prior,
     rng_key,
+    prior,
     *,
     num_samples: int = 4000,
     cell: float = 0.2,
@@ -132,8 +135,9 @@ class TwoSampleTest(NamedTuple):
     num_permutations: int
 
 
+@rng_key_first(2)
 def mmd_permutation_test(
-    x, y, rng_key, *, num_permutations: int = 200, bandwidth: float | None = None
+    rng_key, x, y, *, num_permutations: int = 200, bandwidth: float | None = None
 ) -> TwoSampleTest:
     """Permutation test of "x and y come from one law" with the unbiased RBF MMD^2 statistic
     (bandwidth: median heuristic on the pooled sample when None). x (m, ...), y (n, ...)."""
@@ -184,8 +188,9 @@ class MCMCAgreement(NamedTuple):
     fresh: np.ndarray
 
 
+@rng_key_first(1)
 def mcmc_agreement(
-    prior, rng_key, *, num_chains: int = 256, num_warmup: int = 200, num_draws: int = 400, num_permutations: int = 200
+    rng_key, prior, *, num_chains: int = 256, num_warmup: int = 200, num_draws: int = 400, num_permutations: int = 200
 ) -> MCMCAgreement:
     """Run ``num_chains`` BlackJAX NUTS chains (window adaptation for ``num_warmup`` steps, then
     ``num_draws`` draws) on ``prior.unnormalized_log_prob`` from ``prior.sample`` draws, and
@@ -208,7 +213,7 @@ def mcmc_agreement(
     rhat = float(az.rhat(logd))
     ess = float(az.ess(logd, method="bulk"))
     end = np.asarray(chains.position[:, -1]).reshape((num_chains,) + shape)
-    test = mmd_permutation_test(end, fresh, k_test, num_permutations=num_permutations)
+    test = mmd_permutation_test(k_test, end, fresh, num_permutations=num_permutations)
     start_lp = float(np.mean(np.asarray(jax.vmap(logdensity)(flat))))
     return MCMCAgreement(
         rhat,

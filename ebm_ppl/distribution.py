@@ -284,4 +284,4 @@ def _progressive_to_level(energy, key, n, level, kwargs):
     (MALA, tuned steps). Compiled once per shapes and settings, the tuned steps cached per energy."""
     from ebm_ppl.sampling import progressive
 
-    return progressive.sample(energy, key, n, level=level, **kwargs)
+    return progressive.sample(key, energy, n, level=level, **kwargs)

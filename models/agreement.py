@@ -86,7 +86,7 @@ def check_2d(path, name, config, key, choose_level):
         figures["validation_by_level"] = {str(t): r for t, r in rows.items()}
         _write_evaluation_level(path, level)
     prior = EBMPrior(path)
-    tv = agreement.histogram_tv_2d(prior, key, num_samples=4000)
+    tv = agreement.histogram_tv_2d(key, prior, num_samples=4000)
     test = data.load(data_name, "test")
     mean, se = agreement.log_likelihood_per_point(prior, test)
     figures.update(
@@ -117,7 +117,7 @@ def check_images(path, name, config, key, chains, warmup, draws):
 
     prior = EBMPrior(path)
     t0 = time.time()
-    r = agreement.mcmc_agreement(prior, key, num_chains=chains, num_warmup=warmup, num_draws=draws)
+    r = agreement.mcmc_agreement(key, prior, num_chains=chains, num_warmup=warmup, num_draws=draws)
     figures = {
         "level": prior.noise_level,
         "sampler": {k: (list(v) if isinstance(v, tuple) else v) for k, v in prior._progressive},

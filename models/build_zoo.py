@@ -112,7 +112,7 @@ def score_2d(energy, config, dest, data_name):
 
 def score_digits(energy, config, dest, prior, name):
     opts = sampling_options(energy.schedule, config.get("sampling") or {})
-    x = np.asarray(progressive.sample(energy, jax.random.key(0), 360, **opts))
+    x = np.asarray(progressive.sample(jax.random.key(0), energy, 360, **opts))
     shown = np.clip(x, -1, 1)
     save_image_grid(shown[:100], os.path.join(dest, "samples.png"), title=f"{name}: progressive samples")
     test = data.load("digits", "test")
@@ -168,7 +168,7 @@ def build(name: str, runs: str) -> dict:
     config = checkpoint.read_config(dest)
     kind = "2d" if len(energy.data_shape) == 1 else "image"
     print(f"[zoo] {name}: AIS log Z", flush=True)
-    est = logz.ais(energy, jax.random.key(0), **spec.get("ais", AIS_BUDGET[kind]))
+    est = logz.ais(jax.random.key(0), energy, **spec.get("ais", AIS_BUDGET[kind]))
     checkpoint.save_logz(dest, est.to_json() if hasattr(est, "to_json") else est)
     print(f"[zoo] {name}: log Z {est.log_z:.3f} +- {est.stderr:.3f} (ESS {est.ess:.1f})", flush=True)
     if kind == "2d":

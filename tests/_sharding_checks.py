@@ -131,7 +131,7 @@ def check_ais(out):
     assert 0 < r["stderr"] < 0.5 and r["ess"] > 5, r
     # the same run on one device: identical up to float reduction order
     one, _, log_w = logz.ais(
-        e, jax.random.key(0), num_particles=128, num_bridges=300, frame="identity", return_samples=True
+        jax.random.key(0), e, num_particles=128, num_bridges=300, frame="identity", return_samples=True
     )
     assert abs(one.log_z - r["log_z"]) < 1e-3 * max(1.0, abs(exact)), (one.log_z, r["log_z"])
     assert abs(one.stderr - r["stderr"]) < 0.05 * one.stderr + 1e-4
@@ -157,18 +157,18 @@ def check_chains():
     mesh = device_mesh(4)
     e = target("gmm:2:3")
     key = jax.random.key(0)
-    x = progressive.sample(e, key, 4, num_inner_steps=5, mesh=mesh)
+    x = progressive.sample(key, e, 4, num_inner_steps=5, mesh=mesh)
     one_per_device(x, 4)
-    x1 = progressive.sample(e, key, 4, num_inner_steps=5)
+    x1 = progressive.sample(key, e, 4, num_inner_steps=5)
     assert np.allclose(np.asarray(x), np.asarray(x1), atol=1e-5), "sharded draws differ from one device"
     ch = hmc.sample_level(
-        e, key, num_chains=4, algorithm="hmc", num_samples=10, step_size=0.1, init="normal", mesh=mesh
+        key, e, num_chains=4, algorithm="hmc", num_samples=10, step_size=0.1, init="normal", mesh=mesh
     )
     one_per_device(ch.position, 4)
-    lr = long_run.run(e, key, 4, steps_per_level=3, step_sizes=np.full(e.num_levels, 0.1), mesh=mesh)
+    lr = long_run.run(key, e, 4, steps_per_level=3, step_sizes=np.full(e.num_levels, 0.1), mesh=mesh)
     one_per_device(lr.samples, 4)
     try:
-        progressive.sample(e, key, 6, num_inner_steps=2, mesh=mesh)
+        progressive.sample(key, e, 6, num_inner_steps=2, mesh=mesh)
         raise AssertionError("6 chains on 4 devices should be refused")
     except ValueError as err:
         assert "multiple of 4" in str(err), err
@@ -217,11 +217,11 @@ def check_bpd_and_solve(out):
     op, noise = from_name("denoise:0.3", e.data_shape, seed=0)
     obs = op.forward(jax.numpy.asarray(x[:4])) + 0.3 * jax.random.normal(jax.random.key(3), (4, op.dim))
     res = sample_posterior(
+        jax.random.key(4),
         e,
         op,
         noise,
         obs,
-        jax.random.key(4),
         num_chains=2,
         num_warmup=2,
         num_samples=2,

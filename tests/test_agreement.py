@@ -19,7 +19,7 @@ def gauss_prior():
 def test_histogram_tv_of_exact_draws_sits_at_its_null(gauss_prior):
     """Exact draws: TV is a draw from the null (mean ~0.06 at 4000 draws in 0.2 cells over this
     Gaussian, sd ~0.005 from 20 null draws): within 4 null sds of its mean. All mass in bounds."""
-    r = agreement.histogram_tv_2d(gauss_prior, jax.random.key(0), num_samples=4000)
+    r = agreement.histogram_tv_2d(jax.random.key(0), gauss_prior, num_samples=4000)
     assert abs(r.mass_in_bounds - 1.0) < 1e-3
     assert r.fraction_in_bounds == 1.0
     assert 0.02 < r.null_tv < 0.12
@@ -30,13 +30,13 @@ def test_histogram_tv_flags_a_sampler_that_draws_another_law(gauss_prior):
     """Draws from N(mean + 0.3, cov): the histograms differ by far more than the null."""
     rng = np.random.default_rng(1)
     wrong = rng.multivariate_normal(MEAN + 0.3, COV, size=4000)
-    r = agreement.histogram_tv_2d(gauss_prior, jax.random.key(0), samples=wrong)
+    r = agreement.histogram_tv_2d(jax.random.key(0), gauss_prior, samples=wrong)
     assert r.tv > r.null_tv + 0.2
 
 
 def test_histogram_tv_rejects_bad_grids(gauss_prior):
     with pytest.raises(ValueError, match="multiple of grid_spacing"):
-        agreement.histogram_tv_2d(gauss_prior, jax.random.key(0), cell=0.03, grid_spacing=0.02)
+        agreement.histogram_tv_2d(jax.random.key(0), gauss_prior, cell=0.03, grid_spacing=0.02)
 
 
 def test_mmd_permutation_test_has_a_calibrated_null_and_power():
@@ -45,13 +45,13 @@ def test_mmd_permutation_test_has_a_calibrated_null_and_power():
     rng = np.random.default_rng(0)
     ps = [
         agreement.mmd_permutation_test(
-            rng.normal(size=(60, 3)), rng.normal(size=(60, 3)), jax.random.key(i), num_permutations=99
+            jax.random.key(i), rng.normal(size=(60, 3)), rng.normal(size=(60, 3)), num_permutations=99
         ).p_value
         for i in range(40)
     ]
     assert abs(np.mean(ps) - 0.5) < 0.1
     r = agreement.mmd_permutation_test(
-        rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 0.8, jax.random.key(0), num_permutations=99
+        jax.random.key(0), rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 0.8, num_permutations=99
     )
     assert r.p_value == pytest.approx(0.01)
 
@@ -63,7 +63,7 @@ def test_mcmc_on_log_prob_agrees_with_an_exact_sampler_and_not_with_a_wrong_one(
     Chains cannot move mass between well-separated modes, so this check does not see wrong mode
     weights: that is what the 2-D histogram and the digits class histogram are for."""
     good = agreement.mcmc_agreement(
-        gauss_prior, jax.random.key(0), num_chains=128, num_warmup=100, num_draws=100, num_permutations=99
+        jax.random.key(0), gauss_prior, num_chains=128, num_warmup=100, num_draws=100, num_permutations=99
     )
     assert good.rhat < 1.02
     assert good.test.p_value > 0.01
@@ -79,7 +79,7 @@ def test_mcmc_on_log_prob_agrees_with_an_exact_sampler_and_not_with_a_wrong_one(
         sample = staticmethod(wide.sample)
 
     bad = agreement.mcmc_agreement(
-        Mismatched(), jax.random.key(0), num_chains=128, num_warmup=100, num_draws=100, num_permutations=99
+        jax.random.key(0), Mismatched(), num_chains=128, num_warmup=100, num_draws=100, num_permutations=99
     )
     assert bad.test.p_value <= 0.02
     assert bad.mean_log_prob_end - bad.mean_log_prob_start > 1.0  # E log p: -1.5 + c at cov, -6 + c at 4 cov

@@ -85,10 +85,10 @@ def test_fit_with_fewer_samples_than_dimensions():
 
 def test_fitted_frame_cuts_the_ais_variance_at_equal_cost():
     e = target("gmm:16:4")
-    fit = logz.ais(e, jax.random.key(0), num_particles=256, num_bridges=150)  # frame="fit" is the default
+    fit = logz.ais(jax.random.key(0), e, num_particles=256, num_bridges=150)  # frame="fit" is the default
     extra = logz.pilot_grad_count(e, frame="fit") - logz.pilot_grad_count(e, frame="identity")
     bridges = 150 + extra // (4 * 256)  # the identity frame gets the frame pilot's gradients as bridges
-    ident = logz.ais(e, jax.random.key(0), num_particles=256, num_bridges=bridges, frame="identity")
+    ident = logz.ais(jax.random.key(0), e, num_particles=256, num_bridges=bridges, frame="identity")
     assert abs(ident.num_grad_evals - fit.num_grad_evals) < 0.03 * fit.num_grad_evals
     assert fit.meta["frame"]["num_directions"] == 15
     for est in (fit, ident):
@@ -99,7 +99,7 @@ def test_fitted_frame_cuts_the_ais_variance_at_equal_cost():
 
 def test_reverse_ais_and_bdmc_use_the_same_frame():
     e = target("gmm:16:4")
-    est = logz.bdmc(e, jax.random.key(1), num_particles=128, num_bridges=150)
+    est = logz.bdmc(jax.random.key(1), e, num_particles=128, num_bridges=150)
     assert est.lower <= e.log_z(0) + 3 * est.stderr + 0.01
     assert est.upper >= e.log_z(0) - 3 * est.meta["reverse_stderr"] - 0.01
     assert est.meta["gap"] < 0.5 and "frame" in est.meta
@@ -117,11 +117,11 @@ def test_bad_frames_are_named():
     with pytest.raises(ValueError, match="level"):
         fit_frame(e, good, level=6)
     with pytest.raises(ValueError, match="frame must be"):
-        logz.ais(e, jax.random.key(0), num_particles=8, num_bridges=24, frame="whitened")
+        logz.ais(jax.random.key(0), e, num_particles=8, num_bridges=24, frame="whitened")
     frame = fit_frame(e, good)
     shifted = frame._replace(offset=frame.offset + 1.0)
     with pytest.raises(ValueError, match="level T must be the identity"):
-        logz.ais(e, jax.random.key(0), num_particles=8, num_bridges=24, frame=shifted)
+        logz.ais(jax.random.key(0), e, num_particles=8, num_bridges=24, frame=shifted)
     with pytest.raises(ValueError, match="shape"):
         check_frame(target("gauss:2"), frame)
     assert isinstance(frame, LevelFrame)

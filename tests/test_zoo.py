@@ -79,7 +79,7 @@ def test_2d_model_samples_follow_its_density_and_beat_the_uniform(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prior = EBMPrior(_path(name))
-    tv = agreement.histogram_tv_2d(prior, jax.random.key(0), num_samples=2000, cell=0.2, num_null=10)
+    tv = agreement.histogram_tv_2d(jax.random.key(0), prior, num_samples=2000, cell=0.2, num_null=10)
     assert tv.null_tv < 0.1, f"{name}: an exact sampler would score {tv.null_tv:.3f}; the bound needs more draws"
     assert tv.tv <= 0.15, f"{name}: TV(samples, density) = {tv.tv:.3f} (exact sampler {tv.null_tv:.3f})"
     assert tv.mass_in_bounds == pytest.approx(1.0, abs=0.02), "log Z does not normalise the density on the grid"

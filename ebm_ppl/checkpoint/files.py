@@ -225,7 +225,7 @@ def _module_and_template(config: dict, path: str):
         raise CheckpointError(f"{cfile}: bad network config ({err})") from None
     data_shape = tuple(int(s) for s in config["data_shape"])
     try:
-        template = jax.eval_shape(lambda k: networks.init_variables(module, k, data_shape), jax.random.key(0))
+        template = jax.eval_shape(lambda k: networks.init_variables(k, module, data_shape), jax.random.key(0))
     except Exception as err:
         raise CheckpointError(f"{cfile}: network config cannot take data of shape {data_shape} ({err})") from None
     return module, template, data_shape

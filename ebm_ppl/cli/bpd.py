@@ -139,9 +139,9 @@ def _run_without_log_z(args, energy, x, name, facts):
 
         budget["reference"] = training_reference(name)
     r = bits_per_dim_without_log_z(
+        jax.random.key(args.seed),
         energy,
         x,
-        jax.random.key(args.seed),
         method=args.method,
         levels=facts.get("levels"),
         bin_width=facts.get("bin_width"),

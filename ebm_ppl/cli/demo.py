@@ -136,11 +136,11 @@ def run(args):
 
         operator, noise_std = from_name("inpaint:half", prior.energy.data_shape)
         inpaint, _ = experiment.run(
+            k_inpaint,
             prior.energy,
             operator,
             noise_std,
             test[: args.n_inpaint],
-            k_inpaint,
             baseline=fit_gaussian(train),
             out_dir=os.path.join(args.out, "inpainting"),
             title="half-image inpainting, test digits",

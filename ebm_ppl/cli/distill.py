@@ -151,8 +151,8 @@ def run(args) -> dict:
     print(f"distilling {energy!r} at level {args.level} ({args.space} space), {args.steps} updates", flush=True)
     try:
         sampler, history, _ = dr.train(
-            energy,
             jax.random.PRNGKey(args.seed),
+            energy,
             config,
             level=args.level,
             space=args.space,
@@ -165,12 +165,12 @@ def run(args) -> dict:
 
     k_gen, k_ref = jax.random.split(jax.random.PRNGKey(42))
     gen = sampler.sample(k_gen, args.num_eval)
-    ref = reference_samples(energy, k_ref, args.num_eval, args.level, args.space)
+    ref = reference_samples(k_ref, energy, args.num_eval, args.level, args.space)
     kind: str | None = "exact"
     if ref is None and args.level == 0 and args.space == "data" and energy.num_levels > 1:
         from ebm_ppl.sampling import progressive
 
-        ref, kind = progressive.sample(energy, k_ref, args.num_eval), "progressive"
+        ref, kind = progressive.sample(k_ref, energy, args.num_eval), "progressive"
     elif ref is None:
         kind = None
     result = evaluate_sampler(energy, gen, ref, level=args.level, space=args.space)

@@ -64,11 +64,11 @@ def _estimate(energy, args, mesh=None, progress=None):
         kw["frame"] = args.frame
         if args.method == "bdmc" and not isinstance(energy, ExactSampler):
             raise UsageError("--method bdmc needs exact samples: use it with --target oracles")
-        return (logz.ais if args.method == "ais" else logz.bdmc)(energy, key, **kw)
+        return (logz.ais if args.method == "ais" else logz.bdmc)(key, energy, **kw)
     if args.method == "ladder":
         kw.pop("mesh")  # the ladder runs unsharded
-        return logz.ladder(energy, key, num_samples=args.samples or 1024, **kw)
-    return logz.smc(energy, key, num_particles=args.samples or 1024, **kw)
+        return logz.ladder(key, energy, num_samples=args.samples or 1024, **kw)
+    return logz.smc(key, energy, num_particles=args.samples or 1024, **kw)
 
 
 def plot_curve(est, path, exact=None):

@@ -97,7 +97,7 @@ def draw(
     if sampler == "progressive":
         if inner not in progressive.INNER_SAMPLERS:
             raise UsageError(f"unknown --inner {inner!r}; choose one of {', '.join(progressive.INNER_SAMPLERS)}")
-        x, info = progressive.sample(energy, key, n, inner=inner, num_inner_steps=steps, return_info=True, mesh=mesh)
+        x, info = progressive.sample(key, energy, n, inner=inner, num_inner_steps=steps, return_info=True, mesh=mesh)
         out.update(
             samples=np.asarray(x),
             step_sizes=info["step_sizes"],
@@ -105,7 +105,7 @@ def draw(
             final_log_density=np.asarray(info["log_density"][0]),
         )
     elif sampler == "long-run":
-        res = long_run.run(energy, key, n, steps_per_level=steps or 100, mesh=mesh, start=start, progress=progress)
+        res = long_run.run(key, energy, n, steps_per_level=steps or 100, mesh=mesh, start=start, progress=progress)
         out.update(
             samples=np.asarray(res.samples),
             step_sizes=np.asarray(res.step_sizes),
@@ -118,7 +118,7 @@ def draw(
             raise UsageError(f"--level must be in 0..{energy.num_levels - 1}, got {level}")
         s = steps or 500
         ch = hmc.sample_level(
-            energy, key, t=level, num_chains=chains, algorithm=sampler, num_warmup=warmup or s, num_samples=s, mesh=mesh
+            key, energy, t=level, num_chains=chains, algorithm=sampler, num_warmup=warmup or s, num_samples=s, mesh=mesh
         )
         flat = np.asarray(ch.position).reshape((-1,) + tuple(energy.data_shape))
         out.update(

@@ -272,11 +272,11 @@ def run(args):
     t0 = time.time()
     try:
         metrics, _ = experiment.run(
+            k_run,
             energy,
             operator,
             noise_std,
             truths,
-            k_run,
             baseline=fit_gaussian(train),
             oracle=oracle,
             sampler_kwargs=sampler_kwargs,

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.data._common import DataError
 from ebm_ppl.data.api import info
 
@@ -30,7 +31,8 @@ def bin_width(info_or_levels) -> float | None:
     return None if lv is None else 2.0 / lv
 
 
-def dequantize(key, x, info_or_levels):
+@rng_key_first(0)
+def dequantize(rng_key, x, info_or_levels):
     """Uniform dequantisation: ``x + (u - 1/2) * bin_width`` with ``u ~ U(0, 1)`` per coordinate.
 
     ``x`` holds bin centres from :func:`load` (any shape); the result fills each bin uniformly
@@ -43,7 +45,7 @@ def dequantize(key, x, info_or_levels):
     x = jnp.asarray(x, jnp.float32)
     if w is None:
         return x
-    u = jax.random.uniform(key, x.shape, jnp.float32)
+    u = jax.random.uniform(rng_key, x.shape, jnp.float32)
     return x + (u - 0.5) * w
 
 

@@ -1,4 +1,4 @@
-"""Noise-conditional energies: the protocol, analytic oracles, named targets and networks."""
+"""Noise-conditional energies: the protocol and its capabilities, analytic oracles, named targets and networks."""
 
 from ebm_ppl.energy.base import (
     Energy,
@@ -10,9 +10,33 @@ from ebm_ppl.energy.base import (
 )
 from ebm_ppl.energy.network import NetworkEnergy
 from ebm_ppl.energy.oracles import GaussianOracle, MixtureOracle, gaussian_mixture_posterior, mixture_log_prob
+from ebm_ppl.energy.protocol import (
+    ExactRecovery,
+    ExactSampler,
+    GaussianMixtureParameters,
+    HasModes,
+    HasWells,
+    KnownMoments,
+    LoadedFromCheckpoint,
+    NetworkBacked,
+    NoiseConditionalEnergy,
+    check_energy,
+    mode_labels,
+)
 from ebm_ppl.energy.targets import register_target, target, target_names
 
 __all__ = [
+    "NoiseConditionalEnergy",
+    "ExactSampler",
+    "KnownMoments",
+    "HasModes",
+    "HasWells",
+    "ExactRecovery",
+    "GaussianMixtureParameters",
+    "NetworkBacked",
+    "LoadedFromCheckpoint",
+    "check_energy",
+    "mode_labels",
     "Energy",
     "NetworkEnergy",
     "GaussianOracle",

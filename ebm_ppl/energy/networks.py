@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.energy.conv_denoiser import ConvDenoiserEnergyNet
 from ebm_ppl.energy.folding import TRANSPOSED, _conv_given_transpose, fold_spectral_norm
 
@@ -310,10 +311,11 @@ def config_of(module: nn.Module) -> dict:
     raise ValueError(f"not an ebm_ppl energy network: {type(module).__name__}")
 
 
-def init_variables(module: nn.Module, key: jax.Array, data_shape: Sequence[int]) -> dict[str, Any]:
+@rng_key_first(1)
+def init_variables(rng_key: jax.Array, module: nn.Module, data_shape: Sequence[int]) -> dict[str, Any]:
     """Variables of ``module`` for examples of shape ``data_shape`` (``params`` and, with spectral
     normalisation, ``batch_stats``)."""
     y = jnp.zeros((1,) + tuple(int(s) for s in data_shape), jnp.float32)
     t = jnp.zeros((1,), jnp.int32)
-    variables = module.init({"params": key}, y, t, update_stats=True)
+    variables = module.init({"params": rng_key}, y, t, update_stats=True)
     return dict(variables)

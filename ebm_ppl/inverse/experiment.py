@@ -11,6 +11,7 @@ import time
 import jax
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.inverse import metrics as M
 from ebm_ppl.inverse.posterior import sample_posterior
 from ebm_ppl.inverse.reference import exact_posterior, gaussian_posterior
@@ -18,10 +19,11 @@ from ebm_ppl.inverse.reference import exact_posterior, gaussian_posterior
 __all__ = ["observe", "run", "save_panel"]
 
 
-def observe(operator, noise_std: float, truths, key):
+@rng_key_first(3)
+def observe(rng_key, operator, noise_std: float, truths):
     """obs = A x + noise_std e for every truth (P, *data_shape) -> (P, M)."""
     clean = operator(truths)
-    return clean + noise_std * jax.random.normal(key, clean.shape, clean.dtype)
+    return clean + noise_std * jax.random.normal(rng_key, clean.shape, clean.dtype)
 
 
 def _cpu_seconds():
@@ -42,12 +44,13 @@ def _scores(prefix, mean, interval_fn, truths, data_range):
     return out
 
 
+@rng_key_first(4)
 def run(
+    rng_key,
     energy,
     operator,
     noise_std: float,
     truths,
-    key,
     *,
     baseline=None,
     oracle=None,
@@ -67,14 +70,14 @@ def run(
     panel.png, calibration.png.
 
     ``replicate_sampler_kwargs`` (with ``oracle``): run the sampler a second time, independently
-    (another key, these kwargs), and add ``mc_error`` / ``mc_error_rel``: the Monte-Carlo error
+    (another rng_key, these kwargs), and add ``mc_error`` / ``mc_error_rel``: the Monte-Carlo error
     of one run's posterior mean, estimated as RMS(mean_1 - mean_2) / sqrt(2) (relative: over the
     RMS exact posterior std). ``mean_error`` near ``mc_error`` means no detectable bias."""
     truths = jax.numpy.asarray(truths, jax.numpy.float32)
-    k_obs, k_post = jax.random.split(key)
-    obs = observe(operator, noise_std, truths, k_obs)
+    k_obs, k_post = jax.random.split(rng_key)
+    obs = observe(k_obs, operator, noise_std, truths)
     t0, c0 = time.time(), _cpu_seconds()
-    res = sample_posterior(energy, operator, noise_std, obs, k_post, progress=progress, **(sampler_kwargs or {}))
+    res = sample_posterior(k_post, energy, operator, noise_std, obs, progress=progress, **(sampler_kwargs or {}))
     samples = np.asarray(res.samples)
     seconds, cpu = time.time() - t0, _cpu_seconds() - c0
     truths_np = np.asarray(truths)
@@ -123,11 +126,11 @@ def run(
         out["mean_error_rel"] = float(out["mean_error"] / np.sqrt(np.mean(np.asarray(ex.std) ** 2)))
         if replicate_sampler_kwargs is not None:
             rep = sample_posterior(
+                jax.random.fold_in(k_post, 1),
                 energy,
                 operator,
                 noise_std,
                 obs,
-                jax.random.fold_in(k_post, 1),
                 progress=progress,
                 **replicate_sampler_kwargs,
             )

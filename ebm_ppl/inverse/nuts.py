@@ -26,6 +26,7 @@ import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
 from ebm_ppl import sharding
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.inverse.density import check_observations, pooled_covariance, posterior_log_density_fn
 
 __all__ = ["NUTSConfig", "nuts_posterior"]
@@ -108,13 +109,14 @@ def _blocks(total: int, block: int):
         done += n
 
 
+@rng_key_first(5)
 def nuts_posterior(
+    rng_key,
     energy,
     operator,
     noise_std: float,
     observations,
     initial_positions,
-    key,
     *,
     num_warmup: int = 100,
     num_samples: int = 100,
@@ -157,7 +159,7 @@ def nuts_posterior(
     common = (energy, operator, noise, flat_obs)
     states = _init_states(*common, sharding.maybe_shard_batch(x0.reshape(P * C, -1), mesh), config, mesh)
     da_state = jax.vmap(da_init)(jnp.full((P,), initial_step_size, jnp.float32))
-    k_warm, k_draw = jax.random.split(key)
+    k_warm, k_draw = jax.random.split(rng_key)
     bar, own_bar = _progress(num_warmup + num_samples, "NUTS", progress)
     warm_acc = []
     for i, n in enumerate(_blocks(num_warmup, block)):

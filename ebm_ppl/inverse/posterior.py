@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.inverse.density import (
     check_observations,
     pooled_covariance,
@@ -115,12 +116,13 @@ def resolve_prior(prior, level: int | None = None):
     return prior, 0 if level is None else int(level)
 
 
+@rng_key_first(4)
 def sample_posterior(
+    rng_key,
     energy,
     operator,
     noise_std: float,
     observations,
-    key,
     *,
     level: int | None = None,
     method: str | None = None,
@@ -182,7 +184,7 @@ def sample_posterior(
             raise ValueError(f"{name} must be at least 1, got {v}")
     if num_inner_steps is None:
         num_inner_steps = DEFAULTS["num_inner_steps"] if method != "progressive" else 20
-    k_prog, k_nuts = jax.random.split(key)
+    k_prog, k_nuts = jax.random.split(rng_key)
     if method in ("smc", "smc+nuts"):
         if mesh is not None:
             raise ValueError("method='smc' runs on one device; use method='progressive' with a mesh")
@@ -193,11 +195,11 @@ def sample_posterior(
             **smc_kwargs,
         }
         particles, prior_x, info = smc_mod.smc_posterior(
+            k_prog,
             energy,
             operator,
             noise_std,
             obs,
-            k_prog,
             num_particles=num_particles,
             num_inner_steps=num_inner_steps,
             inner=inner,
@@ -218,11 +220,11 @@ def sample_posterior(
             inverse_mass_matrix = pooled_covariance(particles)
     else:
         warm, info = progressive_posterior(
+            k_prog,
             energy,
             operator,
             noise_std,
             obs,
-            k_prog,
             num_chains=num_chains,
             inner=inner or "mala",
             num_inner_steps=num_inner_steps,
@@ -234,12 +236,12 @@ def sample_posterior(
         info["prior_level"] = 0
     if num_samples > 0:
         samples, nuts_info = nuts_posterior(
+            k_nuts,
             energy,
             operator,
             noise_std,
             obs,
             warm,
-            k_nuts,
             num_warmup=num_warmup,
             num_samples=num_samples,
             inverse_mass_matrix=inverse_mass_matrix,

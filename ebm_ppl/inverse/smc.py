@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import robbins_monro_increment
+from ebm_ppl._jax_utils import rng_key_first, robbins_monro_increment
 from ebm_ppl.inverse.density import check_observations, default_inner, prior_log_density_fn, prior_scale
 
 #: operators with M * D up to this many entries are applied as a dense matrix inside SMC
@@ -93,12 +93,14 @@ def next_exponent(loglik, lam, target_ess: float):
     return jnp.minimum(lam + jnp.clip(delta, 0.0, 1.0 - lam), 1.0)
 
 
-def systematic_resample(key, log_weights):
+@rng_key_first(0)
+def systematic_resample(rng_key, log_weights):
     """Indices (N,) drawn by systematic resampling (BlackJAX) from ``log_weights`` (N,)."""
-    return bj_resampling.systematic(key, jax.nn.softmax(log_weights), log_weights.shape[0])
+    return bj_resampling.systematic(rng_key, jax.nn.softmax(log_weights), log_weights.shape[0])
 
 
-def prior_particles(energy, key, num: int, *, num_inner_steps: int = 20, inner: str = "mala", level: int = 0):
+@rng_key_first(1)
+def prior_particles(rng_key, energy, num: int, *, num_inner_steps: int = 20, inner: str = "mala", level: int = 0):
     """``num`` prior samples (num, *data_shape) of the data-unit variable of ``level`` (see
     :func:`prior_log_density_fn`) by the progressive sampler (MH-corrected inner chains with
     tuned steps) stopped at that level; exact draws for a mixture oracle would be
@@ -107,8 +109,10 @@ def prior_particles(energy, key, num: int, *, num_inner_steps: int = 20, inner: 
 
     prior_scale(energy, level)  # validates the level
     if level == 0:
-        return progressive.sample(energy, key, num, inner=inner, num_inner_steps=num_inner_steps)
-    _, levels = progressive.sample(energy, key, num, inner=inner, num_inner_steps=num_inner_steps, return_levels=True)
+        return progressive.sample(rng_key, energy, num, inner=inner, num_inner_steps=num_inner_steps)
+    _, levels = progressive.sample(
+        rng_key, energy, num, inner=inner, num_inner_steps=num_inner_steps, return_levels=True
+    )
     T = energy.num_levels
     return levels[T - 1 - level] / float(energy.schedule.signal_scales[level])
 
@@ -206,7 +210,7 @@ def _initial_particles(energy, key, P, num_particles, initial_particles, num_inn
         if inner is None:
             inner, num_inner_steps = default_inner(energy, num_inner_steps)
         x0 = prior_particles(
-            energy, key, P * num_particles, num_inner_steps=num_inner_steps, level=prior_level, inner=inner
+            key, energy, P * num_particles, num_inner_steps=num_inner_steps, level=prior_level, inner=inner
         )
         return jnp.reshape(x0, (P, num_particles, D))
     x0 = jnp.asarray(initial_particles, jnp.float32)
@@ -219,12 +223,13 @@ def _initial_particles(energy, key, P, num_particles, initial_particles, num_inn
     return x0
 
 
+@rng_key_first(4)
 def smc_posterior(
+    rng_key,
     energy,
     operator,
     noise_std: float,
     observations,
-    key,
     *,
     num_particles: int = 256,
     initial_particles=None,
@@ -269,7 +274,7 @@ def smc_posterior(
     if num_final_steps < 0:
         raise ValueError(f"num_final_steps must be non-negative, got {num_final_steps}")
     prior_scale(energy, prior_level)
-    k_prior, k_run = jax.random.split(key)
+    k_prior, k_run = jax.random.split(rng_key)
     x0 = _initial_particles(energy, k_prior, P, num_particles, initial_particles, num_inner_steps, prior_level, inner)
     N = x0.shape[1]
     config = SMCConfig(

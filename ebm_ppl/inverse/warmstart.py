@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import scan_or_loop
+from ebm_ppl._jax_utils import rng_key_first, scan_or_loop
 from ebm_ppl.inverse.density import check_observations
 
 __all__ = ["annealed_log_likelihood_fn", "progressive_posterior"]
@@ -67,12 +67,13 @@ def annealed_log_likelihood_fn(energy, operator, noise_std: float, obs) -> Calla
     return log_likelihood
 
 
+@rng_key_first(4)
 def progressive_posterior(
+    rng_key,
     energy,
     operator,
     noise_std: float,
     observations,
-    key,
     *,
     num_chains: int = 8,
     inner: str = "mala",
@@ -96,13 +97,13 @@ def progressive_posterior(
 
     obs = check_observations(operator, observations)
     P = obs.shape[0]
-    k_tune, k_run = jax.random.split(key)
+    k_tune, k_run = jax.random.split(rng_key)
 
     def tune():  # on the first problem's likelihood (the levels' geometry is shared)
         lik0 = annealed_log_likelihood_fn(energy, operator, noise_std, obs[0])
         tuned, _ = progressive.tune_step_sizes(
-            energy,
             k_tune,
+            energy,
             inner,
             num_chains=tune_chains,
             num_inner_steps=num_inner_steps,

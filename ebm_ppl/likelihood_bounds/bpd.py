@@ -8,6 +8,7 @@ import math
 import jax
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.likelihood_bounds.elbo import elbo
 from ebm_ppl.likelihood_bounds.ode import ode_log_prob
 
@@ -26,10 +27,11 @@ def training_reference(name: str):
     return gaussian_reference(data.load(name, "train"), noise_var=bin_width**2 / 12 if bin_width else 0.0)
 
 
+@rng_key_first(2)
 def bits_per_dim_without_log_z(
+    rng_key,
     energy,
     data,
-    key,
     *,
     method: str = "elbo",
     levels: int | None = None,
@@ -49,13 +51,13 @@ def bits_per_dim_without_log_z(
     x = np.asarray(data, np.float32)
     if levels is not None and bin_width is None:
         bin_width = 2.0 / int(levels)
-    k_deq, k_est = jax.random.split(key)
+    k_deq, k_est = jax.random.split(rng_key)
     if bin_width is not None:
         x = x + (np.asarray(jax.random.uniform(k_deq, x.shape), np.float32) - 0.5) * bin_width
     if method == "elbo":
-        est = elbo(energy, k_est, x, method=elbo_method, **budget)
+        est = elbo(k_est, energy, x, method=elbo_method, **budget)
     else:
-        est = ode_log_prob(energy, k_est, x, **budget)
+        est = ode_log_prob(k_est, energy, x, **budget)
     dim = int(math.prod(x.shape[1:]))
     vol = 0.0 if bin_width is None else dim * math.log(bin_width)
     scale = 1.0 / (dim * math.log(2.0))

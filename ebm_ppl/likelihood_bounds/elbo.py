@@ -14,6 +14,7 @@ equations.
 
 from __future__ import annotations
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.likelihood_bounds.common import LikelihoodEstimate
 from ebm_ppl.likelihood_bounds.elbo_continuous import continuous_elbo
 from ebm_ppl.likelihood_bounds.elbo_discrete import KERNEL_VARIANCES, discrete_elbo
@@ -28,7 +29,8 @@ def _default_method(energy) -> str:
     return "continuous" if name.startswith("ncsn") else "discrete"
 
 
-def elbo(energy, key, x, *, method: str = "auto", **budget) -> LikelihoodEstimate:
+@rng_key_first(1)
+def elbo(rng_key, energy, x, *, method: str = "auto", **budget) -> LikelihoodEstimate:
     """Per-example lower bounds on log p(x) in data space (nats), with standard errors.
 
     ``method="discrete"``: the normal-approximation chain's discrete-time bound (:func:`discrete_elbo`);
@@ -46,7 +48,7 @@ def elbo(energy, key, x, *, method: str = "auto", **budget) -> LikelihoodEstimat
     if method == "discrete":
         budget.pop("reference", None)
     try:
-        return fn(energy, key, x, **budget)
+        return fn(rng_key, energy, x, **budget)
     except TypeError as err:
         if "unexpected keyword" in str(err):
             raise ValueError(f"elbo(method={method!r}): {err}") from None

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.likelihood_bounds.common import (
     ContinuousTime,
     LikelihoodEstimate,
@@ -94,9 +95,10 @@ def _continuous_chunk(energy, reference, key, x0, lo, width, mass, u_min, num, m
     return inv_pi, h, d
 
 
+@rng_key_first(1)
 def continuous_elbo(
+    rng_key,
     energy,
-    key,
     x,
     *,
     num_samples: int = 256,
@@ -111,7 +113,7 @@ def continuous_elbo(
     """Continuous-time ELBO of Huang, Lim & Courville (2021) for the plug-in reverse VP SDE.
 
     Args:
-      energy, key, x: as :func:`discrete_elbo`.
+      energy, rng_key, x: as :func:`discrete_elbo`.
       num_samples: draws (u, e, Rademacher probe) per example.
       t_min: smallest time as a continuous level in [0, T) (0: start at the data level);
         below it a Gaussian decoder is used (module docstring).
@@ -147,7 +149,7 @@ def continuous_elbo(
     remaining = int(num_samples)
     while remaining > 0:
         num = min(int(chunk), remaining)
-        key, sub = jax.random.split(key)
+        rng_key, sub = jax.random.split(rng_key)
         inv_pi, h, d = _continuous_chunk(
             energy,
             reference32,

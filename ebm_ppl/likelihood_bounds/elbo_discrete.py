@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.likelihood_bounds.common import (
     LikelihoodEstimate,
     _check_budget,
@@ -144,9 +145,10 @@ def _pilot(energy, key, x, abar, sbar, weight, D, gaussian_pi, gaussian_cv, num_
     return cv, 0.9 * pi + 0.1 * gaussian_pi
 
 
+@rng_key_first(1)
 def discrete_elbo(
+    rng_key,
     energy,
-    key,
     x,
     *,
     num_samples: int = 256,
@@ -163,7 +165,7 @@ def discrete_elbo(
 
     Args:
       energy: a noise-conditional energy (oracle or network).
-      key: PRNG key.
+      rng_key: PRNG key.
       x: (n, *data_shape) data-space examples.
       num_samples: Monte Carlo draws (level, noise) per example.
       chunk: draws per example per compiled call (memory: n * chunk score evaluations at once).
@@ -208,14 +210,14 @@ def discrete_elbo(
     xj = jnp.asarray(x, jnp.float32)
     pilot_evals = 0
     if pilot:
-        key, k_pilot = jax.random.split(key)
+        rng_key, k_pilot = jax.random.split(rng_key)
         cv, pi = _pilot(energy, k_pilot, x, abar, sbar, weight, D, pi, cv)
         pilot_evals = min(32, x.shape[0]) * 8 * (min(48, T) + 1)
     samples = []
     remaining = int(num_samples)
     while remaining > 0:
         num = min(int(chunk), remaining)
-        key, k_t, k_e = jax.random.split(key, 3)
+        rng_key, k_t, k_e = jax.random.split(rng_key, 3)
         if antithetic:
             t = _sample_levels(k_t, f32(pi), x.shape[0], num // 2, stratified)
             t = jnp.concatenate([t, t], axis=1)

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.likelihood_bounds.common import (
     ContinuousTime,
     LikelihoodEstimate,
@@ -99,9 +100,10 @@ def _solve(energy, reference, x0, probes, clock, mode, exact_trace, rtol, atol, 
     return prior[:, None] + delta, sol.stats["num_steps"], sol.result == diffrax.RESULTS.successful
 
 
+@rng_key_first(1)
 def ode_log_prob(
+    rng_key,
     energy,
-    key,
     x,
     *,
     num_probes: int = 8,
@@ -117,7 +119,7 @@ def ode_log_prob(
 
     Args:
       energy: a noise-conditional energy (oracle or network).
-      key: PRNG key (the Rademacher probes).
+      rng_key: PRNG key (the Rademacher probes).
       x: (n, *data_shape) data-space examples.
       num_probes: Hutchinson probes per example (>= 2 for a standard error), sharing one trajectory.
       exact_trace: exact divergence (D JVPs per evaluation) instead of probes; stderr is then 0
@@ -144,7 +146,7 @@ def ode_log_prob(
         reference64 = check_reference(reference, energy, jnp.float64)
         for lo in range(0, n, batch_size):
             xb = jnp.asarray(x[lo : lo + batch_size], jnp.float64)
-            key, sub = jax.random.split(key)
+            rng_key, sub = jax.random.split(rng_key)
             probes = jax.random.rademacher(sub, (xb.shape[0], int(num_probes)) + xb.shape[1:], jnp.float64)
             logp, nsteps, ok = _solve(
                 energy64,

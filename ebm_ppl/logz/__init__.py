@@ -1,6 +1,6 @@
 """Estimators of the log normaliser log Z_t of a noise-conditional energy (see docs/logz.md).
 
-Every estimator is called as ``estimator(energy, key, **budget)`` and returns a
+Every estimator is called as ``estimator(rng_key, energy, **budget)`` and returns a
 :class:`LogZEstimate`. ``energy`` follows the protocol of :mod:`ebm_ppl.energy.base` (a checkpoint's
 network, an oracle) or is a plain callable ``log_density(y)`` with ``data_shape=...`` given, which is
 treated as a one-level energy whose level 1 is N(0, I) (geometric tempering from the standard normal).

@@ -8,7 +8,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from ebm_ppl._jax_utils import renamed_keywords
+from ebm_ppl._jax_utils import renamed_keywords, rng_key_first
 from ebm_ppl.annealing_frames import from_model_batch, to_model_batch
 from ebm_ppl.energy.protocol import ExactSampler
 from ebm_ppl.logz.estimate import LogZEstimate, _curve, _weight_stats
@@ -48,9 +48,10 @@ def _pilot_options(arguments: dict) -> dict:
     return {name: arguments[name] for name in _PILOT_OPTIONS}
 
 
+@rng_key_first(1)
 def ais(
+    rng_key,
     energy,
-    key,
     *,
     level: int = 0,
     num_particles: int = 512,
@@ -76,7 +77,7 @@ def ais(
 
     Args:
       energy: a noise-conditional energy, or a plain ``log_density(y)`` callable with ``data_shape``.
-      key: PRNG key.
+      rng_key: PRNG key.
       level: stop at this level; log Z of every level passed is in ``result.levels``.
       num_particles: independent AIS chains.
       num_bridges: total bridges over all levels (default max(900, 4 per level)), placed by
@@ -120,10 +121,10 @@ def ais(
         check_divisible(num_particles, mesh, "number of AIS particles")
         if batch_size is not None:
             check_divisible(min(int(batch_size), num_particles), mesh, "AIS batch_size")
-    k_pilot, k_init, k_run = jax.random.split(key, 3)
+    k_pilot, k_init, k_run = jax.random.split(rng_key, 3)
     pilot_grads, meta = 0, {}
     if path is None:
-        path, pilot_grads, meta = pilot_path(energy, k_pilot, **_pilot_options(locals()))
+        path, pilot_grads, meta = pilot_path(k_pilot, energy, **_pilot_options(locals()))
     y0 = jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape))
     y, inc, acc, _, _ = _run_path(
         energy, k_run, y0, path, num_steps, batch_size=batch_size, mesh=mesh, progress=_stage(progress, "anneal")
@@ -175,9 +176,10 @@ def ais(
     return est
 
 
+@rng_key_first(1)
 def reverse_ais(
+    rng_key,
     energy,
-    key,
     samples,
     *,
     level: int = 0,
@@ -213,9 +215,9 @@ def reverse_ais(
     level = _check_level(energy, level)
     T = energy.num_levels
     pilot_grads, meta = 0, {}
-    k_pilot, k_run = jax.random.split(key)
+    k_pilot, k_run = jax.random.split(rng_key)
     if path is None:
-        path, pilot_grads, meta = pilot_path(energy, k_pilot, **_pilot_options(locals()))
+        path, pilot_grads, meta = pilot_path(k_pilot, energy, **_pilot_options(locals()))
     frame_used = _path_frame(energy, path)
     samples = from_model_batch(frame_used, samples, level)  # to the path's coordinates at the level
     rev, rev_start = _reverse(path)
@@ -263,9 +265,10 @@ def reverse_ais(
     return est
 
 
+@rng_key_first(1)
 def bdmc(
+    rng_key,
     energy,
-    key,
     samples=None,
     *,
     level: int = 0,
@@ -280,15 +283,15 @@ def bdmc(
 ):
     """Bidirectional Monte Carlo: forward AIS (stochastic lower bound) and reverse AIS from
     ``samples`` of the level (stochastic upper bound) on the same tuned path (and ``frame``, see
-    :func:`ais`). Without ``samples`` an oracle's exact ``energy.sample(key, num_particles, level)`` is
+    :func:`ais`). Without ``samples`` an oracle's exact ``energy.sample(rng_key, num_particles, level)`` is
     used. Returns a LogZEstimate with ``log_z`` the forward estimate, ``lower``/``upper`` the two sides
     and the gap in ``meta``."""
     energy = as_energy(energy)
     level = _check_level(energy, level)
-    k_pilot, k_fwd, k_rev, k_smp = jax.random.split(key, 4)
+    k_pilot, k_fwd, k_rev, k_smp = jax.random.split(rng_key, 4)
     path, pilot_grads, meta = pilot_path(
-        energy,
         k_pilot,
+        energy,
         level=level,
         num_bridges=num_bridges,
         num_steps=num_steps,
@@ -306,8 +309,8 @@ def bdmc(
             )
         samples = energy.sample(k_smp, num_particles, level)
     fwd = ais(
-        energy,
         k_fwd,
+        energy,
         level=level,
         num_particles=num_particles,
         num_steps=num_steps,
@@ -317,8 +320,8 @@ def bdmc(
         progress=progress,
     )
     rev = reverse_ais(
-        energy,
         k_rev,
+        energy,
         samples,
         level=level,
         num_steps=num_steps,

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.logz.estimate import LogZEstimate, _weight_stats
 from ebm_ppl.logz.path import _check_level, _dim, _log_z_top, _model_scales, as_energy
 from ebm_ppl.logz.reliability import pareto_khat
@@ -15,9 +16,10 @@ from ebm_ppl.logz.reliability import pareto_khat
 __all__ = ["ladder"]
 
 
+@rng_key_first(1)
 def ladder(
+    rng_key,
     energy,
-    key,
     *,
     level: int = 0,
     num_samples: int = 1024,
@@ -43,7 +45,7 @@ def ladder(
     level = _check_level(energy, level)
     T = energy.num_levels
     sched = energy.schedule
-    k_top, k_prog = jax.random.split(key)
+    k_top, k_prog = jax.random.split(rng_key)
     grads = 0
     if samples is None:
         samples = {T: jax.random.normal(k_top, (num_samples,) + tuple(energy.data_shape))}
@@ -53,8 +55,8 @@ def ladder(
             for i, first in enumerate(range(0, num_samples, bs)):
                 n = min(bs, num_samples - first)
                 _, traj = progressive.sample(
-                    energy,
                     jax.random.fold_in(k_prog, i),
+                    energy,
                     n,
                     inner=inner,
                     num_inner_steps=num_inner_steps,

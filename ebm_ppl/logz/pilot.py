@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ebm_ppl._jax_utils import renamed_keywords
+from ebm_ppl._jax_utils import renamed_keywords, rng_key_first
 from ebm_ppl.annealing_frames import LevelFrame, fit_frame, identity_frame
 from ebm_ppl.logz.kernels import TRANSITIONS, _run_path
 from ebm_ppl.logz.path import (
@@ -22,9 +22,10 @@ from ebm_ppl.logz.path import (
 __all__ = ["pilot_path", "pilot_grad_count"]
 
 
+@rng_key_first(1)
 def pilot_path(
+    rng_key,
     energy,
-    key,
     *,
     level=0,
     num_bridges=None,
@@ -84,7 +85,7 @@ def pilot_path(
     )
     stage = (lambda name: None) if progress is None else (lambda name: lambda d, t: progress(name, d, t))
     if isinstance(frame, str) and frame == "fit":
-        k_fit, k_tune = jax.random.split(key)
+        k_fit, k_tune = jax.random.split(rng_key)
         fit_opts = dict(opts, pilot_particles=frame_particles, pilot_bridges_per_level=frame_bridges_per_level)
         _, fit_grads, _, y_pilot = _pilot(
             energy, k_fit, identity_frame(energy), **fit_opts, progress=stage("frame pilot")
@@ -94,7 +95,7 @@ def pilot_path(
         path, grads, meta, _ = _pilot(energy, k_tune, fitted, **opts, progress=stage("pilot"))
         meta.update({"frame": fitted.describe(), "frame_pilot_grad_evals": int(fit_grads)})
         return path, grads + fit_grads, meta
-    path, grads, meta, _ = _pilot(energy, key, _resolve_frame(energy, frame), **opts, progress=stage("pilot"))
+    path, grads, meta, _ = _pilot(energy, rng_key, _resolve_frame(energy, frame), **opts, progress=stage("pilot"))
     return path, grads, meta
 
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.logz.estimate import LogZEstimate
 from ebm_ppl.logz.path import _check_level, _log_z_top, _model_scales, as_energy
 from ebm_ppl.logz.pilot import pilot_path
@@ -15,9 +16,10 @@ from ebm_ppl.logz.pilot import pilot_path
 __all__ = ["smc"]
 
 
+@rng_key_first(1)
 def smc(
+    rng_key,
     energy,
-    key,
     *,
     level: int = 0,
     num_particles: int = 1024,
@@ -39,11 +41,11 @@ def smc(
     level = _check_level(energy, level)
     T = energy.num_levels
     axes = tuple(range(-len(energy.data_shape), 0))
-    k_pilot, k_init, k_run = jax.random.split(key, 3)
+    k_pilot, k_init, k_run = jax.random.split(rng_key, 3)
     pilot_grads = 0
     if step_size is None:
         path, pilot_grads, _ = pilot_path(
-            energy, k_pilot, level=level, num_bridges=8 * (T - level), pilot_particles=32, pilot_bridges_per_level=8
+            k_pilot, energy, level=level, num_bridges=8 * (T - level), pilot_particles=32, pilot_bridges_per_level=8
         )
         # the pilot's MALA step is the proposal noise std eps in the diffusion scale x; BlackJAX's MALA
         # proposes y + h grad + sqrt(2 h) xi in model space y = c x, so h = (c eps)^2 / 2

@@ -13,6 +13,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.energy.base import level_scale
 from ebm_ppl.energy.protocol import ExactSampler, HasWells, mode_labels
 from ebm_ppl.metrics.mmd import median_bandwidth, mmd
@@ -24,14 +25,15 @@ __all__ = ["evaluate", "reference_samples", "BANDWIDTH_POINTS"]
 BANDWIDTH_POINTS = 2000
 
 
-def reference_samples(energy, key, n: int, level: int = 0, space: str = "data"):
+@rng_key_first(1)
+def reference_samples(rng_key, energy, n: int, level: int = 0, space: str = "data"):
     """Exact samples of the level in the sampler's space, or None when the energy has none
     (trained networks: the caller may use a long-run or progressive sampler instead)."""
     if not isinstance(energy, ExactSampler):
         return None
     if space == "data" and level == 0:
-        return energy.sample_data(key, n)
-    return energy.sample(key, n, level) / level_scale(energy, level, space)
+        return energy.sample_data(rng_key, n)
+    return energy.sample(rng_key, n, level) / level_scale(energy, level, space)
 
 
 def evaluate(

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.energy.base import level_scale, logdensity_fn
 
 __all__ = ["Chains", "level_log_density_fn", "run_chains", "sample_level", "sample_numpyro_model"]
@@ -55,8 +56,9 @@ def level_log_density_fn(
     return logdensity
 
 
+@rng_key_first(0)
 def run_chains(
-    key: jax.Array,
+    rng_key: jax.Array,
     logdensity_fn: Callable,
     initial_positions,
     *,
@@ -94,8 +96,8 @@ def run_chains(
     num_chains = leaves[0].shape[0]
     dim = ravel_pytree(jax.tree_util.tree_map(lambda v: v[0], initial_positions))[0].size
 
-    def one_chain(key, position):
-        k_warm, k_run = jax.random.split(key)
+    def one_chain(rng_key, position):
+        k_warm, k_run = jax.random.split(rng_key)
         if step_size is None:
             warmup = blackjax.window_adaptation(alg, logdensity_fn, target_acceptance_rate=target_acceptance, **extra)
             (state, params), _ = warmup.run(k_warm, position, num_steps=num_warmup)
@@ -123,16 +125,17 @@ def run_chains(
 
     from ebm_ppl import sharding
 
-    keys = jax.random.split(key, num_chains)
+    keys = jax.random.split(rng_key, num_chains)
     if mesh is not None:
         keys, initial_positions = sharding.maybe_shard_batch((keys, initial_positions), mesh, "number of chains")
     positions, (logd, acc, div, depth, ngrad), eps, imm = jax.jit(jax.vmap(one_chain))(keys, initial_positions)
     return Chains(positions, logd, acc, div, depth, ngrad, eps, imm)
 
 
+@rng_key_first(1)
 def sample_level(
+    rng_key: jax.Array,
     energy,
-    key: jax.Array,
     *,
     t: int = 0,
     space: str = "data",
@@ -146,13 +149,13 @@ def sample_level(
     the target) or N(0, I) (``init="normal"``)."""
     from ebm_ppl.sampling import progressive
 
-    k_init, k_run = jax.random.split(key)
+    k_init, k_run = jax.random.split(rng_key)
     shape = (num_chains,) + tuple(energy.data_shape)
     if init == "normal":
         x0 = jax.random.normal(k_init, shape)
     elif init == "level":
         _, levels = progressive.sample(
-            energy, k_init, num_chains, inner="normal", num_inner_steps=0, return_levels=True, mesh=kwargs.get("mesh")
+            k_init, energy, num_chains, inner="normal", num_inner_steps=0, return_levels=True, mesh=kwargs.get("mesh")
         )
         x_t = levels[energy.num_levels - 1 - int(t)] if int(t) < energy.num_levels else jax.random.normal(k_init, shape)
         x0 = x_t if space == "data" else x_t * level_scale(energy, t)
@@ -162,8 +165,9 @@ def sample_level(
     return run_chains(k_run, logdensity, x0, **kwargs)
 
 
+@rng_key_first(0)
 def sample_numpyro_model(
-    key: jax.Array,
+    rng_key: jax.Array,
     model: Callable,
     *model_args,
     num_chains: int = 4,
@@ -177,7 +181,7 @@ def sample_numpyro_model(
     from numpyro.infer.util import initialize_model
 
     model_kwargs = model_kwargs or {}
-    k_init, k_run = jax.random.split(key)
+    k_init, k_run = jax.random.split(rng_key)
     keys = jax.random.split(k_init, num_chains)
     param_info, potential_fn, postprocess_fn, _ = initialize_model(
         keys, model, model_args=model_args, model_kwargs=model_kwargs, dynamic_args=True

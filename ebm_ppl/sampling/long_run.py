@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import inner_unroll, robbins_monro_increment
+from ebm_ppl._jax_utils import inner_unroll, rng_key_first, robbins_monro_increment
 from ebm_ppl.energy.base import level_scale
 from ebm_ppl.sampling import progressive
 from ebm_ppl.sampling.progressive import kernel as progressive_kernel
@@ -147,9 +147,10 @@ def _scale(energy, t):
     return level_scale(energy, t)
 
 
+@rng_key_first(1)
 def tune(
+    rng_key: jax.Array,
     energy,
-    key: jax.Array,
     *,
     num_chains: int = 64,
     num_adapt: int = 60,
@@ -187,7 +188,7 @@ def tune(
     init = np.asarray(init, np.float64)
     T = energy.num_levels
     tuned = _tune_levels(tune_levels, T)
-    k_init, k_run = jax.random.split(key)
+    k_init, k_run = jax.random.split(rng_key)
     x = jax.random.normal(k_init, (num_chains,) + tuple(energy.data_shape))
     steps, accs = np.full(T, np.nan), np.full(T, np.nan)
     for t, k in zip(range(T - 1, -1, -1), jax.random.split(k_run, T)):
@@ -229,9 +230,10 @@ def _tune_levels(tune_levels, T: int) -> set:
     return set(levels)
 
 
+@rng_key_first(1)
 def run(
+    rng_key: jax.Array,
     energy,
-    key: jax.Array,
     num_samples: int,
     *,
     steps_per_level: int = 100,
@@ -256,12 +258,12 @@ def run(
         raise ValueError(f"steps_per_level must be >= 1, got {steps_per_level}")
     _check(energy, sampler, start, num_start_steps)
     T = energy.num_levels
-    k_tune, k_init, k_run = jax.random.split(key, 3)
+    k_tune, k_init, k_run = jax.random.split(rng_key, 3)
     start_kw: dict[str, Any] = dict(start=start, num_start_steps=num_start_steps, start_step_scale=start_step_scale)
     if step_sizes is None and steps_per_level > 1:
         step_sizes, _ = tune(
-            energy,
             k_tune,
+            energy,
             num_integration_steps=num_integration_steps,
             sampler=sampler,
             log_likelihood_fn=log_likelihood_fn,
@@ -301,16 +303,17 @@ def run(
     )
 
 
+@rng_key_first(1)
 def run_growing(
+    rng_key: jax.Array,
     energy,
-    key: jax.Array,
     num_samples: int,
     steps_per_level: Sequence[int] = (1, 10, 100),
     **kwargs,
 ) -> list[LongRunResult]:
-    """Long runs with the same tuned steps and the same key at growing S (the paper's Fig. 8:
+    """Long runs with the same tuned steps and the same rng_key at growing S (the paper's Fig. 8:
     1k, 10k, 100k total steps at T = 1000)."""
-    k_tune, k_run = jax.random.split(key)
+    k_tune, k_run = jax.random.split(rng_key)
     step_sizes = kwargs.pop("step_sizes", None)
     if step_sizes is None:
         names = (
@@ -322,9 +325,9 @@ def run_growing(
             "sampler",
         )
         tk = {k: kwargs[k] for k in names if k in kwargs}
-        step_sizes, _ = tune(energy, k_tune, **tk, **(kwargs.pop("tune_kwargs", None) or {}))
+        step_sizes, _ = tune(k_tune, energy, **tk, **(kwargs.pop("tune_kwargs", None) or {}))
     return [
-        run(energy, k_run, num_samples, steps_per_level=s, step_sizes=step_sizes, **kwargs) for s in steps_per_level
+        run(k_run, energy, num_samples, steps_per_level=s, step_sizes=step_sizes, **kwargs) for s in steps_per_level
     ]
 
 

@@ -119,8 +119,8 @@ class ProgressiveKernel(MCMCKernel):
         steps = self.step_sizes
         if steps is None and self.inner in progressive.MH_SAMPLERS:
             steps, _ = progressive.tune_step_sizes(
-                energy,
                 k_tune,
+                energy,
                 self.inner,
                 num_inner_steps=self.num_inner_steps,
                 num_integration_steps=self.num_integration_steps,

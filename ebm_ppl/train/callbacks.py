@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.train.objectives import resolve_step_scale
 
 __all__ = ["TrainEvent", "Callback", "SampleGrid", "sampling_options", "save_samples_png"]
@@ -58,12 +59,13 @@ def sampling_options(schedule, sample_cfg: dict) -> dict:
     }
 
 
-def save_samples_png(energy, key, n: int, path: str, sample_cfg: dict, reference=None, title=None) -> np.ndarray:
+@rng_key_first(1)
+def save_samples_png(rng_key, energy, n: int, path: str, sample_cfg: dict, reference=None, title=None) -> np.ndarray:
     """Progressive samples of ``energy`` (data space) pictured at ``path``; returns the samples."""
     from ebm_ppl.plotting import save_samples
     from ebm_ppl.sampling.progressive import sample
 
-    x = sample(energy, key, n, **sampling_options(energy.schedule, sample_cfg))
+    x = sample(rng_key, energy, n, **sampling_options(energy.schedule, sample_cfg))
     x = np.asarray(x)
     if x.ndim >= 3:
         x_plot = np.clip(x, -1.0, 1.0)
@@ -102,8 +104,8 @@ class SampleGrid:
         path = os.path.join(event.out, "samples", f"step_{event.step:07d}.png")
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), 0)
         save_samples_png(
-            event.energy(),
             key,
+            event.energy(),
             self.num_samples,
             path,
             self.sample_cfg,

@@ -42,7 +42,7 @@ def sample_quality_2d(
         energy = checkpoint.load(energy)
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
     opts = sampling_options(energy.schedule, sample_cfg or {})
-    x = np.asarray(progressive.sample(energy, key, int(n), **opts))
+    x = np.asarray(progressive.sample(key, energy, int(n), **opts))
     figures = metrics.sample_quality_2d(x, name, n=int(n), bandwidths=bandwidths)
     if scatter is not None:
         from ebm_ppl.plotting import save_scatter

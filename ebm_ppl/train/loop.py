@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl import checkpoint as ckpt
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.energy import NetworkEnergy, networks
 from ebm_ppl.schedules import from_name
 from ebm_ppl.train.callbacks import SampleGrid, TrainEvent, sampling_options
@@ -55,9 +56,10 @@ class TrainingDiverged(RuntimeError):
     """The NaN / divergence guard stopped training."""
 
 
-def init_state(module, tx, key, data_shape) -> dict:
+@rng_key_first(2)
+def init_state(rng_key, module, tx, data_shape) -> dict:
     """The training state: step, raw params, spectral-norm statistics, EMA params, optimizer state."""
-    variables = networks.init_variables(module, key, data_shape)
+    variables = networks.init_variables(rng_key, module, data_shape)
     params = variables["params"]
     return {
         "step": jnp.asarray(0, jnp.int32),
@@ -163,7 +165,7 @@ def train(
     module = networks.build(config["network"])
     schedule = from_name(config["schedule"])
     tx = make_optimizer(config["optimizer"])
-    state = init_state(module, tx, jax.random.fold_in(jax.random.PRNGKey(seed), -1 & 0x7FFFFFFF), data_shape)
+    state = init_state(jax.random.fold_in(jax.random.PRNGKey(seed), -1 & 0x7FFFFFFF), module, tx, data_shape)
     if resume:
         state = ckpt.load_train_state(out, state)
         state = jax.tree_util.tree_map(jnp.asarray, state)

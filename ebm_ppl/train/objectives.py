@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import inner_unroll
+from ebm_ppl._jax_utils import inner_unroll, rng_key_first
 from ebm_ppl.schedules import Schedule
 
 __all__ = [
@@ -103,14 +103,16 @@ def resolve_step_scale(schedule: Schedule, step_scale) -> np.ndarray:
     return arr
 
 
-def sample_levels(key: jax.Array, batch_size: int, num_levels: int) -> jax.Array:
+@rng_key_first(0)
+def sample_levels(rng_key: jax.Array, batch_size: int, num_levels: int) -> jax.Array:
     """Levels t uniform in 0..T-1, shape (batch_size,), int32."""
-    return jax.random.randint(key, (batch_size,), 0, num_levels, dtype=jnp.int32)
+    return jax.random.randint(rng_key, (batch_size,), 0, num_levels, dtype=jnp.int32)
 
 
-def make_pairs(key: jax.Array, x0: jax.Array, t: jax.Array, schedule: Schedule):
+@rng_key_first(0)
+def make_pairs(rng_key: jax.Array, x0: jax.Array, t: jax.Array, schedule: Schedule):
     """(y_t, x_{t+1}) pairs of the diffusion from data ``x0`` at levels ``t``: y_t = c_t x_t."""
-    k1, k2 = jax.random.split(key)
+    k1, k2 = jax.random.split(rng_key)
     dt = x0.dtype
     abar = _bcast(_table(schedule.signal_scales, dt)[t], x0)
     noise = _bcast(_table(schedule.noise_scales, dt)[t], x0)

@@ -21,7 +21,7 @@ DATA = {"name": "digits", "data_shape": (8, 8, 1), "levels": 17, "low": -1.0, "h
 @pytest.fixture
 def saved(tmp_path):
     module = build(NET)
-    variables = init_variables(module, jax.random.PRNGKey(0), (8, 8, 1))
+    variables = init_variables(jax.random.PRNGKey(0), module, (8, 8, 1))
     # make the parameters non-trivial
     variables = jax.tree_util.tree_map(
         lambda v: v + 0.01 * jnp.arange(v.size, dtype=v.dtype).reshape(v.shape), variables

@@ -22,7 +22,7 @@ from ebm_ppl.schedules import drl
 )
 def test_output_shape_and_finite(config, shape):
     module = build(config)
-    variables = init_variables(module, jax.random.PRNGKey(0), shape)
+    variables = init_variables(jax.random.PRNGKey(0), module, shape)
     if config.get("spectral_norm", config["name"] == "wrn"):
         assert "batch_stats" in variables
     y = jax.random.normal(jax.random.PRNGKey(1), (3,) + shape)
@@ -59,7 +59,7 @@ def test_bad_configs():
 def test_network_energy_binds_network():
     sched = drl(6)
     module = build({"name": "mlp", "width": 8, "depth": 1})
-    variables = init_variables(module, jax.random.PRNGKey(0), (2,))
+    variables = init_variables(jax.random.PRNGKey(0), module, (2,))
     energy = NetworkEnergy(module, variables, sched, (2,), base_variance=4.0)
     y = jax.random.normal(jax.random.PRNGKey(1), (4, 2))
     expected = module.apply(variables, y, jnp.full((4,), 3)) / sched.energy_scales[3] - jnp.sum(y**2, -1) / 8.0
@@ -76,7 +76,7 @@ def test_denoiser_energy_is_normalisable_by_construction():
     from ebm_ppl.energy import networks
 
     module = networks.build({"name": "denoiser", "width": 16, "depth": 1, "temb_dim": 8})
-    variables = networks.init_variables(module, jax.random.PRNGKey(0), (8, 8, 1))
+    variables = networks.init_variables(jax.random.PRNGKey(0), module, (8, 8, 1))
     variables = jax.tree_util.tree_map(lambda p: 5.0 * p, variables)  # arbitrary, large weights
     y = 10.0 * jax.random.normal(jax.random.PRNGKey(1), (32, 8, 8, 1))
     out = module.apply(variables, y, jnp.zeros((32,), jnp.int32))
@@ -100,7 +100,7 @@ def test_fold_spectral_norm_computes_the_same_function(config, shape):
     from ebm_ppl.energy.networks import fold_spectral_norm
 
     module = build(config)
-    v = init_variables(module, jax.random.PRNGKey(0), shape)
+    v = init_variables(jax.random.PRNGKey(0), module, shape)
     noise = lambda a: 0.3 * jax.random.normal(jax.random.PRNGKey(a.size), a.shape)  # noqa: E731
     v = {**v, "params": jax.tree_util.tree_map(lambda a: a + noise(a), v["params"])}
     y = jax.random.normal(jax.random.PRNGKey(1), (5,) + shape)

@@ -111,7 +111,7 @@ def small_problem():
     truths = orc.sample_data(jax.random.PRNGKey(1), 24)
     obs = op(truths) + s * jax.random.normal(jax.random.PRNGKey(2), (24, op.num_observations))
     res = sample_posterior(
-        orc, op, s, obs, jax.random.PRNGKey(3), num_chains=4, num_warmup=60, num_samples=75, method="progressive"
+        jax.random.PRNGKey(3), orc, op, s, obs, num_chains=4, num_warmup=60, num_samples=75, method="progressive"
     )
     return orc, op, s, truths, obs, res, exact_posterior(orc, op, s, obs)
 
@@ -158,4 +158,4 @@ def test_bad_observation_shape():
     orc = target("gmm:16:3")
     op, s = from_name("inpaint:half", orc.data_shape)
     with pytest.raises(ValueError, match="observations must have shape"):
-        sample_posterior(orc, op, s, jnp.zeros((2, 5)), jax.random.PRNGKey(0))
+        sample_posterior(jax.random.PRNGKey(0), orc, op, s, jnp.zeros((2, 5)))

@@ -34,11 +34,11 @@ def level_problem():
     truths = smooth.sample_data(jax.random.PRNGKey(1), 16)
     obs = op(truths) + s * jax.random.normal(jax.random.PRNGKey(2), (16, op.num_observations))
     res = sample_posterior(
+        jax.random.PRNGKey(3),
         orc,
         op,
         s,
         obs,
-        jax.random.PRNGKey(3),
         level=2,
         num_particles=32,
         num_chains=8,
@@ -66,7 +66,7 @@ def test_compiled_once_across_calls(level_problem):
     orc, smooth, r2, op, s, truths, obs, res = level_problem
     kw = dict(level=2, num_particles=32, num_chains=8, num_warmup=30, num_samples=40, num_inner_steps=5)
     before = (smc_mod._smc_step._cache_size(), nuts_mod._warm_block._cache_size(), nuts_mod._draw_block._cache_size())
-    again = sample_posterior(orc, op, s, obs + 0.01, jax.random.PRNGKey(9), **kw)
+    again = sample_posterior(jax.random.PRNGKey(9), orc, op, s, obs + 0.01, **kw)
     after = (smc_mod._smc_step._cache_size(), nuts_mod._warm_block._cache_size(), nuts_mod._draw_block._cache_size())
     assert after == before and np.all(np.isfinite(np.asarray(again.samples)))
 
@@ -84,11 +84,11 @@ def test_resolve_prior_defaults_to_card_level():
 def test_smc_kwargs_prior_level_still_accepted_and_checked(level_problem):
     orc, smooth, r2, op, s, truths, obs, res = level_problem
     with pytest.raises(ValueError, match="disagree"):
-        sample_posterior(orc, op, s, obs, jax.random.PRNGKey(0), level=1, smc_kwargs={"prior_level": 2})
+        sample_posterior(jax.random.PRNGKey(0), orc, op, s, obs, level=1, smc_kwargs={"prior_level": 2})
     with pytest.raises(ValueError, match="progressive"):
-        sample_posterior(orc, op, s, obs, jax.random.PRNGKey(0), level=1, method="progressive")
+        sample_posterior(jax.random.PRNGKey(0), orc, op, s, obs, level=1, method="progressive")
     with pytest.raises(ValueError, match="prior level must be in"):
-        sample_posterior(orc, op, s, obs, jax.random.PRNGKey(0), level=6)
+        sample_posterior(jax.random.PRNGKey(0), orc, op, s, obs, level=6)
 
 
 def test_cost_estimate_counts():

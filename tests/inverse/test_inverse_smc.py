@@ -28,7 +28,7 @@ def two_modes():
     truths = orc.sample_data(jax.random.PRNGKey(0), P)
     obs = op(truths) + s * jax.random.normal(jax.random.PRNGKey(1), (P, D))
     init = orc.sample_data(jax.random.PRNGKey(2), P * N).reshape(P, N, D)  # exact prior particles
-    x, _, info = smc_posterior(orc, op, s, obs, jax.random.PRNGKey(3), initial_particles=init, num_final_steps=5)
+    x, _, info = smc_posterior(jax.random.PRNGKey(3), orc, op, s, obs, initial_particles=init, num_final_steps=5)
     return orc, op, s, obs, x, info, exact_posterior(orc, op, s, obs)
 
 

@@ -50,7 +50,7 @@ def test_discrete_elbo_is_a_tight_bound(name):
     # Seed note: for an exactly tight unbiased estimate, the max of 200 z-scores exceeds 3 with
     # probability ~25% (~5% here, the gap being positive); key 1 gives max z 3.45 on gmm:16:3 (point
     # 20, whose 200 replicates have mean gap +0.069 and sd 0.206 = the reported stderr): chance.
-    est = elbo(oracle, jax.random.PRNGKey(2), x, **ELBO_BUDGET[name])
+    est = elbo(jax.random.PRNGKey(2), oracle, x, **ELBO_BUDGET[name])
     assert est.method == "elbo-discrete"
     assert est.log_prob.shape == est.stderr.shape == (N_POINTS,)
     assert est.log_prob.dtype == np.float64 and np.all(est.stderr > 0)
@@ -62,7 +62,7 @@ def test_discrete_elbo_matches_analytic_gap_for_a_gaussian():
     levels of Gaussian KLs (per covariance eigenvalue) plus the prior KL; here with the sampler's
     variance sigma^2, whose gap (0.040 nats/dim) is dominated by the top levels."""
     oracle, x, exact = _problem("gauss:16")
-    est = discrete_elbo(oracle, jax.random.PRNGKey(3), x, num_samples=2048, chunk=1024, kernel_variance="sampler")
+    est = discrete_elbo(jax.random.PRNGKey(3), oracle, x, num_samples=2048, chunk=1024, kernel_variance="sampler")
     s = T1K
     sig2, abar2, sbar2 = s.sigmas[1:] ** 2, s.signal_scales[1:] ** 2, s.noise_scales[1:] ** 2
     lam = np.asarray(oracle.eigvals[0], np.float64)
@@ -84,14 +84,14 @@ def test_discrete_elbo_matches_analytic_gap_for_a_gaussian():
 @pytest.mark.parametrize("name", ["gmm:16:3", "gmm:64:4"])
 def test_ode_matches_exact_density(name):
     oracle, x, exact = _problem(name)
-    est = ode_log_prob(oracle, jax.random.PRNGKey(2), x, exact_trace=True, rtol=1e-5, atol=1e-5)
+    est = ode_log_prob(jax.random.PRNGKey(2), oracle, x, exact_trace=True, rtol=1e-5, atol=1e-5)
     assert est.log_prob.shape == (N_POINTS,)
     assert np.max(np.abs(est.log_prob - exact)) <= 0.01 * oracle.dim
 
 
 def test_ode_hutchinson_is_unbiased():
     oracle, x, exact = _problem("gmm:16:3")
-    est = ode_log_prob(oracle, jax.random.PRNGKey(2), x, num_probes=8, rtol=1e-5, atol=1e-5)
+    est = ode_log_prob(jax.random.PRNGKey(2), oracle, x, num_probes=8, rtol=1e-5, atol=1e-5)
     err = est.log_prob - exact
     se_mean = np.sqrt(np.sum(est.stderr**2)) / err.size
     assert abs(err.mean()) <= 0.01 * oracle.dim
@@ -101,14 +101,14 @@ def test_ode_hutchinson_is_unbiased():
 def test_continuous_elbo_bound():
     """Huang et al.'s bound with the exact score is tight up to the (tiny) prior mismatch."""
     oracle, x, exact = _problem("gmm:16:3")
-    est = continuous_elbo(oracle, jax.random.PRNGKey(4), x, num_samples=2048, chunk=1024)
+    est = continuous_elbo(jax.random.PRNGKey(4), oracle, x, num_samples=2048, chunk=1024)
     assert _elbo_ok(est, exact, oracle.dim, tol_per_dim=0.02)
 
 
 def test_continuous_elbo_interpolated_score_and_smallest_time():
     """The network path (score interpolated between levels) and an explicit smallest time."""
     oracle, x, exact = _problem("gmm:16:3", n=32)
-    est = continuous_elbo(oracle, jax.random.PRNGKey(5), x, num_samples=512, chunk=512, score="interpolate", t_min=5.0)
+    est = continuous_elbo(jax.random.PRNGKey(5), oracle, x, num_samples=512, chunk=512, score="interpolate", t_min=5.0)
     assert est.info["u_min"] > 0
     assert _elbo_ok(est, exact, oracle.dim, tol_per_dim=0.05)
 
@@ -118,9 +118,9 @@ def test_continuous_elbo_interpolated_score_and_smallest_time():
 # ------------------------------------------------------------------------------------------------
 def test_missing_prior_term_is_caught():
     oracle, x, exact = _problem("gmm:16:3")
-    est = discrete_elbo(oracle, jax.random.PRNGKey(1), x, num_samples=256, chunk=256, _drop_prior=True)
+    est = discrete_elbo(jax.random.PRNGKey(1), oracle, x, num_samples=256, chunk=256, _drop_prior=True)
     assert not _elbo_ok(est, exact, oracle.dim)
-    est = continuous_elbo(oracle, jax.random.PRNGKey(1), x, num_samples=256, chunk=256, _drop_prior=True)
+    est = continuous_elbo(jax.random.PRNGKey(1), oracle, x, num_samples=256, chunk=256, _drop_prior=True)
     assert not _elbo_ok(est, exact, oracle.dim, tol_per_dim=0.02)
 
 
@@ -131,12 +131,12 @@ def test_wrong_divergence_sign_is_caught(monkeypatch):
         elbo_module, "_hutchinson_divergence", lambda f, x, u, v: (lambda s, d: (s, -d))(*good_h(f, x, u, v))
     )
     jax.clear_caches()  # the jitted estimators must be traced again with the broken piece
-    est = continuous_elbo(oracle, jax.random.PRNGKey(1), x, num_samples=256, chunk=256)
+    est = continuous_elbo(jax.random.PRNGKey(1), oracle, x, num_samples=256, chunk=256)
     assert not _elbo_ok(est, exact, oracle.dim, tol_per_dim=0.02)
 
     good = ode_module._exact_divergence
     monkeypatch.setattr(ode_module, "_exact_divergence", lambda f, x, u: (lambda s, d: (s, -d))(*good(f, x, u)))
-    est = ode_log_prob(oracle, jax.random.PRNGKey(2), x, exact_trace=True, rtol=1e-4, atol=1e-4)
+    est = ode_log_prob(jax.random.PRNGKey(2), oracle, x, exact_trace=True, rtol=1e-4, atol=1e-4)
     assert np.max(np.abs(est.log_prob - exact)) > 0.01 * oracle.dim
     jax.clear_caches()
 
@@ -144,13 +144,13 @@ def test_wrong_divergence_sign_is_caught(monkeypatch):
 def test_bad_input():
     oracle = target("gmm:16:3", schedule=T1K)
     with pytest.raises(ValueError, match="shape"):
-        elbo(oracle, jax.random.PRNGKey(0), np.zeros((4, 15)))
+        elbo(jax.random.PRNGKey(0), oracle, np.zeros((4, 15)))
     with pytest.raises(ValueError, match="NaN"):
-        ode_log_prob(oracle, jax.random.PRNGKey(0), np.full((2, 16), np.nan))
+        ode_log_prob(jax.random.PRNGKey(0), oracle, np.full((2, 16), np.nan))
     with pytest.raises(ValueError, match="method"):
-        elbo(oracle, jax.random.PRNGKey(0), np.zeros((4, 16)), method="nope")
+        elbo(jax.random.PRNGKey(0), oracle, np.zeros((4, 16)), method="nope")
     with pytest.raises(ValueError, match="kernel_variance"):
-        elbo(oracle, jax.random.PRNGKey(0), np.zeros((4, 16)), kernel_variance="nope")
+        elbo(jax.random.PRNGKey(0), oracle, np.zeros((4, 16)), kernel_variance="nope")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def test_interpolation_is_exact_for_gaussian_data_with_its_moments():
     x = np.asarray(oracle.sample_data(jax.random.PRNGKey(3), 16))
     exact = np.asarray(oracle.data_log_prob(x), np.float64)
     ref = gaussian_reference(mean=mean, cov=cov)
-    est = ode_log_prob(oracle, jax.random.PRNGKey(4), x, exact_trace=True, score="interpolate", reference=ref)
+    est = ode_log_prob(jax.random.PRNGKey(4), oracle, x, exact_trace=True, score="interpolate", reference=ref)
     assert np.max(np.abs(est.log_prob - exact)) < 1e-4 * oracle.dim
-    plain = ode_log_prob(oracle, jax.random.PRNGKey(4), x, exact_trace=True, score="interpolate")
+    plain = ode_log_prob(jax.random.PRNGKey(4), oracle, x, exact_trace=True, score="interpolate")
     assert np.max(np.abs(plain.log_prob - exact)) > 1e-2 * oracle.dim  # the reference is what makes it exact

@@ -22,7 +22,7 @@ def _close(est, exact, k=3.0):
 @pytest.mark.parametrize("name", ["gauss:2", "gmm:16:4"])
 def test_ais_within_three_stderr_at_every_level(name):
     e = target(name)
-    est = logz.ais(e, jax.random.key(0), num_particles=256, num_bridges=300)
+    est = logz.ais(jax.random.key(0), e, num_particles=256, num_bridges=300)
     _close(est, e.log_z(0))
     assert est.stderr < 0.1 and est.ess > 50
     assert set(est.levels) == set(range(6))
@@ -33,18 +33,18 @@ def test_ais_within_three_stderr_at_every_level(name):
 
 def test_ais_stops_at_a_level_and_handles_plain_energies():
     e = target("gauss:2")
-    est = logz.ais(e, jax.random.key(1), level=3, num_particles=128, num_bridges=60)
+    est = logz.ais(jax.random.key(1), e, level=3, num_particles=128, num_bridges=60)
     assert est.level == 3 and set(est.levels) == {3, 4, 5}
     _close(est, e.log_z(3))
     # a plain log density: N(1, 0.3^2 I) unnormalised in D = 3, log Z = 3/2 log(2 pi 0.09)
     fn = lambda y: -0.5 * jnp.sum((y - 1.0) ** 2) / 0.09  # noqa: E731
-    est = logz.ais(fn, jax.random.key(2), data_shape=(3,), num_particles=256, num_bridges=200)
+    est = logz.ais(jax.random.key(2), fn, data_shape=(3,), num_particles=256, num_bridges=200)
     _close(est, 1.5 * math.log(2 * math.pi * 0.09))
 
 
 def test_bdmc_sandwich_brackets_the_truth():
     e = target("gmm:16:4")
-    est = logz.bdmc(e, jax.random.key(3), num_particles=256, num_bridges=300)
+    est = logz.bdmc(jax.random.key(3), e, num_particles=256, num_bridges=300)
     exact = e.log_z(0)
     assert est.lower - 3 * est.stderr - 0.01 <= exact <= est.upper + 3 * est.meta["reverse_stderr"] + 0.01
     assert est.meta["gap"] > -0.1 and est.meta["gap"] < 0.5
@@ -53,9 +53,9 @@ def test_bdmc_sandwich_brackets_the_truth():
 def test_ladder_with_exact_samples_and_smc_are_close():
     e = target("gauss:2")
     samples = {t: e.sample(jax.random.key(10 + t), 4000, t) for t in range(1, 6)}
-    est = logz.ladder(e, jax.random.key(4), samples=samples)
+    est = logz.ladder(jax.random.key(4), e, samples=samples)
     _close(est, e.log_z(0))
-    s = logz.smc(e, jax.random.key(6), num_particles=4096, target_ess=0.8)
+    s = logz.smc(jax.random.key(6), e, num_particles=4096, target_ess=0.8)
     assert abs(s.log_z - e.log_z(0)) < 0.1 and s.meta["finished"]
 
 
@@ -63,8 +63,8 @@ def test_estimate_json_round_trip():
     e = target("gauss:2")
     calls = []
     est = logz.ais(
-        e,
         jax.random.key(7),
+        e,
         num_particles=64,
         num_bridges=30,
         level=4,
@@ -85,11 +85,11 @@ def test_estimate_json_round_trip():
 def test_bad_inputs():
     e = target("gauss:2")
     with pytest.raises(ValueError, match="level"):
-        logz.ais(e, jax.random.key(0), level=6)
+        logz.ais(jax.random.key(0), e, level=6)
     with pytest.raises(ValueError, match="data_shape"):
-        logz.ais(lambda y: -jnp.sum(y**2), jax.random.key(0))
+        logz.ais(jax.random.key(0), lambda y: -jnp.sum(y**2))
     with pytest.raises(ValueError, match="transition"):
-        logz.ais(e, jax.random.key(0), transition="gibbs")
+        logz.ais(jax.random.key(0), e, transition="gibbs")
 
 
 def test_ais_with_hmc_transitions_is_unbiased_on_an_oracle():
@@ -97,8 +97,8 @@ def test_ais_with_hmc_transitions_is_unbiased_on_an_oracle():
     # within 3 of them (plus the float32 slack), and count 2 leapfrog gradients per step
     e = target("gmm:8:4")
     est = logz.ais(
-        e,
         jax.random.key(11),
+        e,
         num_particles=128,
         num_bridges=120,
         num_steps=1,
@@ -110,8 +110,8 @@ def test_ais_with_hmc_transitions_is_unbiased_on_an_oracle():
     _close(est, e.log_z(0))
     assert est.meta["num_leapfrog"] == 2 and est.ess > 30
     mala = logz.ais(
-        e,
         jax.random.key(11),
+        e,
         num_particles=128,
         num_bridges=120,
         num_steps=1,
@@ -127,7 +127,7 @@ def test_smc_step_size_is_blackjax_convention():
     # BlackJAX MALA proposes y + h grad + sqrt(2h) xi: the default h must be eps^2/2 of the pilot's eps,
     # else in D = 64 the moves are rejected and the estimate collapses (it was -12 nats here)
     e = target("gauss:16")
-    s = logz.smc(e, jax.random.key(3), num_particles=128, num_mcmc_steps=4)
+    s = logz.smc(jax.random.key(3), e, num_particles=128, num_mcmc_steps=4)
     assert s.meta["step_size"] < 0.2 and s.meta["finished"]
     assert abs(s.log_z - e.log_z(0)) < 0.3
 
@@ -176,8 +176,8 @@ def test_single_survivor_ais_reports_large_khat_and_warns():
     fn = lambda y: -0.5 * jnp.sum((y - 1.0) ** 2) / 0.01  # noqa: E731
     with pytest.warns(logz.UnreliableLogZWarning, match="unreliable"):
         est = logz.ais(
-            fn,
             jax.random.key(0),
+            fn,
             data_shape=(16,),
             num_particles=256,
             num_bridges=4,
@@ -225,8 +225,8 @@ def test_ais_weight_increment_is_computed_before_the_move():
     errs, ses = [], []
     for s in range(3):
         est = logz.ais(
-            e,
             jax.random.key(100 + s),
+            e,
             num_particles=128,
             num_bridges=60,
             pilot_particles=32,
@@ -258,11 +258,11 @@ def test_deprecated_keywords_warn_and_give_the_same_estimate():
     num_leapfrog; the old ones work for one release with a DeprecationWarning, unknown ones raise."""
     e = target("gmm:8:4")
     kw = dict(num_particles=32, num_bridges=24, transition="hmc", pilot_particles=16, pilot_bridges_per_level=4)
-    new = logz.ais(e, jax.random.key(3), num_integration_steps=2, target_acceptance=0.7, **kw)
+    new = logz.ais(jax.random.key(3), e, num_integration_steps=2, target_acceptance=0.7, **kw)
     with pytest.warns(DeprecationWarning, match="num_leapfrog= is deprecated"):
-        old = logz.ais(e, jax.random.key(3), num_leapfrog=2, target_accept=0.7, **kw)
+        old = logz.ais(jax.random.key(3), e, num_leapfrog=2, target_accept=0.7, **kw)
     assert old.log_z == new.log_z and old.meta["num_leapfrog"] == 2
     with pytest.raises(TypeError, match="unexpected keyword argument 'num_leapfrogs'"):
-        logz.ais(e, jax.random.key(3), num_leapfrogs=2, **kw)
+        logz.ais(jax.random.key(3), e, num_leapfrogs=2, **kw)
     with pytest.warns(DeprecationWarning, match="target_accept= is deprecated"):
-        logz.pilot_path(e, jax.random.key(4), pilot_particles=8, pilot_bridges_per_level=4, target_accept=0.7)
+        logz.pilot_path(jax.random.key(4), e, pilot_particles=8, pilot_bridges_per_level=4, target_accept=0.7)

@@ -43,7 +43,7 @@ def test_mean_shift_estimator_matches_exact_within_mc_error(gauss):
     E_fn = dr.energy_function(gauss, 0, "data")
     E = lambda x: E_fn(gauss, x)  # noqa: E731
     keys = jax.random.split(jax.random.PRNGKey(0), 64)
-    reps = np.asarray(jax.vmap(lambda k: dr.mean_shift_target_score(E, k, POINTS, SIGMA, 256))(keys))
+    reps = np.asarray(jax.vmap(lambda k: dr.mean_shift_target_score(k, E, POINTS, SIGMA, 256))(keys))
     se = reps.std(0) / math.sqrt(len(keys))
     err = np.abs(reps.mean(0) - _exact_smoothed_score(POINTS))
     # 64 independent estimates (L = 256 each): the average is within 4 standard errors, plus the
@@ -69,7 +69,7 @@ def test_training_converges_to_gaussian_mean_and_covariance(gauss, tmp_path):
         learning_rate=3e-3,
         init_scale=0.5,
     )
-    sampler, history, _ = dr.train(gauss, jax.random.PRNGKey(0), cfg, chunk=200, progress=False)
+    sampler, history, _ = dr.train(jax.random.PRNGKey(0), gauss, cfg, chunk=200, progress=False)
     x = np.asarray(sampler.sample(jax.random.PRNGKey(42), 4000))
     # MC standard errors of 4000 samples: mean ~0.009, covariance entries ~0.007; the rest is the
     # method's bias (KDE smoothing of the batch) after 400 tiny-network updates
@@ -119,7 +119,7 @@ def test_plain_reference_samples():
 def test_gmm4_reference_energy_matches_paper():
     e = target("gmm4")
     E_fn = dr.energy_function(e, 0, "data")
-    ref = reference_samples(e, jax.random.split(jax.random.PRNGKey(42))[1], 5000)
+    ref = reference_samples(jax.random.split(jax.random.PRNGKey(42))[1], e, 5000)
     E = np.asarray(E_fn(e, ref))
     # the paper's reference mean energy 1.0263; the exact entropy is 1.0053; se of a 5000-mean ~0.014
     assert abs(E.mean() - 1.0263) < 3 * E.std() / math.sqrt(5000)
@@ -128,7 +128,7 @@ def test_gmm4_reference_energy_matches_paper():
 
 def test_gmm40_and_modes():
     e = target("gmm40")
-    x = reference_samples(e, jax.random.PRNGKey(0), 4000)
+    x = reference_samples(jax.random.PRNGKey(0), e, 4000)
     res = evaluate_sampler(e, x[:2000], x[2000:])
     assert res["modes_total"] == 40 and res["modes_covered"] >= 38 and res["mean_error"] < 2.0
     dw = evaluate_sampler(
@@ -213,7 +213,7 @@ def test_level_estimator_training_converges_to_gaussian(gauss):
         learning_rate=3e-3,
         num_steps=400,
     )
-    sampler, _, _ = dr.train(gauss, jax.random.PRNGKey(0), cfg, progress=False, chunk=200)
+    sampler, _, _ = dr.train(jax.random.PRNGKey(0), gauss, cfg, progress=False, chunk=200)
     x = np.asarray(sampler.sample(jax.random.PRNGKey(1), 4000))
     # 4000 draws: mean standard error <= sqrt(0.3 / 4000) = 0.009; tolerance covers the finite-batch
     # KDE bias of the sampler side and incomplete training

@@ -12,7 +12,7 @@ def test_nuts_on_gaussian_level_matches_exact_and_keeps_fields():
     from ebm_ppl import diagnostics
 
     e = target("gauss:8")
-    ch = hmc.sample_level(e, jax.random.key(0), num_chains=4, num_warmup=200, num_samples=250)
+    ch = hmc.sample_level(jax.random.key(0), e, num_chains=4, num_warmup=200, num_samples=250)
     assert ch.position.shape == (4, 250, 8)
     for f in ("log_density", "acceptance_rate", "is_divergent", "tree_depth", "num_gradient_evaluations"):
         assert getattr(ch, f).shape == (4, 250)

@@ -11,7 +11,7 @@ from ebm_ppl.sampling import long_run, progressive
 def test_tune_subset_of_levels_interpolates_log_step_and_samples_exactly():
     e = target("gauss:8", schedule="drl:50:linear")
     T = e.num_levels
-    steps, acc = long_run.tune(e, jax.random.key(0), num_chains=16, num_adapt=30, num_check=3, tune_levels=5)
+    steps, acc = long_run.tune(jax.random.key(0), e, num_chains=16, num_adapt=30, num_check=3, tune_levels=5)
     steps, acc = np.asarray(steps, np.float64), np.asarray(acc)
     tuned = [0, 12, 24, 37, 49]  # round(linspace(0, 49, 5))
     assert sorted(np.flatnonzero(np.isfinite(acc)).tolist()) == tuned
@@ -23,7 +23,7 @@ def test_tune_subset_of_levels_interpolates_log_step_and_samples_exactly():
         np.testing.assert_allclose(r[t], r[a] + (t - a) / (b - a) * (r[b] - r[a]), rtol=0, atol=1e-5)
     # the interpolated steps keep every level's acceptance in range, and the samples are exact
     n = 512
-    res = long_run.run(e, jax.random.key(1), n, steps_per_level=3, step_sizes=steps)
+    res = long_run.run(jax.random.key(1), e, n, steps_per_level=3, step_sizes=steps)
     run_acc = np.asarray(res.acceptance_rate)
     assert np.all((run_acc > 0.5) & (run_acc < 0.97)), run_acc
     x = np.asarray(res.samples)
@@ -33,12 +33,12 @@ def test_tune_subset_of_levels_interpolates_log_step_and_samples_exactly():
     assert np.all(np.abs(x.mean(0) - m) < 4.5 * np.sqrt(np.diag(c) / n)), (x.mean(0), m)
     assert np.all(np.abs(x.var(0) / np.diag(c) - 1) < 4.5 * np.sqrt(2 / n)), x.var(0) / np.diag(c)
     # an explicit list of levels; bad input names the problem
-    s2, a2 = long_run.tune(e, jax.random.key(0), num_chains=8, num_adapt=5, num_check=1, tune_levels=[0, T - 1])
+    s2, a2 = long_run.tune(jax.random.key(0), e, num_chains=8, num_adapt=5, num_check=1, tune_levels=[0, T - 1])
     assert np.isfinite(np.asarray(a2)).sum() == 2 and np.all(np.isfinite(np.asarray(s2)))
     with pytest.raises(ValueError, match="tune_levels must be levels"):
-        long_run.tune(e, jax.random.key(0), num_chains=4, num_adapt=1, tune_levels=[0, T])
+        long_run.tune(jax.random.key(0), e, num_chains=4, num_adapt=1, tune_levels=[0, T])
     with pytest.raises(ValueError, match="tune_levels must be >= 1"):
-        long_run.tune(e, jax.random.key(0), num_chains=4, num_adapt=1, tune_levels=0)
+        long_run.tune(jax.random.key(0), e, num_chains=4, num_adapt=1, tune_levels=0)
 
 
 def test_denoiser_variance_schedule_divides_by_the_dsm_variance():
@@ -52,7 +52,7 @@ def test_denoiser_variance_schedule_divides_by_the_dsm_variance():
         {"name": "denoiser", "width": 16, "depth": 1, "temb_dim": 8, "variance_schedule": "drl:1000"}
     )
     assert networks.config_of(scaled)["variance_schedule"] == "drl:1000"
-    v = networks.init_variables(plain, jax.random.key(0), (8, 8, 1))
+    v = networks.init_variables(jax.random.key(0), plain, (8, 8, 1))
     y = jax.random.normal(jax.random.key(1), (3, 8, 8, 1))
     t = np.array([0, 500, 999])
     half_sq = np.asarray(plain.apply(v, y, t))  # -|y - g|^2 / 2 (same parameters)
@@ -70,14 +70,14 @@ def test_long_run_compiles_once_per_energy_structure():
 
     def energy(seed):
         m = networks.build({"name": "mlp", "width": 8, "depth": 1, "temb_dim": 8})
-        return NetworkEnergy(m, networks.init_variables(m, jax.random.key(seed), (3,)), drl(3), (3,), 1.0)
+        return NetworkEnergy(m, networks.init_variables(jax.random.key(seed), m, (3,)), drl(3), (3,), 1.0)
 
     def sizes():
         return [f._cache_size() for f in (long_run._first, long_run._move, long_run._logd)]
 
     kw = dict(steps_per_level=3, step_sizes=[0.05] * 3, start="langevin", num_start_steps=2)
-    r1 = long_run.run(energy(0), jax.random.key(0), 4, **kw)
+    r1 = long_run.run(jax.random.key(0), energy(0), 4, **kw)
     before = sizes()
-    r2 = long_run.run(energy(1), jax.random.key(1), 4, **kw)
+    r2 = long_run.run(jax.random.key(1), energy(1), 4, **kw)
     assert sizes() == before
     assert not np.allclose(np.asarray(r1.samples), np.asarray(r2.samples))

@@ -31,8 +31,8 @@ def test_ncsn2_plain_langevin_wrong_progressive_right():
     plain = _frac_upper(y)
     assert abs(plain - 0.8) > 8 * std, plain  # stuck near the init's split (about 0.5)
     x = progressive.sample(
-        e,
         jax.random.key(2),
+        e,
         n,
         inner="mala",
         num_inner_steps=3,
@@ -99,8 +99,8 @@ def test_gmm64_progressive_mala_and_long_run(gmm64):
 
     e, n, ref = gmm64
     x, info = progressive.sample(
-        e,
         jax.random.key(3),
+        e,
         n,
         inner="mala",
         num_inner_steps=3,
@@ -114,7 +114,7 @@ def test_gmm64_progressive_mala_and_long_run(gmm64):
     energy = np.asarray(e.data_log_prob(x)).reshape(4, -1)
     s = diagnostics.summarize(diagnostics.to_datatree(np.asarray(x).reshape(4, -1, 64), energy=energy))
     assert s["energy"]["rhat"] < 1.01
-    res = long_run.run(e, jax.random.key(4), n, steps_per_level=4, tune_kwargs=dict(num_chains=16, num_adapt=20))
+    res = long_run.run(jax.random.key(4), e, n, steps_per_level=4, tune_kwargs=dict(num_chains=16, num_adapt=20))
     _check_mixture(res.samples, e, n, ref, "long-run")
     acc = np.asarray(res.acceptance_rate)
     assert np.mean((acc > 0.5) & (acc < 0.95)) > 0.9, acc
@@ -129,7 +129,7 @@ def test_kernel_api_and_errors():
     with pytest.raises(ValueError, match="unknown inner"):
         progressive.build_kernel("gibbs")
     with pytest.raises(ValueError, match="step tuning"):
-        progressive.tune_step_sizes(e, jax.random.key(0), "langevin")
+        progressive.tune_step_sizes(jax.random.key(0), e, "langevin")
 
 
 def test_numpyro_progressive_kernel_through_arviz():
@@ -168,8 +168,8 @@ def test_long_run_langevin_start_on_gaussian_and_errors():
     e = target("gauss:8", schedule="drl:10:official")
     n = 512
     res = long_run.run(
-        e,
         jax.random.key(5),
+        e,
         n,
         steps_per_level=6,
         start="langevin",
@@ -186,9 +186,9 @@ def test_long_run_langevin_start_on_gaussian_and_errors():
     assert np.all(np.abs(x.mean(0) - m) < 4.5 * np.sqrt(np.diag(c) / n)), (x.mean(0), m)
     assert np.all(np.abs(x.var(0) / np.diag(c) - 1) < 4.5 * np.sqrt(2 / n)), x.var(0) / np.diag(c)
     with pytest.raises(ValueError, match="start must be one of"):
-        long_run.run(e, jax.random.key(0), 4, steps_per_level=2, start="bogus", step_sizes=np.ones(e.num_levels))
+        long_run.run(jax.random.key(0), e, 4, steps_per_level=2, start="bogus", step_sizes=np.ones(e.num_levels))
     with pytest.raises(ValueError, match="step_sizes must have shape"):
-        long_run.run(e, jax.random.key(0), 4, steps_per_level=2, step_sizes=np.ones(3))
+        long_run.run(jax.random.key(0), e, 4, steps_per_level=2, step_sizes=np.ones(3))
 
 
 # --- defaults: MH-corrected inner sampler, compiled once -----------------------------------------
@@ -204,12 +204,12 @@ def test_default_sampler_gets_ncsn2_mode_weight_and_langevin_stays_the_papers_bi
     # tolerance is 0.04 (4.5 binomial sd). The old default (the paper's K = 30 Langevin) gives 0.60.
     e = target("ncsn2")
     n = 2000
-    x, info = progressive.sample(e, jax.random.key(0), n, return_info=True)
+    x, info = progressive.sample(jax.random.key(0), e, n, return_info=True)
     w = _upper_mode_weight(e, x)
     assert abs(w - 0.8) < 0.04, w
     assert int(info["top_level_stages"]) >= 1
     assert np.all(np.asarray(info["acceptance_rate"]) > 0.4)
-    xl = progressive.sample(e, jax.random.key(0), n, inner="langevin")
+    xl = progressive.sample(jax.random.key(0), e, n, inner="langevin")
     wl = _upper_mode_weight(e, xl)
     assert abs(wl - 0.8) > 0.1, wl  # the named paper option keeps its documented bias
 
@@ -219,7 +219,7 @@ def test_default_sampler_gmm64_means_within_five_standard_errors():
     # of the exact mean (max of 64 |N(0,1)| exceeds 5 with probability 4e-5); weights within 4.5 sd.
     e = target("gmm:64:4")
     n = 1024
-    x = np.asarray(progressive.sample(e, jax.random.key(1), n))
+    x = np.asarray(progressive.sample(jax.random.key(1), e, n))
     m = np.asarray(e.to_data(e.mean(0))).reshape(-1)
     sd = np.sqrt(np.diag(np.asarray(e.covariance(0) / e.data_scale**2)))
     z = np.abs(x.mean(0) - m) / (sd / np.sqrt(n))
@@ -235,7 +235,7 @@ def test_sample_compiles_once_and_tunes_once():
     from ebm_ppl.sampling import top_level
 
     e = target("gmm:4:2")
-    progressive.sample(e, jax.random.key(0), 32)
+    progressive.sample(jax.random.key(0), e, 32)
     sizes = (
         progressive_run._level_step._cache_size(),
         progressive_tuning._tune_levels._cache_size(),
@@ -243,7 +243,7 @@ def test_sample_compiles_once_and_tunes_once():
     )
     tuned = progressive_tuning._TUNED[id(e)][1].copy()
     for seed in (1, 2):
-        progressive.sample(e, jax.random.key(seed), 32)
+        progressive.sample(jax.random.key(seed), e, 32)
     assert (
         progressive_run._level_step._cache_size(),
         progressive_tuning._tune_levels._cache_size(),
@@ -277,8 +277,8 @@ def _double(c, x):
 def test_sample_argument_errors():
     e = target("gauss:3")
     with pytest.raises(ValueError, match="level must be"):
-        progressive.sample(e, jax.random.key(0), 4, level=e.num_levels)
+        progressive.sample(jax.random.key(0), e, 4, level=e.num_levels)
     with pytest.raises(ValueError, match="num_samples"):
-        progressive.sample(e, jax.random.key(0), 0)
+        progressive.sample(jax.random.key(0), e, 0)
     with pytest.raises(ValueError, match="top_level"):
-        progressive.sample(e, jax.random.key(0), 4, top_level="smc")
+        progressive.sample(jax.random.key(0), e, 4, top_level="smc")

@@ -46,7 +46,7 @@ def _tiny_config(**over):
 )
 def test_objective_gradients_finite(fn, sched, kw):
     module = build(TINY_NET)
-    variables = init_variables(module, jax.random.PRNGKey(0), (2,))
+    variables = init_variables(jax.random.PRNGKey(0), module, (2,))
     ld = network_log_density(module, sched, 4.0)
     x0 = jax.random.uniform(jax.random.PRNGKey(1), (8, 2), minval=-1, maxval=1)
 
@@ -209,7 +209,7 @@ def test_split_step_equals_fused_step_and_compiles_once(tmp_path):
     data = jnp.asarray(x)
     finals = {}
     for chunk in (None, 1, 2):
-        state = init_state(module, make_optimizer(cfg["optimizer"]), jax.random.PRNGKey(0), (2,))
+        state = init_state(jax.random.PRNGKey(0), module, make_optimizer(cfg["optimizer"]), (2,))
         step = make_train_step(module, cfg, None, 5, langevin_chunk=chunk)
         for _ in range(3):
             state, m = step(state, data)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.energy.base import level_scale, logdensity_fn
 from ebm_ppl.sampling.drifting.model import DriftingConfig
 
@@ -71,10 +72,11 @@ def level_at(config: DriftingConfig, step, level_start: int):
 # --------------------------------------------------------------------------------------------
 # drift estimators (flat x of shape (N, D))
 # --------------------------------------------------------------------------------------------
-def mean_shift_target_score(E: Callable, key, x, sigma: float, num_perturbations: int):
+@rng_key_first(1)
+def mean_shift_target_score(rng_key, E: Callable, x, sigma: float, num_perturbations: int):
     """Local importance-sampling mean shift: (sum_l softmax(-E(u_l)) u_l - x) / sigma^2, with
     u_l = x + sigma e_l. ``E`` maps (..., D) -> (...). Returns (N, D)."""
-    eps = jax.random.normal(key, (x.shape[0], num_perturbations, x.shape[-1]), x.dtype)
+    eps = jax.random.normal(rng_key, (x.shape[0], num_perturbations, x.shape[-1]), x.dtype)
     u = x[:, None, :] + sigma * eps
     logw = -E(u)
     logw = jnp.where(jnp.isfinite(logw), logw, -jnp.inf)
@@ -135,14 +137,15 @@ def batch_mean_shift_score(x, sigma: float, include_self: bool = True):
     return (w @ x - x) / sigma**2
 
 
-def drift(E: Callable, key, x, config: DriftingConfig, sigma=None):
+@rng_key_first(1)
+def drift(rng_key, E: Callable, x, config: DriftingConfig, sigma=None):
     """V(x) = eta (s_p(x) - s_q(x)) for the batch x (N, D); returns (V, s_p, s_q).
     ``sigma`` overrides ``config.sigma`` (bandwidth annealing)."""
     sigma = config.sigma if sigma is None else sigma
     if config.estimator == "level":
         raise ValueError("drift() has no 'level' estimator; use build_update(..., energy)")
     if config.estimator == "mean_shift":
-        s_p = mean_shift_target_score(E, key, x, sigma, config.num_perturbations)
+        s_p = mean_shift_target_score(rng_key, E, x, sigma, config.num_perturbations)
     else:
         s_p = curvature_target_score(E, x, sigma, config.cg_iters)
     s_q = batch_mean_shift_score(x, sigma, config.sampler_include_self)
@@ -156,7 +159,7 @@ def drift_loss(params, module, E, key, config: DriftingConfig, sigma=None):
     z = jax.random.normal(k_z, (config.batch_size, config.latent_dim))
     x = module.apply(params, z)
     x_flat = x.reshape(config.batch_size, -1)
-    V, s_p, s_q = drift(E, k_drift, jax.lax.stop_gradient(x_flat), config, sigma)
+    V, s_p, s_q = drift(k_drift, E, jax.lax.stop_gradient(x_flat), config, sigma)
     target = jax.lax.stop_gradient(x_flat + V)
     loss = jnp.mean(jnp.sum((x_flat - target) ** 2, -1))
     return loss, {"drift_norm": jnp.mean(jnp.sqrt(jnp.sum(V**2, -1))), "mean_energy": jnp.mean(E(x_flat))}

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.sampling.drifting.model import DriftingConfig, make_generator
 from ebm_ppl.sampling.drifting.sampler import DriftingSampler
 from ebm_ppl.sampling.drifting.scores import (
@@ -96,9 +97,10 @@ def build_update(module, E_fn: Callable, config: DriftingConfig, energy=None) ->
     return update
 
 
+@rng_key_first(1)
 def train(
+    rng_key,
     energy,
-    key,
     config: DriftingConfig = DriftingConfig(),
     *,
     level: int = 0,
@@ -118,7 +120,7 @@ def train(
 
     E_fn = energy_function(energy, level, space)
     module = make_generator(config, energy.data_shape)
-    k_init, k_train = jax.random.split(key)
+    k_init, k_train = jax.random.split(rng_key)
     if state is None:
         state = init(k_init, config, energy.data_shape)
     if config.estimator == "level" and (int(level) != 0 or space != "data"):

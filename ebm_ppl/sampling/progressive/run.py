@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ebm_ppl import sharding
-from ebm_ppl._jax_utils import scan_or_loop
+from ebm_ppl._jax_utils import rng_key_first, scan_or_loop
 from ebm_ppl.sampling import top_level as _top
 from ebm_ppl.sampling.progressive.kernel import (
     DEFAULT_INNER,
@@ -96,9 +96,10 @@ def _level_step(states, key, *, energy, steps, settings: _RunSettings):
 TOP_LEVEL = ("auto", "tempered", "normal")
 
 
+@rng_key_first(1)
 def sample(
+    rng_key: jax.Array,
     energy,
-    key: jax.Array,
     num_samples: int,
     *,
     inner: str = DEFAULT_INNER,
@@ -120,7 +121,7 @@ def sample(
     Defaults: ``inner="mala"`` with K = 10 (:func:`default_num_inner_steps`), each level's chain
     started at a normal-approximation draw, or x_{t+1} where that draw is absurd (``start="auto"``,
     see :func:`default_start`; ``"x_next"`` for langevin/normal), and per-level steps tuned by
-    :func:`tune_step_sizes` (key ``TUNE_SEED``, cached per energy object: a second call pays neither
+    :func:`tune_step_sizes` (rng_key ``TUNE_SEED``, cached per energy object: a second call pays neither
     the pilot nor a compilation). ``inner="langevin"`` (K = 30, the schedule's steps times
     ``step_scale``) is the paper's Algorithm 2: unadjusted, biased on exact targets
     (docs/sampling.md: ncsn2 mode weight 0.60 against 0.80).
@@ -151,7 +152,7 @@ def sample(
     if top_level not in TOP_LEVEL:
         raise ValueError(f"top_level must be one of {TOP_LEVEL}, got {top_level!r}")
     num_samples, level = int(num_samples), int(level)
-    k_top, k_init, k_run = jax.random.split(key, 3)
+    k_top, k_init, k_run = jax.random.split(rng_key, 3)
     steps = resolve_step_sizes(
         energy,
         inner,

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ebm_ppl._jax_utils import inner_unroll, robbins_monro_increment
+from ebm_ppl._jax_utils import inner_unroll, rng_key_first, robbins_monro_increment
 from ebm_ppl.sampling.progressive.kernel import (
     DEFAULT_TARGET_ACCEPTANCE,
     MH_SAMPLERS,
@@ -99,9 +99,10 @@ def _tune_levels(energy, key, init_steps, settings: _TuneSettings):
     return steps[::-1], accs[::-1]
 
 
+@rng_key_first(1)
 def tune_step_sizes(
+    rng_key: jax.Array,
     energy,
-    key: jax.Array,
     inner: str = "mala",
     *,
     num_chains: int = 64,
@@ -147,7 +148,7 @@ def tune_step_sizes(
         log_likelihood_fn,
         start,
     )
-    return _tune_levels(energy, key, init_steps, settings)
+    return _tune_levels(energy, rng_key, init_steps, settings)
 
 
 #: tuned steps per energy object: id(energy) -> (weak reference, {settings: steps})
@@ -186,8 +187,8 @@ def tuned_step_sizes(
     if settings is not None and entry is not None and settings in entry[1]:
         return entry[1][settings]
     steps, _ = tune_step_sizes(
-        energy,
         jax.random.key(TUNE_SEED),
+        energy,
         inner,
         num_integration_steps=num_integration_steps,
         log_likelihood_fn=log_likelihood_fn,
