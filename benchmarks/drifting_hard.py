@@ -170,13 +170,13 @@ def run_nuts(name, energy, budget, seed=1, num_warmup=200):
     if name in NUTS_GRADS_PER_STEP:
         per_step = NUTS_GRADS_PER_STEP[name]
     else:
-        pilot = hmc.run_chains(k_pilot, logp, x0[:64], num_warmup=num_warmup, num_samples=20)
+        pilot = hmc.run_chains(k_pilot, logp, x0[:64], num_warmup=num_warmup, num_draws=20)
         per_step = float(np.mean(np.asarray(pilot.num_gradient_evaluations)))
     steps_total = max(2 * 10, int(budget / (chains * per_step)))
     warm = min(num_warmup, steps_total // 2)
     n_samp = max(keep, steps_total - warm)
     t0 = time.perf_counter()
-    ch = hmc.run_chains(k_run, logp, x0, num_warmup=warm, num_samples=n_samp, max_num_doublings=depth)
+    ch = hmc.run_chains(k_run, logp, x0, num_warmup=warm, num_draws=n_samp, max_num_doublings=depth)
     secs = time.perf_counter() - t0
     ngrad = np.asarray(ch.num_gradient_evaluations)
     grads = float(ngrad.sum()) + warm * chains * float(ngrad.mean())  # warm-up counted at the sampling rate
@@ -204,8 +204,8 @@ def run_progressive(energy_name, budget, seed=2):
     T = energy.num_levels
     k = max(1, int(budget / (N_EVAL * T)))
     t0 = time.perf_counter()
-    x, info = progressive.sample(
-        jax.random.PRNGKey(seed), energy, N_EVAL, inner="mala", num_inner_steps=k, start="x_next", return_info=True
+    x, _, info = progressive.sample_trace(
+        jax.random.PRNGKey(seed), energy, N_EVAL, inner="mala", num_inner_steps=k, start="x_next"
     )
     x = np.asarray(x)
     grads = N_EVAL * T * k
@@ -217,7 +217,7 @@ def run_progressive(energy_name, budget, seed=2):
         "schedule": energy.schedule.name,
         "inner": "mala",
         "inner_steps_per_level": k,
-        "acceptance_per_level": [float(a) for a in np.asarray(info["acceptance_rate"])],
+        "acceptance_per_level": [float(a) for a in np.asarray(info.acceptance_rate)],
         "note": "step-size tuning runs not counted",
     }
 
@@ -226,16 +226,16 @@ def run_ais(energy, budget, seed=3, num_steps=2):
     n = N_EVAL
     bridges = max(8, int(budget / (n * num_steps)))
     t0 = time.perf_counter()
-    est, y, log_w = logz.ais(
+    est = logz.ais(
         jax.random.PRNGKey(seed),
         energy,
         level=0,
         num_particles=n,
         num_bridges=bridges,
         num_steps=num_steps,
-        return_samples=True,
         batch_size=1000,
     )
+    y, log_w = est.samples, est.log_weights
     x, ess = _resample(jax.random.PRNGKey(seed + 100), np.asarray(y), np.asarray(log_w, np.float64), N_EVAL)
     return x, {
         "energy_evals": int(est.num_energy_evals),

@@ -40,11 +40,11 @@ ORACLE_OPERATORS = ["inpaint:half", "inpaint:box", "inpaint:random0.5", "denoise
 DIGITS_OPERATORS = ["inpaint:half", "inpaint:random0.5", "denoise:0.2"]
 #: budgets compared by ``--part budget`` (name -> overrides of the defaults)
 BUDGETS = {
-    "32p-8x(20+20)": dict(num_particles=32, num_chains=8, num_warmup=20, num_samples=20),
-    "16p-4x(30+30)": dict(num_particles=16, num_chains=4, num_warmup=30, num_samples=30),
+    "32p-8x(20+20)": dict(num_particles=32, num_chains=8, num_warmup=20, num_draws=20),
+    "16p-4x(30+30)": dict(num_particles=16, num_chains=4, num_warmup=30, num_draws=30),
     "32p-smc-10final": dict(method="smc", num_particles=32, smc_kwargs={"num_final_steps": 10}),
     "64p-smc-10final": dict(method="smc", num_particles=64, smc_kwargs={"num_final_steps": 10}),
-    "64p-16x(20+10)": dict(num_particles=64, num_chains=16, num_warmup=20, num_samples=10),
+    "64p-16x(20+10)": dict(num_particles=64, num_chains=16, num_warmup=20, num_draws=10),
 }
 KEYS = [
     "level",
@@ -103,7 +103,7 @@ def parse(argv):
     )
     p.add_argument("--chains", type=int, default=D["num_chains"])
     p.add_argument("--warmup", type=int, default=D["num_warmup"])
-    p.add_argument("--samples", type=int, default=D["num_samples"])
+    p.add_argument("--samples", type=int, default=D["num_draws"])
     p.add_argument("--inner-steps", type=int, default=D["num_inner_steps"])
     p.add_argument("--max-doublings", type=int, default=D["max_num_doublings"])
     p.add_argument("--seed", type=int, default=0)
@@ -157,7 +157,7 @@ def main(argv=None):
         num_particles=args.particles,
         num_chains=args.chains,
         num_warmup=args.warmup,
-        num_samples=args.samples,
+        num_draws=args.samples,
         num_inner_steps=args.inner_steps,
         max_num_doublings=args.max_doublings,
         smc_kwargs={"num_mcmc_steps": args.mcmc_steps, "num_final_steps": args.final_steps},

@@ -53,7 +53,7 @@ def bench(energy, name, chains, draws, bar):
         bar.set_postfix_str(f"{name} {alg}")
         t0 = time.time()
         ch = hmc.sample_level(
-            jax.random.key(0), energy, num_chains=chains, algorithm=alg, num_warmup=draws, num_samples=draws, **kw
+            jax.random.key(0), energy, num_chains=chains, algorithm=alg, num_warmup=draws, num_draws=draws, **kw
         )
         jax.block_until_ready(ch.position)
         sec = time.time() - t0
@@ -146,9 +146,7 @@ def accuracy(name, schedule, n, nuts_chains, nuts_draws, bar):
 
     bar.set_postfix_str(f"{name} progressive-mala")
     t0 = time.time()
-    x, info = progressive.sample(
-        jax.random.key(3), e, n, inner="mala", num_inner_steps=3, start="normal", return_info=True
-    )
+    x, _, info = progressive.sample_trace(jax.random.key(3), e, n, inner="mala", num_inner_steps=3, start="normal")
     x = np.asarray(jax.block_until_ready(x))
     f = np.asarray(e.data_log_prob(x)).reshape(4, -1)
     rh = diagnostics.summarize(diagnostics.to_datatree(x.reshape(4, -1, e.dim), energy=f))["energy"]["rhat"]
@@ -160,7 +158,7 @@ def accuracy(name, schedule, n, nuts_chains, nuts_draws, bar):
         n,
         tol_n,
         typ_n,
-        {"rhat_energy": rh, "acceptance_min": float(np.min(info["acceptance_rate"]))},
+        {"rhat_energy": rh, "acceptance_min": float(np.min(info.acceptance_rate))},
     )
 
     bar.set_postfix_str(f"{name} long-run")
@@ -190,7 +188,7 @@ def accuracy(name, schedule, n, nuts_chains, nuts_draws, bar):
         x0,
         algorithm="nuts",
         num_warmup=nuts_draws,
-        num_samples=nuts_draws,
+        num_draws=nuts_draws,
     )
     pos = np.asarray(jax.block_until_ready(ch.position))
     resp = np.asarray(e.responsibilities(e.to_model(jnp.asarray(pos))))

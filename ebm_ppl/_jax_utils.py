@@ -94,21 +94,33 @@ def robbins_monro_increment(acceptance, target, gain: float = 2.0, iteration=Non
     return inc
 
 
+_PACKAGE_DIR = __import__("os").path.dirname(__import__("os").path.abspath(__file__))
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the first stack frame outside the ebm_ppl package (the
+    user's line), however deep in the library it is raised and whatever wrappers lie between."""
+    import warnings
+
+    warnings.warn(message, category, skip_file_prefixes=(_PACKAGE_DIR,))
+
+
 #: old keyword -> BlackJAX's spelling (the old ones work for one release, with a DeprecationWarning)
 RENAMED_KEYWORDS = {"target_accept": "target_acceptance", "num_leapfrog": "num_integration_steps"}
 
 
-def renamed_keywords(where: str, given: dict) -> dict:
+def renamed_keywords(where: str, given: dict, renames: dict | None = None) -> dict:
     """``{new_name: value}`` for the deprecated keywords in ``given`` (the function's ``**deprecated``),
-    each with a DeprecationWarning; any other name raises the TypeError Python would have raised."""
-    import warnings
+    each with a DeprecationWarning; any other name raises the TypeError Python would have raised.
+    ``renames``: this function's own old -> new names (default :data:`RENAMED_KEYWORDS`)."""
 
+    renames = RENAMED_KEYWORDS if renames is None else renames
     out = {}
     for old, value in given.items():
-        if old not in RENAMED_KEYWORDS:
+        if old not in renames:
             raise TypeError(f"{where}() got an unexpected keyword argument {old!r}")
-        new = RENAMED_KEYWORDS[old]
-        warnings.warn(f"{where}: {old}= is deprecated; use {new}=", DeprecationWarning, stacklevel=3)
+        new = renames[old]
+        warn(f"{where}: {old}= is deprecated; use {new}=", DeprecationWarning)
         out[new] = value
     return out
 
@@ -137,17 +149,15 @@ def rng_key_first(old_position: int):
     the key given as ``key=``, still works for one release with an :class:`ArgumentOrderWarning`
     (a DeprecationWarning) naming the new call."""
     import functools
-    import warnings
 
     def wrap(fn):
         where = f"{fn.__module__}.{fn.__qualname__}"
 
-        def warn(how: str) -> None:
-            warnings.warn(
+        def old_form(how: str) -> None:
+            warn(
                 f"{where}: {how}; the PRNG key is now the first argument, {fn.__name__}(rng_key, ...). "
                 f"The old form goes in the next release.",
                 ArgumentOrderWarning,
-                stacklevel=3,
             )
 
         @functools.wraps(fn)
@@ -155,12 +165,12 @@ def rng_key_first(old_position: int):
             if "key" in kwargs:
                 if "rng_key" in kwargs:
                     raise TypeError(f"{where}() got both rng_key= and its old name key=")
-                warn("key= is deprecated, use rng_key=")
+                old_form("key= is deprecated, use rng_key=")
                 kwargs["rng_key"] = kwargs.pop("key")
             if "rng_key" in kwargs and args and not is_prng_key(args[0]):
                 args = (kwargs.pop("rng_key"),) + args
             elif args and not is_prng_key(args[0]) and len(args) > old_position and is_prng_key(args[old_position]):
-                warn("the key was passed in its old position")
+                old_form("the key was passed in its old position")
                 args = (args[old_position],) + args[:old_position] + args[old_position + 1 :]
             return fn(*args, **kwargs)
 

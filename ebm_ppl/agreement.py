@@ -208,7 +208,7 @@ def mcmc_agreement(
     def logdensity(z):
         return prior.unnormalized_log_prob(z.reshape(shape))
 
-    chains = run_chains(k_run, logdensity, flat, algorithm="nuts", num_warmup=num_warmup, num_samples=num_draws)
+    chains = run_chains(k_run, logdensity, flat, algorithm="nuts", num_warmup=num_warmup, num_draws=num_draws)
     logd = np.asarray(chains.log_density, np.float64)
     rhat = float(az.rhat(logd))
     ess = float(az.ess(logd, method="bulk"))

@@ -82,7 +82,7 @@ def _log_z_reliable(prior) -> bool | None:
     info = getattr(prior, "log_z_info", None)  # any NumPyro distribution is accepted here
     if info is None:
         return None
-    return check_reliability(info, "bits_per_dim", stacklevel=4)
+    return check_reliability(info, "bits_per_dim")
 
 
 def bits_per_dim(

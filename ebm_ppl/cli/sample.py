@@ -97,12 +97,12 @@ def draw(
     if sampler == "progressive":
         if inner not in progressive.INNER_SAMPLERS:
             raise UsageError(f"unknown --inner {inner!r}; choose one of {', '.join(progressive.INNER_SAMPLERS)}")
-        x, info = progressive.sample(key, energy, n, inner=inner, num_inner_steps=steps, return_info=True, mesh=mesh)
+        trace = progressive.sample_trace(key, energy, n, inner=inner, num_inner_steps=steps, mesh=mesh)
         out.update(
-            samples=np.asarray(x),
-            step_sizes=info["step_sizes"],
-            level_acceptance=info["acceptance_rate"],
-            final_log_density=np.asarray(info["log_density"][0]),
+            samples=np.asarray(trace.samples),
+            step_sizes=trace.info.step_sizes,
+            level_acceptance=trace.info.acceptance_rate,
+            final_log_density=np.asarray(trace.info.log_density[0]),
         )
     elif sampler == "long-run":
         res = long_run.run(key, energy, n, steps_per_level=steps or 100, mesh=mesh, start=start, progress=progress)
@@ -118,7 +118,7 @@ def draw(
             raise UsageError(f"--level must be in 0..{energy.num_levels - 1}, got {level}")
         s = steps or 500
         ch = hmc.sample_level(
-            key, energy, t=level, num_chains=chains, algorithm=sampler, num_warmup=warmup or s, num_samples=s, mesh=mesh
+            key, energy, t=level, num_chains=chains, algorithm=sampler, num_warmup=warmup or s, num_draws=s, mesh=mesh
         )
         flat = np.asarray(ch.position).reshape((-1,) + tuple(energy.data_shape))
         out.update(

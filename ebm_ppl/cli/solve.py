@@ -84,8 +84,8 @@ def add_arguments(parser):
     parser.add_argument(
         "--samples",
         type=int,
-        default=d["num_samples"],
-        help=f"NUTS draws kept per chain (default {d['num_samples']}; 0 = the starts are the samples)",
+        default=d["num_draws"],
+        help=f"NUTS draws kept per chain (default {d['num_draws']}; 0 = the starts are the samples)",
     )
     parser.add_argument(
         "--inner",
@@ -185,7 +185,7 @@ def sampler_settings(args, level, mesh, n_dev):
     kwargs = dict(
         num_chains=args.chains,
         num_warmup=args.warmup,
-        num_samples=args.samples,
+        num_draws=args.samples,
         inner=args.inner,
         num_inner_steps=args.inner_steps,
         max_num_doublings=args.max_doublings,
@@ -216,7 +216,7 @@ def print_estimate(energy, n, kwargs):
         num_particles=kwargs.get("num_particles", 0),
         num_chains=kwargs["num_chains"],
         num_warmup=kwargs["num_warmup"],
-        num_samples=kwargs["num_samples"],
+        num_draws=kwargs["num_draws"],
         max_num_doublings=kwargs["max_num_doublings"],
         num_inner_steps=inner_steps,
         num_mcmc_steps=kwargs.get("smc_kwargs", {}).get("num_mcmc_steps", DEFAULTS["num_mcmc_steps"]),

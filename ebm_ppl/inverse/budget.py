@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl._jax_utils import renamed_keywords
 from ebm_ppl.inverse.density import default_inner, prior_log_density_fn
 
 __all__ = ["CostEstimate", "gradient_seconds", "estimate_cost", "SMC_STEPS_GUESS", "NUTS_TREE_FRACTION"]
@@ -86,7 +87,7 @@ def estimate_cost(
     num_particles: int = 16,
     num_chains: int = 4,
     num_warmup: int = 30,
-    num_samples: int = 30,
+    num_draws: int = 30,
     max_num_doublings: int = 4,
     num_inner_steps: int = 10,
     num_mcmc_steps: int = 2,
@@ -94,10 +95,14 @@ def estimate_cost(
     num_final_steps: int = 0,
     inner: str | None = None,
     per_gradient: tuple | None = None,
+    **deprecated,
 ) -> CostEstimate:
     """Gradient counts of a :func:`~ebm_ppl.inverse.sample_posterior` run and its time from the
     measured gradient cost (``per_gradient``: the (seconds, seconds in a loop, first-call seconds)
     of :func:`gradient_seconds` to reuse)."""
+    num_draws = renamed_keywords("inverse.estimate_cost", deprecated, {"num_samples": "num_draws"}).get(
+        "num_draws", num_draws
+    )
     P, T = int(num_problems), int(energy.num_levels)
     g, g_loop, first = per_gradient if per_gradient is not None else gradient_seconds(energy, level)
     grads, grads_max = {}, {}
@@ -120,7 +125,7 @@ def estimate_cost(
         grads_max["smc"] = 2 * grads["smc"]
         chains = num_chains if method == "smc+nuts" else 0
     tree = 2 ** int(max_num_doublings) - 1
-    nuts = P * chains * (num_warmup + num_samples) if num_samples > 0 else 0
+    nuts = P * chains * (num_warmup + num_draws) if num_draws > 0 else 0
     grads["nuts"] = int(nuts * tree * NUTS_TREE_FRACTION)
     grads_max["nuts"] = nuts * tree
 

@@ -26,7 +26,7 @@ import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
 from ebm_ppl import sharding
-from ebm_ppl._jax_utils import rng_key_first
+from ebm_ppl._jax_utils import renamed_keywords, rng_key_first
 from ebm_ppl.inverse.density import check_observations, pooled_covariance, posterior_log_density_fn
 
 __all__ = ["NUTSConfig", "nuts_posterior"]
@@ -119,7 +119,7 @@ def nuts_posterior(
     initial_positions,
     *,
     num_warmup: int = 100,
-    num_samples: int = 100,
+    num_draws: int = 100,
     inverse_mass_matrix=None,
     initial_step_size: float = 0.5,
     target_acceptance: float = 0.8,
@@ -128,21 +128,25 @@ def nuts_posterior(
     block: int = 25,
     mesh=None,
     prior_level: int = 0,
+    **deprecated,
 ):
     """NUTS from ``initial_positions`` (P, C, *data_shape).
 
-    Returns (samples (P, C * num_samples, *data_shape), info). ``inverse_mass_matrix``: (D,) or
+    Returns (samples (P, C * num_draws, *data_shape), info). ``inverse_mass_matrix``: (D,) or
     (D, D) shared by all problems (default: the pooled within-problem covariance of the starts).
     ``progress``: False, True (a tqdm bar) or an open bar to advance by one per step.
     ``mesh``: split the P * C chains (problem-major) over a device mesh (P a multiple of its size)."""
+    num_draws = renamed_keywords("inverse.nuts_posterior", deprecated, {"num_samples": "num_draws"}).get(
+        "num_draws", num_draws
+    )
     obs = check_observations(operator, observations)
     x0 = jnp.asarray(initial_positions, jnp.float32)
     P, C = x0.shape[:2]
     shape = tuple(energy.data_shape)
     if x0.shape != (P, C) + shape or P != obs.shape[0]:
         raise ValueError(f"initial positions must have shape ({obs.shape[0]}, C, {shape}), got {x0.shape}")
-    if num_warmup < 0 or num_samples < 0:
-        raise ValueError(f"num_warmup and num_samples must be non-negative, got {num_warmup}, {num_samples}")
+    if num_warmup < 0 or num_draws < 0:
+        raise ValueError(f"num_warmup and num_draws must be non-negative, got {num_warmup}, {num_draws}")
     if max_num_doublings < 1:
         raise ValueError(f"max_num_doublings must be at least 1, got {max_num_doublings}")
     imm = pooled_covariance(x0) if inverse_mass_matrix is None else jnp.asarray(inverse_mass_matrix, jnp.float32)
@@ -160,7 +164,7 @@ def nuts_posterior(
     states = _init_states(*common, sharding.maybe_shard_batch(x0.reshape(P * C, -1), mesh), config, mesh)
     da_state = jax.vmap(da_init)(jnp.full((P,), initial_step_size, jnp.float32))
     k_warm, k_draw = jax.random.split(rng_key)
-    bar, own_bar = _progress(num_warmup + num_samples, "NUTS", progress)
+    bar, own_bar = _progress(num_warmup + num_draws, "NUTS", progress)
     warm_acc = []
     for i, n in enumerate(_blocks(num_warmup, block)):
         keys = jax.random.split(jax.random.fold_in(k_warm, i), n)
@@ -170,7 +174,7 @@ def nuts_posterior(
     step_size = jax.vmap(da_final)(da_state) if num_warmup > 0 else jnp.full((P,), initial_step_size)
     eps = jnp.repeat(step_size, C)
     draws, accs, nsteps, divs = [], [], [], []
-    for i, n in enumerate(_blocks(num_samples, block)):
+    for i, n in enumerate(_blocks(num_draws, block)):
         keys = jax.random.split(jax.random.fold_in(k_draw, i), n)
         states, (pos, (acc, ns, dv)) = _draw_block(*common, imm, states, eps, keys, config, mesh)
         draws.append(np.asarray(pos))

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import rng_key_first
+from ebm_ppl._jax_utils import renamed_keywords, rng_key_first
 from ebm_ppl.inverse.density import (
     check_observations,
     pooled_covariance,
@@ -66,7 +66,7 @@ DEFAULTS = dict(
     num_integration_steps=5,
     num_chains=8,
     num_warmup=20,
-    num_samples=20,
+    num_draws=20,
     max_num_doublings=4,
     num_inner_steps=10,
 )
@@ -129,7 +129,7 @@ def sample_posterior(
     num_particles: int = DEFAULTS["num_particles"],
     num_chains: int = DEFAULTS["num_chains"],
     num_warmup: int = DEFAULTS["num_warmup"],
-    num_samples: int = DEFAULTS["num_samples"],
+    num_draws: int = DEFAULTS["num_draws"],
     max_num_doublings: int = DEFAULTS["max_num_doublings"],
     target_acceptance: float = 0.8,
     num_inner_steps: int | None = None,
@@ -140,6 +140,7 @@ def sample_posterior(
     inner: str | None = None,
     step_sizes=None,
     start: str = "x_next",
+    **deprecated,
 ) -> PosteriorResult:
     """Posterior samples for every row of ``observations`` (P, M).
 
@@ -152,11 +153,14 @@ def sample_posterior(
     ``num_inner_steps`` inner steps per level, default 10; 20 for the progressive warm start); ``smc_kwargs`` go to
     :func:`ebm_ppl.inverse.smc.smc_posterior` (``num_mcmc_steps``, ``num_final_steps``,
     ``initial_particles``, ...). NUTS: ``num_chains`` chains per problem, ``num_warmup``
-    adaptation steps, ``num_samples`` kept draws per chain (0: the starts are the samples).
+    adaptation steps, ``num_draws`` kept draws per chain (0: the starts are the samples).
     ``inner``: the progressive sampler's inner sampler (None: MALA, or the normal approximation
     for priors with 100 levels or more, :func:`~ebm_ppl.inverse.density.default_inner`).
     ``progress``: tqdm bars for the stages.
     """
+    num_draws = renamed_keywords("inverse.sample_posterior", deprecated, {"num_samples": "num_draws"}).get(
+        "num_draws", num_draws
+    )
     from ebm_ppl.inverse import smc as smc_mod
 
     energy, level = resolve_prior(energy, level)
@@ -191,7 +195,7 @@ def sample_posterior(
         kw = {
             "num_mcmc_steps": DEFAULTS["num_mcmc_steps"],
             "num_integration_steps": DEFAULTS["num_integration_steps"],
-            "num_final_steps": 0 if method == "smc+nuts" and num_samples > 0 else 10,
+            "num_final_steps": 0 if method == "smc+nuts" and num_draws > 0 else 10,
             **smc_kwargs,
         }
         particles, prior_x, info = smc_mod.smc_posterior(
@@ -234,7 +238,7 @@ def sample_posterior(
         )
         info["method"] = method
         info["prior_level"] = 0
-    if num_samples > 0:
+    if num_draws > 0:
         samples, nuts_info = nuts_posterior(
             k_nuts,
             energy,
@@ -243,7 +247,7 @@ def sample_posterior(
             obs,
             warm,
             num_warmup=num_warmup,
-            num_samples=num_samples,
+            num_draws=num_draws,
             inverse_mass_matrix=inverse_mass_matrix,
             max_num_doublings=max_num_doublings,
             target_acceptance=target_acceptance,

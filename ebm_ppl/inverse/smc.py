@@ -110,9 +110,7 @@ def prior_particles(rng_key, energy, num: int, *, num_inner_steps: int = 20, inn
     prior_scale(energy, level)  # validates the level
     if level == 0:
         return progressive.sample(rng_key, energy, num, inner=inner, num_inner_steps=num_inner_steps)
-    _, levels = progressive.sample(
-        rng_key, energy, num, inner=inner, num_inner_steps=num_inner_steps, return_levels=True
-    )
+    levels = progressive.sample_trace(rng_key, energy, num, inner=inner, num_inner_steps=num_inner_steps).levels
     T = energy.num_levels
     return levels[T - 1 - level] / float(energy.schedule.signal_scales[level])
 

@@ -28,6 +28,7 @@ tuning), :mod:`.annealed` (ais, reverse_ais, bdmc),
 
 from ebm_ppl.annealing_frames import LevelFrame, fit_frame, identity_frame
 from ebm_ppl.logz.annealed import ais, bdmc, reverse_ais
+from ebm_ppl.logz.config import AnnealingConfig, PilotConfig
 from ebm_ppl.logz.estimate import LogZEstimate
 from ebm_ppl.logz.ladder_estimator import ladder
 from ebm_ppl.logz.path import AnnealingPath, as_energy
@@ -36,6 +37,8 @@ from ebm_ppl.logz.reliability import ESS_FLOOR, KHAT_MAX, UnreliableLogZWarning,
 from ebm_ppl.logz.tempered_smc import smc
 
 __all__ = [
+    "AnnealingConfig",
+    "PilotConfig",
     "LogZEstimate",
     "ais",
     "reverse_ais",

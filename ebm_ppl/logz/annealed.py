@@ -8,9 +8,10 @@ import dataclasses
 import jax
 import numpy as np
 
-from ebm_ppl._jax_utils import renamed_keywords, rng_key_first
+from ebm_ppl._jax_utils import rng_key_first, warn
 from ebm_ppl.annealing_frames import from_model_batch, to_model_batch
 from ebm_ppl.energy.protocol import ExactSampler
+from ebm_ppl.logz.config import AnnealingConfig, PilotConfig, resolve_configs
 from ebm_ppl.logz.estimate import LogZEstimate, _curve, _weight_stats
 from ebm_ppl.logz.kernels import _run_path
 from ebm_ppl.logz.path import AnnealingPath, _check_level, _grad_count, _log_z_top, _path_frame, _reverse, as_energy
@@ -20,32 +21,23 @@ from ebm_ppl.logz.reliability import check_reliability, pareto_khat
 __all__ = ["ais", "reverse_ais", "bdmc"]
 
 
+def _tune_path(rng_key, energy, level, config, pilot, batch_size, mesh, progress):
+    """The pilot of ais, reverse_ais and bdmc: :func:`pilot_path` with their configs."""
+    return pilot_path(
+        rng_key,
+        energy,
+        level=level,
+        config=config,
+        pilot=pilot,
+        batch_size=batch_size,
+        mesh=mesh,
+        progress=progress,
+    )
+
+
 def _stage(progress, name):
     """``progress(name, done, total)`` as a ``(done, total)`` callback, or None."""
     return None if progress is None else (lambda done, total: progress(name, done, total))
-
-
-# the arguments of ais and reverse_ais that they pass on to pilot_path when no path is given
-_PILOT_OPTIONS = (
-    "level",
-    "num_bridges",
-    "num_steps",
-    "pilot_particles",
-    "pilot_bridges_per_level",
-    "target_acceptance",
-    "spacing",
-    "batch_size",
-    "transition",
-    "persistence",
-    "num_integration_steps",
-    "mesh",
-    "frame",
-    "progress",
-)
-
-
-def _pilot_options(arguments: dict) -> dict:
-    return {name: arguments[name] for name in _PILOT_OPTIONS}
 
 
 @rng_key_first(1)
@@ -55,23 +47,15 @@ def ais(
     *,
     level: int = 0,
     num_particles: int = 512,
-    num_bridges: int | None = None,
-    num_steps: int = 2,
-    transition: str = "mala",
-    persistence: float = 0.9,
-    num_integration_steps: int = 1,
+    config: AnnealingConfig | None = None,
+    pilot: PilotConfig | None = None,
     path: AnnealingPath | None = None,
-    pilot_particles: int = 64,
-    pilot_bridges_per_level: int = 32,
-    target_acceptance: float | None = None,
-    spacing: str = "adaptive",
     batch_size: int | None = None,
     data_shape=None,
-    return_samples: bool = False,
     mesh=None,
-    frame="fit",
     progress=None,
-    **deprecated,
+    return_samples: bool = False,
+    **options,
 ):
     """Annealed importance sampling from N(0, I) (level T) down to ``level``.
 
@@ -80,6 +64,11 @@ def ais(
       rng_key: PRNG key.
       level: stop at this level; log Z of every level passed is in ``result.levels``.
       num_particles: independent AIS chains.
+      config: an :class:`~ebm_ppl.logz.AnnealingConfig` (num_bridges, num_steps, transition,
+        persistence, num_integration_steps, spacing, frame); ``pilot``: a
+        :class:`~ebm_ppl.logz.PilotConfig` (pilot_particles, pilot_bridges_per_level,
+        target_acceptance, ...). Any of their fields may be given as a keyword of its own instead,
+        as below; a keyword overrides the NamedTuple's value.
       num_bridges: total bridges over all levels (default max(900, 4 per level)), placed by
         thermodynamic length measured in the pilot (``spacing="adaptive"``).
       num_steps: transition steps per bridge (each costs one gradient of each of the two levels).
@@ -98,20 +87,20 @@ def ais(
         shortens the path (gmm:64:4 at 2e6 gradients: stderr 0.05 -> 0.015).
       pilot_particles, pilot_bridges_per_level, target_acceptance: the pilot run that tunes step sizes.
       batch_size: run particles in batches of this size (memory).
-      return_samples: also return the final particles (N, *data_shape) and their log weights.
+      return_samples: deprecated: return ``(estimate, samples, log_weights)`` (the estimate carries
+        both as ``samples`` and ``log_weights``).
       mesh: a device mesh (:mod:`ebm_ppl.sharding`): particles split over its devices
         (``num_particles`` and ``batch_size`` multiples of its size); same estimate as one device.
       progress: optional ``progress(stage, done, total)`` callback (stages "frame pilot", "pilot",
         "anneal"; done/total count bridges x particle batches), e.g. to drive a progress bar.
 
     Returns a :class:`LogZEstimate` (``method="ais"``), ``lower`` = ``log_z`` (a stochastic lower
-    bound), or ``(estimate, samples, log_weights)`` with ``return_samples``. The estimate carries the
+    bound), with the final particles (``samples``, model space at ``level``) and their
+    ``log_weights``. The estimate carries the
     Pareto k-hat of its log weights; when it is unreliable (k-hat > 0.7 or ESS < 20,
     :mod:`ebm_ppl.logz.reliability`) an :class:`~ebm_ppl.logz.UnreliableLogZWarning` is emitted.
     """
-    renamed = renamed_keywords("logz.ais", deprecated)
-    target_acceptance = renamed.get("target_acceptance", target_acceptance)
-    num_integration_steps = renamed.get("num_integration_steps", num_integration_steps)
+    config, pilot = resolve_configs("logz.ais", config, pilot, options)
     energy = as_energy(energy, data_shape)
     level = _check_level(energy, level)
     T = energy.num_levels
@@ -124,7 +113,8 @@ def ais(
     k_pilot, k_init, k_run = jax.random.split(rng_key, 3)
     pilot_grads, meta = 0, {}
     if path is None:
-        path, pilot_grads, meta = pilot_path(k_pilot, energy, **_pilot_options(locals()))
+        path, pilot_grads, meta = _tune_path(k_pilot, energy, level, config, pilot, batch_size, mesh, progress)
+    num_steps = config.num_steps
     y0 = jax.random.normal(k_init, (num_particles,) + tuple(energy.data_shape))
     y, inc, acc, _, _ = _run_path(
         energy, k_run, y0, path, num_steps, batch_size=batch_size, mesh=mesh, progress=_stage(progress, "anneal")
@@ -169,10 +159,16 @@ def ais(
         meta=meta,
         khat=pareto_khat(final),
         log_weights=[float(v) for v in final],
+        samples=np.asarray(to_model_batch(frame_used, y, level)),
     )
-    check_reliability(est, "logz.ais", stacklevel=3)
+    check_reliability(est, "logz.ais")
     if return_samples:
-        return est, to_model_batch(frame_used, y, level), final
+        warn(
+            "logz.ais(return_samples=True) is deprecated (a flag should not change the result's type): "
+            "the estimate always carries the particles, use est.samples and est.log_weights",
+            DeprecationWarning,
+        )
+        return est, est.samples, final
     return est
 
 
@@ -183,22 +179,14 @@ def reverse_ais(
     samples,
     *,
     level: int = 0,
+    config: AnnealingConfig | None = None,
+    pilot: PilotConfig | None = None,
     path: AnnealingPath | None = None,
-    num_bridges: int | None = None,
-    num_steps: int = 2,
-    transition: str = "mala",
-    persistence: float = 0.9,
-    num_integration_steps: int = 1,
-    pilot_particles: int = 64,
-    pilot_bridges_per_level: int = 32,
-    target_acceptance: float | None = None,
-    spacing: str = "adaptive",
     batch_size: int | None = None,
     data_shape=None,
     mesh=None,
-    frame="fit",
     progress=None,
-    **deprecated,
+    **options,
 ):
     """Reverse AIS from ``samples`` of level ``level`` (model space, shape (N, *data_shape)) up to N(0, I).
 
@@ -208,16 +196,15 @@ def reverse_ais(
     then the figure is a heuristic upper bound. ``frame``, ``progress`` and the pilot options are those
     of :func:`ais`.
     """
-    renamed = renamed_keywords("logz.reverse_ais", deprecated)
-    target_acceptance = renamed.get("target_acceptance", target_acceptance)
-    num_integration_steps = renamed.get("num_integration_steps", num_integration_steps)
+    config, pilot = resolve_configs("logz.reverse_ais", config, pilot, options)
     energy = as_energy(energy, data_shape)
     level = _check_level(energy, level)
     T = energy.num_levels
     pilot_grads, meta = 0, {}
     k_pilot, k_run = jax.random.split(rng_key)
     if path is None:
-        path, pilot_grads, meta = pilot_path(k_pilot, energy, **_pilot_options(locals()))
+        path, pilot_grads, meta = _tune_path(k_pilot, energy, level, config, pilot, batch_size, mesh, progress)
+    num_steps = config.num_steps
     frame_used = _path_frame(energy, path)
     samples = from_model_batch(frame_used, samples, level)  # to the path's coordinates at the level
     rev, rev_start = _reverse(path)
@@ -261,7 +248,7 @@ def reverse_ais(
         khat=pareto_khat(log_w),
         log_weights=[float(v) for v in log_w],
     )
-    check_reliability(est, "logz.reverse_ais", stacklevel=3)
+    check_reliability(est, "logz.reverse_ais")
     return est
 
 
@@ -273,34 +260,24 @@ def bdmc(
     *,
     level: int = 0,
     num_particles: int = 512,
-    num_bridges: int | None = None,
-    num_steps: int = 2,
+    config: AnnealingConfig | None = None,
+    pilot: PilotConfig | None = None,
     batch_size: int | None = None,
     mesh=None,
-    frame="fit",
     progress=None,
-    **pilot,
+    **options,
 ):
     """Bidirectional Monte Carlo: forward AIS (stochastic lower bound) and reverse AIS from
     ``samples`` of the level (stochastic upper bound) on the same tuned path (and ``frame``, see
     :func:`ais`). Without ``samples`` an oracle's exact ``energy.sample(rng_key, num_particles, level)`` is
     used. Returns a LogZEstimate with ``log_z`` the forward estimate, ``lower``/``upper`` the two sides
     and the gap in ``meta``."""
+    config, pilot = resolve_configs("logz.bdmc", config, pilot, options)
     energy = as_energy(energy)
     level = _check_level(energy, level)
     k_pilot, k_fwd, k_rev, k_smp = jax.random.split(rng_key, 4)
-    path, pilot_grads, meta = pilot_path(
-        k_pilot,
-        energy,
-        level=level,
-        num_bridges=num_bridges,
-        num_steps=num_steps,
-        batch_size=batch_size,
-        mesh=mesh,
-        frame=frame,
-        progress=progress,
-        **pilot,
-    )
+    path, pilot_grads, meta = _tune_path(k_pilot, energy, level, config, pilot, batch_size, mesh, progress)
+    num_steps = config.num_steps
     if samples is None:
         if not isinstance(energy, ExactSampler):
             raise ValueError(
@@ -313,7 +290,7 @@ def bdmc(
         energy,
         level=level,
         num_particles=num_particles,
-        num_steps=num_steps,
+        config=config,
         path=path,
         batch_size=batch_size,
         mesh=mesh,
@@ -324,7 +301,7 @@ def bdmc(
         energy,
         samples,
         level=level,
-        num_steps=num_steps,
+        config=config,
         path=path,
         batch_size=batch_size,
         mesh=mesh,

@@ -25,6 +25,8 @@ class LogZEstimate:
       khat: Pareto k-hat of the final log weights (ArviZ's PSIS, :mod:`ebm_ppl.logz.reliability`);
         NaN when unknown (estimates stored before it existed, SMC).
       log_weights: the final log importance weights (N,) as a list of floats, or None.
+      samples: the final particles (N, *data_shape) in model space at ``level`` (AIS: weight them by
+        ``log_weights``; ladder: the level's samples), or None; not stored by ``to_json``.
       num_energy_evals, num_grad_evals: per-example evaluations of learned levels spent in total
         (pilot included; level T is closed form and not counted).
       curve: list of ``(num_samples, log_z)``: the estimate from the first m samples.
@@ -50,6 +52,7 @@ class LogZEstimate:
     meta: dict = dataclasses.field(default_factory=dict)
     khat: float = math.nan
     log_weights: list | None = dataclasses.field(default=None, repr=False, compare=False)
+    samples: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def reliable(self) -> bool:
@@ -70,7 +73,8 @@ class LogZEstimate:
 
     def to_json(self) -> dict:
         """A JSON-able dict (what checkpoints store), with ``reliable`` and the ``reliability`` sentence."""
-        d = dataclasses.asdict(self)
+        d = dataclasses.asdict(dataclasses.replace(self, samples=None))
+        d.pop("samples")
         d["levels"] = {str(k): v for k, v in self.levels.items()}
         d["curve"] = [[int(m), float(v)] for m, v in self.curve]
         d["reliable"] = self.reliable
@@ -113,6 +117,7 @@ class LogZEstimate:
             lower=None,
             upper=None,
             log_weights=None,
+            samples=None,
             khat=math.nan if khat is None else float(khat),
         )
 

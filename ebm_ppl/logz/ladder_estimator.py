@@ -54,14 +54,9 @@ def ladder(
             trajs = []
             for i, first in enumerate(range(0, num_samples, bs)):
                 n = min(bs, num_samples - first)
-                _, traj = progressive.sample(
-                    jax.random.fold_in(k_prog, i),
-                    energy,
-                    n,
-                    inner=inner,
-                    num_inner_steps=num_inner_steps,
-                    return_levels=True,
-                )
+                traj = progressive.sample_trace(
+                    jax.random.fold_in(k_prog, i), energy, n, inner=inner, num_inner_steps=num_inner_steps
+                ).levels
                 trajs.append(np.asarray(traj))
             traj = np.concatenate(trajs, axis=1)  # (T, M, ...) for t = T-1..0, diffusion scale
             for t in range(level + 1, T):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ebm_ppl._jax_utils import renamed_keywords, rng_key_first
+from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.annealing_frames import LevelFrame, fit_frame, identity_frame
+from ebm_ppl.logz.config import AnnealingConfig, PilotConfig, resolve_configs
 from ebm_ppl.logz.kernels import TRANSITIONS, _run_path
 from ebm_ppl.logz.path import (
     AnnealingPath,
@@ -28,33 +29,23 @@ def pilot_path(
     energy,
     *,
     level=0,
-    num_bridges=None,
-    num_steps=2,
-    pilot_particles=64,
-    pilot_bridges_per_level=32,
-    target_acceptance=None,
-    init_step_size=None,
-    min_bridges_per_level=4,
-    spacing="adaptive",
+    config: AnnealingConfig | None = None,
+    pilot: PilotConfig | None = None,
     batch_size=None,
-    transition="mala",
-    persistence=0.9,
-    num_integration_steps=1,
     mesh=None,
-    frame="identity",
-    frame_particles=256,
-    frame_bridges_per_level=16,
     progress=None,
-    **deprecated,
+    **options,
 ):
     """Tune an :class:`AnnealingPath` by a pilot run (its samples are then discarded).
 
-    The pilot runs ``pilot_bridges_per_level`` uniform bridges per level with the step size adapted
-    on the fly towards ``target_acceptance``, and records the spread sd_beta(f(., t) - f(., t+1)) along the
-    path. The returned path has ``num_bridges`` bridges placed at equal increments of the
-    thermodynamic length int sd d beta (``spacing="adaptive"``; ``"uniform"``: equal per level, equal
-    beta steps) with the pilot's step sizes, interpolated, FIXED.
+    The pilot runs ``pilot.pilot_bridges_per_level`` uniform bridges per level with the step size
+    adapted on the fly towards ``pilot.target_acceptance``, and records the spread
+    sd_beta(f(., t) - f(., t+1)) along the path. The returned path has ``config.num_bridges`` bridges
+    placed at equal increments of the thermodynamic length int sd d beta (``spacing="adaptive"``;
+    ``"uniform"``: equal per level, equal beta steps) with the pilot's step sizes, interpolated, FIXED.
 
+    ``config`` (:class:`~ebm_ppl.logz.AnnealingConfig`; here its frame defaults to ``"identity"``)
+    and ``pilot`` (:class:`~ebm_ppl.logz.PilotConfig`); any of their fields may be passed as a keyword.
     ``frame``: the coordinates the path runs in (:mod:`ebm_ppl.annealing_frames`): ``"identity"``
     (y_t = c_t x), a :class:`LevelFrame`, or ``"fit"``: a first pilot in the identity frame, a
     Gaussian fitted to its ``frame_particles`` final particles (:func:`fit_frame`; that pilot runs
@@ -63,30 +54,33 @@ def pilot_path(
     ``progress(stage, done, total)``: optional callback (stages "frame pilot", "pilot").
     Returns (path, pilot gradient count, meta).
     """
-    renamed = renamed_keywords("logz.pilot_path", deprecated)
-    target_acceptance = renamed.get("target_acceptance", target_acceptance)
-    num_integration_steps = renamed.get("num_integration_steps", num_integration_steps)
+    config, pilot = resolve_configs(
+        "logz.pilot_path", config, pilot, options, default=AnnealingConfig(frame="identity")
+    )
     energy = as_energy(energy)
     opts = dict(
         level=level,
-        num_bridges=num_bridges,
-        num_steps=num_steps,
-        pilot_particles=pilot_particles,
-        pilot_bridges_per_level=pilot_bridges_per_level,
-        target_accept=target_acceptance,
-        init_step_size=init_step_size,
-        min_bridges_per_level=min_bridges_per_level,
-        spacing=spacing,
+        num_bridges=config.num_bridges,
+        num_steps=config.num_steps,
+        pilot_particles=pilot.pilot_particles,
+        pilot_bridges_per_level=pilot.pilot_bridges_per_level,
+        target_accept=pilot.target_acceptance,
+        init_step_size=pilot.init_step_size,
+        min_bridges_per_level=pilot.min_bridges_per_level,
+        spacing=config.spacing,
         batch_size=batch_size,
-        transition=transition,
-        persistence=persistence,
-        num_leapfrog=num_integration_steps,
+        transition=config.transition,
+        persistence=config.persistence,
+        num_leapfrog=config.num_integration_steps,
         mesh=mesh,
     )
+    frame = config.frame
     stage = (lambda name: None) if progress is None else (lambda name: lambda d, t: progress(name, d, t))
     if isinstance(frame, str) and frame == "fit":
         k_fit, k_tune = jax.random.split(rng_key)
-        fit_opts = dict(opts, pilot_particles=frame_particles, pilot_bridges_per_level=frame_bridges_per_level)
+        fit_opts = dict(
+            opts, pilot_particles=pilot.frame_particles, pilot_bridges_per_level=pilot.frame_bridges_per_level
+        )
         _, fit_grads, _, y_pilot = _pilot(
             energy, k_fit, identity_frame(energy), **fit_opts, progress=stage("frame pilot")
         )
@@ -103,30 +97,23 @@ def pilot_grad_count(
     energy,
     *,
     level=0,
-    num_steps=2,
-    pilot_particles=64,
-    pilot_bridges_per_level=32,
-    frame="fit",
-    frame_particles=256,
-    frame_bridges_per_level=16,
-    transition="mala",
-    num_integration_steps=1,
-    **deprecated,
+    config: AnnealingConfig | None = None,
+    pilot: PilotConfig | None = None,
+    **options,
 ) -> int:
-    """Gradient evaluations :func:`pilot_path` spends with these options (to split a budget)."""
-    num_integration_steps = renamed_keywords("logz.pilot_grad_count", deprecated).get(
-        "num_integration_steps", num_integration_steps
-    )
+    """Gradient evaluations :func:`pilot_path` spends with these options (to split a budget); the
+    frame defaults to ``"fit"``, as in :func:`~ebm_ppl.logz.ais`."""
+    config, pilot = resolve_configs("logz.pilot_grad_count", config, pilot, options)
     energy = as_energy(energy)
     T = energy.num_levels
 
     def one(bridges, particles):
-        path = _uniform_path(energy, level, bridges, 1.0, transition, num_leapfrog=num_integration_steps)
-        return _grad_count(path, T, num_steps, particles)[1]
+        path = _uniform_path(energy, level, bridges, 1.0, config.transition, num_leapfrog=config.num_integration_steps)
+        return _grad_count(path, T, config.num_steps, particles)[1]
 
-    grads = one(pilot_bridges_per_level, pilot_particles)
-    if isinstance(frame, str) and frame == "fit":
-        grads += one(frame_bridges_per_level, frame_particles)
+    grads = one(pilot.pilot_bridges_per_level, pilot.pilot_particles)
+    if isinstance(config.frame, str) and config.frame == "fit":
+        grads += one(pilot.frame_bridges_per_level, pilot.frame_particles)
     return int(grads)
 
 

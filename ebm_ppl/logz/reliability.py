@@ -24,6 +24,8 @@ import warnings
 
 import numpy as np
 
+from ebm_ppl._jax_utils import warn
+
 __all__ = ["KHAT_MAX", "ESS_FLOOR", "UnreliableLogZWarning", "pareto_khat", "reliability", "check_reliability"]
 
 #: above this Pareto k-hat an importance-sampling estimate is unreliable (Vehtari et al. 2024)
@@ -118,13 +120,14 @@ def _entry_stats(entry) -> tuple[float, float, int | None, int, str]:
     )
 
 
-def check_reliability(entry_or_estimate, where: str, *, stacklevel: int = 2) -> bool:
+def check_reliability(entry_or_estimate, where: str, *, stacklevel: int | None = None) -> bool:
     """True when the log Z estimate (a :class:`~ebm_ppl.logz.LogZEstimate` or a stored entry dict,
     :func:`ebm_ppl.checkpoint.load_logz`) is reliable; otherwise warn once, in one line, with an
     :class:`UnreliableLogZWarning` saying ``where`` it was used, why, and what to do, and return False.
 
-    Exact log Z (``None`` passed, or an entry with neither ESS nor stderr) is reliable. ``stacklevel``
-    as in :func:`warnings.warn` (2: the caller of this function)."""
+    Exact log Z (``None`` passed, or an entry with neither ESS nor stderr) is reliable. The warning
+    points at the first line outside the ebm_ppl package (the user's call); ``stacklevel`` is kept
+    for compatibility and no longer used."""
     if entry_or_estimate is None:
         return True
     khat, ess, n, level, method = _entry_stats(entry_or_estimate)
@@ -136,11 +139,10 @@ def check_reliability(entry_or_estimate, where: str, *, stacklevel: int = 2) -> 
         return True  # a value given by hand / exact: nothing to judge
     ok, why = reliability(khat, ess, n)
     if not ok:
-        warnings.warn(
+        warn(
             f"{where}: log Z of level {level} ({method}) is unreliable ({why}): {unreliable_note(method)}; "
             f"re-estimate it with more particles and bridges (ebm-ppl logz CKPT --level {level} "
             f"--samples N --bridges B --write) or use a level whose log Z is reliable",
             UnreliableLogZWarning,
-            stacklevel=stacklevel,
         )
     return ok

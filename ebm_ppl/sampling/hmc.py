@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ebm_ppl._jax_utils import rng_key_first
+from ebm_ppl._jax_utils import renamed_keywords, rng_key_first
 from ebm_ppl.energy.base import level_scale, logdensity_fn
 
 __all__ = ["Chains", "level_log_density_fn", "run_chains", "sample_level", "sample_numpyro_model"]
@@ -64,13 +64,14 @@ def run_chains(
     *,
     algorithm: str = "nuts",
     num_warmup: int = 500,
-    num_samples: int = 500,
+    num_draws: int = 500,
     num_integration_steps: int = 2,
     target_acceptance: float = 0.8,
     step_size: float | None = None,
     inverse_mass_matrix=None,
     max_num_doublings: int = 10,
     mesh=None,
+    **deprecated,
 ) -> Chains:
     """C chains of BlackJAX ``hmc`` or ``nuts`` from ``initial_positions`` (leading axis C).
 
@@ -81,6 +82,7 @@ def run_chains(
     With ``step_size`` given, no adaptation is run (``inverse_mass_matrix`` defaults to ones);
     otherwise each chain runs ``window_adaptation`` for ``num_warmup`` steps.
     """
+    num_draws = renamed_keywords("hmc.run_chains", deprecated, {"num_samples": "num_draws"}).get("num_draws", num_draws)
     import blackjax
     from jax.flatten_util import ravel_pytree
 
@@ -120,7 +122,7 @@ def run_chains(
             )
             return state, (state.position, stats)
 
-        _, (positions, stats) = jax.lax.scan(draw, state, jax.random.split(k_run, num_samples))
+        _, (positions, stats) = jax.lax.scan(draw, state, jax.random.split(k_run, num_draws))
         return positions, stats, eps, imm
 
     from ebm_ppl import sharding
@@ -154,9 +156,9 @@ def sample_level(
     if init == "normal":
         x0 = jax.random.normal(k_init, shape)
     elif init == "level":
-        _, levels = progressive.sample(
-            k_init, energy, num_chains, inner="normal", num_inner_steps=0, return_levels=True, mesh=kwargs.get("mesh")
-        )
+        levels = progressive.sample_trace(
+            k_init, energy, num_chains, inner="normal", num_inner_steps=0, mesh=kwargs.get("mesh")
+        ).levels
         x_t = levels[energy.num_levels - 1 - int(t)] if int(t) < energy.num_levels else jax.random.normal(k_init, shape)
         x0 = x_t if space == "data" else x_t * level_scale(energy, t)
     else:

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import inner_unroll, rng_key_first, robbins_monro_increment
+from ebm_ppl._jax_utils import inner_unroll, rng_key_first, robbins_monro_increment, warn
 from ebm_ppl.energy.base import level_scale
 from ebm_ppl.sampling import progressive
 from ebm_ppl.sampling.progressive import kernel as progressive_kernel
@@ -333,14 +333,12 @@ def run_growing(
 
 def plot_step_sizes(result: LongRunResult, path: str, energy=None) -> str:
     """Deprecated: use :func:`ebm_ppl.plotting.plot_step_sizes` (plots live in the plotting layer)."""
-    import warnings
 
     from ebm_ppl.plotting import plot_step_sizes as _plot
 
-    warnings.warn(
+    warn(
         "ebm_ppl.sampling.long_run.plot_step_sizes moved to ebm_ppl.plotting.plot_step_sizes; "
         "this alias goes in the next release",
         DeprecationWarning,
-        stacklevel=2,
     )
     return _plot(result, path, energy, ACCEPTANCE_RANGE)

@@ -111,7 +111,7 @@ def small_problem():
     truths = orc.sample_data(jax.random.PRNGKey(1), 24)
     obs = op(truths) + s * jax.random.normal(jax.random.PRNGKey(2), (24, op.num_observations))
     res = sample_posterior(
-        jax.random.PRNGKey(3), orc, op, s, obs, num_chains=4, num_warmup=60, num_samples=75, method="progressive"
+        jax.random.PRNGKey(3), orc, op, s, obs, num_chains=4, num_warmup=60, num_draws=75, method="progressive"
     )
     return orc, op, s, truths, obs, res, exact_posterior(orc, op, s, obs)
 

@@ -43,7 +43,7 @@ def level_problem():
         num_particles=32,
         num_chains=8,
         num_warmup=30,
-        num_samples=40,
+        num_draws=40,
         num_inner_steps=5,
     )
     return orc, smooth, r2, op, s, truths, obs, res
@@ -64,7 +64,7 @@ def test_level_posterior_matches_exact_smoothed_mixture(level_problem):
 
 def test_compiled_once_across_calls(level_problem):
     orc, smooth, r2, op, s, truths, obs, res = level_problem
-    kw = dict(level=2, num_particles=32, num_chains=8, num_warmup=30, num_samples=40, num_inner_steps=5)
+    kw = dict(level=2, num_particles=32, num_chains=8, num_warmup=30, num_draws=40, num_inner_steps=5)
     before = (smc_mod._smc_step._cache_size(), nuts_mod._warm_block._cache_size(), nuts_mod._draw_block._cache_size())
     again = sample_posterior(jax.random.PRNGKey(9), orc, op, s, obs + 0.01, **kw)
     after = (smc_mod._smc_step._cache_size(), nuts_mod._warm_block._cache_size(), nuts_mod._draw_block._cache_size())
@@ -100,7 +100,7 @@ def test_cost_estimate_counts():
         num_particles=16,
         num_chains=4,
         num_warmup=30,
-        num_samples=30,
+        num_draws=30,
         max_num_doublings=4,
         num_inner_steps=10,
         num_mcmc_steps=2,

@@ -266,3 +266,45 @@ def test_deprecated_keywords_warn_and_give_the_same_estimate():
         logz.ais(jax.random.key(3), e, num_leapfrogs=2, **kw)
     with pytest.warns(DeprecationWarning, match="target_accept= is deprecated"):
         logz.pilot_path(jax.random.key(4), e, pilot_particles=8, pilot_bridges_per_level=4, target_accept=0.7)
+
+
+def test_ais_always_carries_its_particles_and_return_samples_warns():
+    """No flag changes the result's type: the estimate holds the final particles (model space) and
+    their log weights; to_json leaves the particles out; return_samples=True keeps the old tuple."""
+    e = target("gauss:3")
+    kw = dict(num_particles=64, num_bridges=40, pilot_particles=16, pilot_bridges_per_level=4, frame="identity")
+    est = logz.ais(jax.random.key(0), e, **kw)
+    assert est.samples.shape == (64, 3) and len(est.log_weights) == 64
+    assert "samples" not in est.to_json() and logz.LogZEstimate.from_json(est.to_json()).samples is None
+    assert est.at_level(e.num_levels - 1).samples is None
+    with pytest.warns(DeprecationWarning, match="est.samples"):
+        old, y, log_w = logz.ais(jax.random.key(0), e, return_samples=True, **kw)
+    np.testing.assert_array_equal(np.asarray(y), est.samples)
+    np.testing.assert_array_equal(np.asarray(log_w), np.asarray(est.log_weights))
+    assert old.log_z == est.log_z
+
+
+def test_ais_options_as_config_namedtuples_or_keywords_are_the_same_run():
+    """config=AnnealingConfig(...) / pilot=PilotConfig(...) and the same fields as keywords give the
+    same estimate to the bit; a keyword overrides the config; unknown keywords and wrong types raise."""
+    e = target("gauss:3")
+    cfg = logz.AnnealingConfig(num_bridges=40, transition="ghmc", frame="identity")
+    pcfg = logz.PilotConfig(pilot_particles=16, pilot_bridges_per_level=4)
+    a = logz.ais(jax.random.key(1), e, num_particles=64, config=cfg, pilot=pcfg)
+    b = logz.ais(
+        jax.random.key(1),
+        e,
+        num_particles=64,
+        num_bridges=40,
+        transition="ghmc",
+        frame="identity",
+        pilot_particles=16,
+        pilot_bridges_per_level=4,
+    )
+    assert a.log_z == b.log_z and a.meta["transition"] == "ghmc"
+    c = logz.ais(jax.random.key(1), e, num_particles=64, config=cfg, pilot=pcfg, transition="mala")
+    assert c.meta["transition"] == "mala" and c.log_z != a.log_z
+    with pytest.raises(TypeError, match="unexpected keyword argument 'num_bridge'"):
+        logz.ais(jax.random.key(1), e, num_bridge=40)
+    with pytest.raises(TypeError, match="config must be an AnnealingConfig"):
+        logz.ais(jax.random.key(1), e, config={"num_bridges": 40})

@@ -12,7 +12,7 @@ def test_nuts_on_gaussian_level_matches_exact_and_keeps_fields():
     from ebm_ppl import diagnostics
 
     e = target("gauss:8")
-    ch = hmc.sample_level(jax.random.key(0), e, num_chains=4, num_warmup=200, num_samples=250)
+    ch = hmc.sample_level(jax.random.key(0), e, num_chains=4, num_warmup=200, num_draws=250)
     assert ch.position.shape == (4, 250, 8)
     for f in ("log_density", "acceptance_rate", "is_divergent", "tree_depth", "num_gradient_evaluations"):
         assert getattr(ch, f).shape == (4, 250)
@@ -54,7 +54,7 @@ def test_hmc_on_numpyro_model_with_ebm_prior_conjugate_posterior():
         algorithm="hmc",
         num_integration_steps=8,
         num_warmup=300,
-        num_samples=400,
+        num_draws=400,
     )
     xs = np.asarray(samples["x"]).reshape(-1, 3)
     post_cov = C - K @ C
@@ -76,7 +76,7 @@ def test_nuts_gmm64_many_chains_from_exact_draws_mean_cov_weights():
     w_true = np.asarray(e.weights)
     x0 = e.sample_data(jax.random.key(7), C) + 0.3 * jax.random.normal(jax.random.key(9), (C, 64))
     ch = hmc.run_chains(
-        jax.random.key(8), hmc.level_log_density_fn(e, 0, "data"), x0, algorithm="nuts", num_samples=N, step_size=0.25
+        jax.random.key(8), hmc.level_log_density_fn(e, 0, "data"), x0, algorithm="nuts", num_draws=N, step_size=0.25
     )
     assert int(ch.is_divergent.sum()) == 0 and float(ch.acceptance_rate.mean()) > 0.5
     pos = np.asarray(ch.position)[:, N // 2 :]

@@ -98,7 +98,7 @@ def test_gmm64_progressive_mala_and_long_run(gmm64):
     from ebm_ppl import diagnostics
 
     e, n, ref = gmm64
-    x, info = progressive.sample(
+    x, _, info = progressive.sample_trace(
         jax.random.key(3),
         e,
         n,
@@ -106,10 +106,9 @@ def test_gmm64_progressive_mala_and_long_run(gmm64):
         num_inner_steps=3,
         start="normal",
         tune_kwargs=dict(num_chains=16, num_adapt=20, num_inner_steps=3),
-        return_info=True,
     )
     _check_mixture(x, e, n, ref, "mala")
-    assert np.all(np.asarray(info["acceptance_rate"]) > 0.3)
+    assert np.all(np.asarray(info.acceptance_rate) > 0.3)
     # R-hat on the energy: independent descents laid out as 4 chains x 64 draws
     energy = np.asarray(e.data_log_prob(x)).reshape(4, -1)
     s = diagnostics.summarize(diagnostics.to_datatree(np.asarray(x).reshape(4, -1, 64), energy=energy))
@@ -204,11 +203,11 @@ def test_default_sampler_gets_ncsn2_mode_weight_and_langevin_stays_the_papers_bi
     # tolerance is 0.04 (4.5 binomial sd). The old default (the paper's K = 30 Langevin) gives 0.60.
     e = target("ncsn2")
     n = 2000
-    x, info = progressive.sample(jax.random.key(0), e, n, return_info=True)
+    x, _, info = progressive.sample_trace(jax.random.key(0), e, n)
     w = _upper_mode_weight(e, x)
     assert abs(w - 0.8) < 0.04, w
-    assert int(info["top_level_stages"]) >= 1
-    assert np.all(np.asarray(info["acceptance_rate"]) > 0.4)
+    assert int(info.top_level_stages) >= 1
+    assert np.all(np.asarray(info.acceptance_rate) > 0.4)
     xl = progressive.sample(jax.random.key(0), e, n, inner="langevin")
     wl = _upper_mode_weight(e, xl)
     assert abs(wl - 0.8) > 0.1, wl  # the named paper option keeps its documented bias
@@ -282,3 +281,22 @@ def test_sample_argument_errors():
         progressive.sample(jax.random.key(0), e, 0)
     with pytest.raises(ValueError, match="top_level"):
         progressive.sample(jax.random.key(0), e, 4, top_level="smc")
+
+
+def test_sample_is_the_samples_of_sample_trace_and_the_old_flags_warn():
+    """One result type per function: sample -> array, sample_trace -> ProgressiveTrace. The
+    deprecated flags still give the old tuples, with the same draws."""
+    e = target("gmm4")
+    kw = dict(inner="normal", num_inner_steps=0)
+    trace = progressive.sample_trace(jax.random.key(5), e, 64, **kw)
+    assert isinstance(trace, progressive.ProgressiveTrace)
+    assert trace.levels.shape == (e.num_levels, 64, 2) and trace.info.log_density.shape == (e.num_levels, 64)
+    np.testing.assert_array_equal(np.asarray(trace.levels[-1]), np.asarray(trace.samples))
+    x = progressive.sample(jax.random.key(5), e, 64, **kw)
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(trace.samples))
+    with pytest.warns(DeprecationWarning, match="sample_trace"):
+        x_old, levels_old, info_old = progressive.sample(
+            jax.random.key(5), e, 64, return_levels=True, return_info=True, **kw
+        )
+    np.testing.assert_array_equal(np.asarray(levels_old), np.asarray(trace.levels))
+    assert set(info_old) == {"step_sizes", "acceptance_rate", "log_density", "top_level_stages"}

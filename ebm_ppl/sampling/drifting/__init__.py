@@ -39,8 +39,7 @@ The paper's evaluation protocol is :mod:`ebm_ppl.metrics.sampler_evaluation` and
 :func:`ebm_ppl.plotting.plot_samples_over_energy` (the old names here warn for one release).
 """
 
-import warnings as _warnings
-
+from ebm_ppl._jax_utils import warn as _warn
 from ebm_ppl.sampling.drifting.model import (
     ESTIMATORS,
     ConvGenerator,
@@ -116,10 +115,9 @@ def _plot_samples(energy, samples, reference, path, **kwargs):
 def __getattr__(name):
     if name not in _MOVED:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    _warnings.warn(
+    _warn(
         f"ebm_ppl.sampling.drifting.{name} moved to {_MOVED[name]}; the old name goes in the next release",
         DeprecationWarning,
-        stacklevel=2,
     )
     if name in ("evaluate", "reference_samples"):
         from ebm_ppl.metrics import sampler_evaluation

@@ -50,7 +50,14 @@ from ebm_ppl.sampling.progressive.kernel import (
     init,
     recovery_log_density,
 )
-from ebm_ppl.sampling.progressive.run import TOP_LEVEL, as_top_level_api, sample
+from ebm_ppl.sampling.progressive.run import (
+    TOP_LEVEL,
+    ProgressiveRunInfo,
+    ProgressiveTrace,
+    as_top_level_api,
+    sample,
+    sample_trace,
+)
 from ebm_ppl.sampling.progressive.tuning import TUNE_SEED, resolve_step_sizes, tune_step_sizes, tuned_step_sizes
 
 __all__ = [
@@ -66,6 +73,9 @@ __all__ = [
     "resolve_step_sizes",
     "as_top_level_api",
     "sample",
+    "sample_trace",
+    "ProgressiveTrace",
+    "ProgressiveRunInfo",
     "INNER_SAMPLERS",
     "MH_SAMPLERS",
     "STARTS",

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ebm_ppl import sharding
-from ebm_ppl._jax_utils import rng_key_first, scan_or_loop
+from ebm_ppl._jax_utils import rng_key_first, scan_or_loop, warn
 from ebm_ppl.sampling import top_level as _top
 from ebm_ppl.sampling.progressive.kernel import (
     DEFAULT_INNER,
@@ -96,8 +96,28 @@ def _level_step(states, key, *, energy, steps, settings: _RunSettings):
 TOP_LEVEL = ("auto", "tempered", "normal")
 
 
+class ProgressiveRunInfo(NamedTuple):
+    """Figures of one descent: ``step_sizes`` (T,) used (None for untuned Langevin), per-level
+    ``acceptance_rate`` (T - level,) and ``log_density`` (T - level, num_samples), both indexed by
+    t - level, and ``top_level_stages`` (tempering stages of the top level, 0 if none)."""
+
+    step_sizes: jax.Array | None
+    acceptance_rate: jax.Array
+    log_density: jax.Array
+    top_level_stages: jax.Array
+
+
+class ProgressiveTrace(NamedTuple):
+    """What :func:`sample_trace` returns: ``samples`` (num_samples, *data_shape), the x_level
+    reached; ``levels`` (T - level, num_samples, *data_shape), x_t at t = T-1, ..., level; ``info``."""
+
+    samples: jax.Array
+    levels: jax.Array
+    info: ProgressiveRunInfo
+
+
 @rng_key_first(1)
-def sample(
+def sample_trace(
     rng_key: jax.Array,
     energy,
     num_samples: int,
@@ -105,18 +125,16 @@ def sample(
     inner: str = DEFAULT_INNER,
     num_inner_steps: int | None = None,
     step_scale: float = 1.0,
-    return_levels: bool = False,
     step_sizes=None,
     num_integration_steps: int = 2,
     log_likelihood_fn: Callable | None = None,
     start: str | None = None,
-    return_info: bool = False,
     tune_kwargs: dict | None = None,
     mesh=None,
     level: int = 0,
     top_level: str = "auto",
 ):
-    """Progressive samples of the data x_0 (data space), shape (num_samples, *data_shape).
+    """Progressive samples of the data x_0 (data space) with every level visited and the run's figures.
 
     Defaults: ``inner="mala"`` with K = 10 (:func:`default_num_inner_steps`), each level's chain
     started at a normal-approximation draw, or x_{t+1} where that draw is absurd (``start="auto"``,
@@ -134,12 +152,10 @@ def sample(
     With a device ``mesh`` (:mod:`ebm_ppl.sharding`) the samples are split over its devices
     (``num_samples`` must be a multiple of its size); the draws equal the one-device ones.
 
-    With ``return_levels=True`` also returns x_t for every level visited, shape
-    (T - level, num_samples, *data_shape), ordered t = T-1, ..., level. For the MH-corrected inner
-    samplers without ``step_sizes``, the steps are tuned first (``tune_kwargs`` for
-    :func:`tune_step_sizes`). With ``return_info=True`` the last element returned is a dict with
-    ``step_sizes`` (T,), the per-level ``acceptance_rate`` and ``log_density`` (num_samples,) per
-    level, indexed by level t - level, and ``top_level_stages`` (tempering stages, 0 if none).
+    Returns a :class:`ProgressiveTrace`: ``samples`` (num_samples, *data_shape), x_level; ``levels``
+    (T - level, num_samples, *data_shape), x_t for every level visited, ordered t = T-1, ..., level;
+    ``info`` (:class:`ProgressiveRunInfo`). For the MH-corrected inner samplers without
+    ``step_sizes``, the steps are tuned first (``tune_kwargs`` for :func:`tune_step_sizes`).
     """
     num_inner_steps = default_num_inner_steps(inner) if num_inner_steps is None else num_inner_steps
     start = default_start(inner) if start is None else start
@@ -192,14 +208,63 @@ def sample(
     step = functools.partial(_level_step, energy=energy, steps=steps, settings=settings)
     # one jitted level per dispatch outside a trace (fast convolutions on CPU), lax.scan inside one
     states, (trajectory, info) = scan_or_loop(step, states, jax.random.split(k_run, T)[: T - level])
-    out = (states.position, trajectory) if return_levels else (states.position,)
-    if return_info:
-        out = out + (
-            {
-                "step_sizes": steps,
-                "acceptance_rate": jnp.mean(info.acceptance_rate, axis=1)[::-1],
-                "log_density": info.log_density[::-1],
-                "top_level_stages": stages,
-            },
-        )
-    return out[0] if len(out) == 1 else out
+    run_info = ProgressiveRunInfo(
+        step_sizes=steps,
+        acceptance_rate=jnp.mean(info.acceptance_rate, axis=1)[::-1],
+        log_density=info.log_density[::-1],
+        top_level_stages=stages,
+    )
+    return ProgressiveTrace(states.position, trajectory, run_info)
+
+
+@rng_key_first(1)
+def sample(
+    rng_key: jax.Array,
+    energy,
+    num_samples: int,
+    *,
+    inner: str = DEFAULT_INNER,
+    num_inner_steps: int | None = None,
+    step_scale: float = 1.0,
+    step_sizes=None,
+    num_integration_steps: int = 2,
+    log_likelihood_fn: Callable | None = None,
+    start: str | None = None,
+    tune_kwargs: dict | None = None,
+    mesh=None,
+    level: int = 0,
+    top_level: str = "auto",
+    return_levels: bool = False,
+    return_info: bool = False,
+):
+    """Progressive samples of the data x_0 (data space), shape (num_samples, *data_shape): the
+    ``samples`` of :func:`sample_trace` (every option is the same; see it for the defaults).
+
+    ``return_levels`` / ``return_info`` (deprecated: a flag should not change the result's type) give
+    the old tuples ``(x, levels)``, ``(x, info_dict)`` or ``(x, levels, info_dict)``; use
+    :func:`sample_trace`, whose result always holds all three."""
+    trace = sample_trace(
+        rng_key,
+        energy,
+        num_samples,
+        inner=inner,
+        num_inner_steps=num_inner_steps,
+        step_scale=step_scale,
+        step_sizes=step_sizes,
+        num_integration_steps=num_integration_steps,
+        log_likelihood_fn=log_likelihood_fn,
+        start=start,
+        tune_kwargs=tune_kwargs,
+        mesh=mesh,
+        level=level,
+        top_level=top_level,
+    )
+    if not (return_levels or return_info):
+        return trace.samples
+    warn(
+        "progressive.sample(return_levels=..., return_info=...) is deprecated: use progressive.sample_trace, "
+        "which returns ProgressiveTrace(samples, levels, info)",
+        DeprecationWarning,
+    )
+    out = (trace.samples, trace.levels) if return_levels else (trace.samples,)
+    return out + (trace.info._asdict(),) if return_info else out
