@@ -130,8 +130,18 @@ def _anneal_body(
     event_axes = tuple(range(1, 1 + len(energy.data_shape)))
 
     def body(carry, xs):
+        *bridge, active = xs
+        # padding bridges (inactive) leave the carry as it is: paths of any length share one compilation
+        return jax.lax.cond(active, lambda c: bridge_step(c, bridge), lambda c: (c, _idle_outputs(c)), carry)
+
+    def _idle_outputs(carry):
+        cache = carry[0]
+        zero = jnp.zeros((), cache.f.dtype)
+        return jnp.zeros(cache.f.shape[:1], cache.f.dtype), zero, zero, jnp.exp(carry[4]).astype(cache.f.dtype)
+
+    def bridge_step(carry, bridge):
         cache, hi_prev, lo_prev, beta_prev, log_eps = carry
-        key_j, hi, lo, b, eps_j = xs
+        key_j, hi, lo, b, eps_j = bridge
         pi_prev = _mix(cache.f, beta_prev)
         refresh = (hi != hi_prev) | (lo != lo_prev)
         f, g = jax.lax.cond(refresh, lambda c: evaluate(c.y, hi, lo), lambda c: (c.f, c.g), cache)
@@ -224,15 +234,19 @@ def _anneal(
     energies run in about 25 chunks instead of one; the result is the same)."""
     hi0, lo0, b0 = start
     cache = _anneal_start(energy, frame_arrays, key, y0, start)
-    keys = jax.random.split(key, t_hi.shape[0])
+    num_bridges = int(t_hi.shape[0])
+    keys = jax.random.split(key, num_bridges)
     carry = (cache, hi0, lo0, jnp.asarray(b0, y0.dtype), jnp.log(eps[0]))
-    xs = (keys, t_hi, t_lo, beta, eps)
     unroll = _runs_on_network(energy)
-    chunk = ANNEAL_CHUNK if unroll else max(int(t_hi.shape[0]), 1)
+    chunk = ANNEAL_CHUNK if unroll else _bucket(num_bridges, PATH_BUCKET)
     if progress is not None and not unroll:
-        chunk = max(-(-int(t_hi.shape[0]) // 25), 1)
+        chunk = _bucket(-(-num_bridges // 25), ANNEAL_CHUNK)
+    # every chunk has ``chunk`` bridges: the path is padded with inactive bridges to a multiple of it
+    padded = _bucket(num_bridges, chunk)
+    active = jnp.arange(padded) < num_bridges
+    xs = tuple(_pad_to(a, padded) for a in (keys, t_hi, t_lo, beta, eps)) + (active,)
     outputs = []
-    for first in range(0, t_hi.shape[0], chunk):
+    for first in range(0, padded, chunk):
         piece = jax.tree_util.tree_map(lambda a, first=first: a[first : first + chunk], xs)
         carry, out = _anneal_chunk(
             energy,
@@ -251,9 +265,27 @@ def _anneal(
         outputs.append(out)
         if progress is not None:
             jax.block_until_ready(out)
-            progress(min(first + chunk, int(t_hi.shape[0])))
-    inc, acc, spread, steps = (jnp.concatenate(parts) for parts in zip(*outputs))
+            progress(min(first + chunk, num_bridges))
+    inc, acc, spread, steps = (jnp.concatenate(parts)[:num_bridges] for parts in zip(*outputs))
     return carry[0].y, inc, acc, spread, steps
+
+
+#: analytic energies run the whole path in one scan of a multiple of this many bridges (so runs
+#: whose tuned paths differ in length, as adaptive spacing makes them, share one compilation)
+PATH_BUCKET = 128
+
+
+def _bucket(n: int, size: int) -> int:
+    """The smallest multiple of ``size`` that is at least ``max(n, 1)``."""
+    return max(-(-int(n) // int(size)), 1) * int(size)
+
+
+def _pad_to(a, length: int):
+    """``a`` (J, ...) padded to ``length`` rows by repeating its last row."""
+    extra = length - a.shape[0]
+    if extra == 0:
+        return a
+    return jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
 
 
 TRANSITIONS = ("ghmc", "hmc", "mala")

@@ -201,6 +201,16 @@ def contrastive_loss(log_density, params, y_pos, y_neg, t, schedule, output_reg=
     return loss, aux
 
 
+def _contrastive_pairs(key, x0, t, schedule):
+    """(t, y_t, x_{t+1}, the key left for the negatives) of the contrastive objectives: levels drawn
+    uniformly when ``t`` is None, then the training pairs."""
+    k_t, k_pair, k_mc = jax.random.split(key, 3)
+    if t is None:
+        t = sample_levels(k_t, x0.shape[0], schedule.num_levels)
+    y_pos, x_next = make_pairs(k_pair, x0, t, schedule)
+    return t, y_pos, x_next, k_mc
+
+
 def recovery_likelihood_loss(
     log_density: LogDensity,
     params,
@@ -214,10 +224,7 @@ def recovery_likelihood_loss(
     output_reg: float = 0.0,
 ):
     """(a) Diffusion recovery likelihood with K Langevin steps (T6: K = 30)."""
-    k_t, k_pair, k_mc = jax.random.split(key, 3)
-    if t is None:
-        t = sample_levels(k_t, x0.shape[0], schedule.num_levels)
-    y_pos, x_next = make_pairs(k_pair, x0, t, schedule)
+    t, y_pos, x_next, k_mc = _contrastive_pairs(key, x0, t, schedule)
     y_neg = langevin_conditional(
         log_density,
         jax.lax.stop_gradient(params),
@@ -241,10 +248,7 @@ def normal_approx_loss(
     schedule: Schedule,
 ):
     """(b) T1k: negatives from the normal approximation N(x_{t+1} + s^2 grad f(x_{t+1}), s^2)."""
-    k_t, k_pair, k_mc = jax.random.split(key, 3)
-    if t is None:
-        t = sample_levels(k_t, x0.shape[0], schedule.num_levels)
-    y_pos, x_next = make_pairs(k_pair, x0, t, schedule)
+    t, y_pos, x_next, k_mc = _contrastive_pairs(key, x0, t, schedule)
     sigma = _bcast(_table(schedule.conditional_sigmas, x0.dtype)[t], x0)
     p = jax.lax.stop_gradient(params)
     score = jax.grad(lambda y: jnp.sum(log_density(p, y, t)))(x_next)

@@ -308,3 +308,21 @@ def test_ais_options_as_config_namedtuples_or_keywords_are_the_same_run():
         logz.ais(jax.random.key(1), e, num_bridge=40)
     with pytest.raises(TypeError, match="config must be an AnnealingConfig"):
         logz.ais(jax.random.key(1), e, config={"num_bridges": 40})
+
+
+def test_a_second_ais_run_compiles_nothing():
+    """The annealing chunks and their start are module-level jits with the energy an argument: a
+    second run with another key, and one on another energy of the same structure (new means), add no
+    compilation (counted on the jit caches, chex.assert_max_traces-style)."""
+    from ebm_ppl.energy import GaussianOracle
+    from ebm_ppl.logz import kernels
+
+    e = target("gauss:3")
+    kw = dict(num_particles=32, num_bridges=24, pilot_particles=8, pilot_bridges_per_level=2, frame="identity")
+    logz.ais(jax.random.key(0), e, **kw)
+    sizes = (kernels._anneal_chunk._cache_size(), kernels._anneal_start._cache_size())
+    logz.ais(jax.random.key(1), e, **kw)
+    moved = GaussianOracle(np.asarray(e.mean(0)) + 0.5, np.asarray(e.covariance(0)), e.schedule)
+    est = logz.ais(jax.random.key(2), moved, **kw)
+    assert (kernels._anneal_chunk._cache_size(), kernels._anneal_start._cache_size()) == sizes
+    assert abs(est.log_z - moved.log_z(0)) < 1.0  # it did run on the new energy
