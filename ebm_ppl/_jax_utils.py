@@ -97,12 +97,21 @@ def robbins_monro_increment(acceptance, target, gain: float = 2.0, iteration=Non
 _PACKAGE_DIR = __import__("os").path.dirname(__import__("os").path.abspath(__file__))
 
 
+def _skipped_prefixes() -> tuple[str, ...]:
+    """ebm_ppl's folder, and NumPyro's distributions (an EBMPrior is built through its metaclass)."""
+    import os
+
+    import numpyro.distributions
+
+    return (_PACKAGE_DIR, os.path.dirname(os.path.abspath(numpyro.distributions.__file__)))
+
+
 def warn(message: str, category: type[Warning]) -> None:
     """``warnings.warn`` attributed to the first stack frame outside the ebm_ppl package (the
     user's line), however deep in the library it is raised and whatever wrappers lie between."""
     import warnings
 
-    warnings.warn(message, category, skip_file_prefixes=(_PACKAGE_DIR,))
+    warnings.warn(message, category, skip_file_prefixes=_skipped_prefixes())
 
 
 #: old keyword -> BlackJAX's spelling (the old ones work for one release, with a DeprecationWarning)
@@ -123,6 +132,24 @@ def renamed_keywords(where: str, given: dict, renames: dict | None = None) -> di
         warn(f"{where}: {old}= is deprecated; use {new}=", DeprecationWarning)
         out[new] = value
     return out
+
+
+def resolve_options(where: str, config_type, config, options: dict, renames: dict | None = None):
+    """``config`` (an instance of the NamedTuple ``config_type``, or None for its defaults) with the
+    keyword ``options`` applied: each a field name, or an old name in ``renames`` (old -> new, which
+    warns); any other keyword raises the TypeError Python would have raised."""
+    if config is None:
+        config = config_type()
+    elif not isinstance(config, config_type):
+        raise TypeError(f"{where}: config must be a {config_type.__name__}, got {type(config).__name__}")
+    options = dict(options)
+    old = {name: options.pop(name) for name in list(options) if name in (renames or {})}
+    unknown = [name for name in options if name not in config_type._fields]
+    if unknown:
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
+    for new, value in renamed_keywords(where, old, renames).items():
+        options.setdefault(new, value)
+    return config._replace(**options)
 
 
 class ArgumentOrderWarning(DeprecationWarning):

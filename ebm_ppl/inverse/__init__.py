@@ -27,6 +27,7 @@ from ebm_ppl.inverse.operators import (
     from_name,
 )
 from ebm_ppl.inverse.posterior import (
+    PosteriorConfig,
     PosteriorResult,
     annealed_log_likelihood_fn,
     credible_interval,
@@ -46,6 +47,7 @@ __all__ = [
     "posterior_model",
     "as_prior",
     "sample_posterior",
+    "PosteriorConfig",
     "PosteriorResult",
     "annealed_log_likelihood_fn",
     "posterior_log_density_fn",

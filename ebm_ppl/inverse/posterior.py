@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import renamed_keywords, rng_key_first
+from ebm_ppl._jax_utils import resolve_options, rng_key_first
 from ebm_ppl.inverse.density import (
     check_observations,
     pooled_covariance,
@@ -41,6 +41,7 @@ from ebm_ppl.inverse.nuts import nuts_posterior
 from ebm_ppl.inverse.warmstart import annealed_log_likelihood_fn, progressive_posterior
 
 __all__ = [
+    "PosteriorConfig",
     "PosteriorResult",
     "annealed_log_likelihood_fn",
     "posterior_log_density_fn",
@@ -116,6 +117,30 @@ def resolve_prior(prior, level: int | None = None):
     return prior, 0 if level is None else int(level)
 
 
+class PosteriorConfig(NamedTuple):
+    """The options of :func:`sample_posterior` (defaults: :data:`DEFAULTS`, the measured budget).
+
+    Fields: ``method`` (None: ``"smc+nuts"``, or ``"progressive"`` with a device mesh), SMC
+    ``num_particles`` per problem and ``smc_kwargs`` for :func:`~ebm_ppl.inverse.smc.smc_posterior`,
+    NUTS ``num_chains`` per problem, ``num_warmup``, ``num_draws`` per chain (0: the warm starts are
+    the samples), ``max_num_doublings``, ``target_acceptance``; the progressive prior draws'
+    ``num_inner_steps`` (None: 10, 20 for the progressive warm start), ``inner``, ``step_sizes`` and
+    ``start``."""
+
+    method: str | None = None
+    num_particles: int = DEFAULTS["num_particles"]
+    num_chains: int = DEFAULTS["num_chains"]
+    num_warmup: int = DEFAULTS["num_warmup"]
+    num_draws: int = DEFAULTS["num_draws"]
+    max_num_doublings: int = DEFAULTS["max_num_doublings"]
+    target_acceptance: float = 0.8
+    num_inner_steps: int | None = None
+    inner: str | None = None
+    step_sizes: object = None
+    start: str = "x_next"
+    smc_kwargs: dict | None = None
+
+
 @rng_key_first(4)
 def sample_posterior(
     rng_key,
@@ -125,22 +150,11 @@ def sample_posterior(
     observations,
     *,
     level: int | None = None,
-    method: str | None = None,
-    num_particles: int = DEFAULTS["num_particles"],
-    num_chains: int = DEFAULTS["num_chains"],
-    num_warmup: int = DEFAULTS["num_warmup"],
-    num_draws: int = DEFAULTS["num_draws"],
-    max_num_doublings: int = DEFAULTS["max_num_doublings"],
-    target_acceptance: float = 0.8,
-    num_inner_steps: int | None = None,
+    config: PosteriorConfig | None = None,
     inverse_mass_matrix=None,
     progress=False,
     mesh=None,
-    smc_kwargs: dict | None = None,
-    inner: str | None = None,
-    step_sizes=None,
-    start: str = "x_next",
-    **deprecated,
+    **options,
 ) -> PosteriorResult:
     """Posterior samples for every row of ``observations`` (P, M).
 
@@ -156,11 +170,20 @@ def sample_posterior(
     adaptation steps, ``num_draws`` kept draws per chain (0: the starts are the samples).
     ``inner``: the progressive sampler's inner sampler (None: MALA, or the normal approximation
     for priors with 100 levels or more, :func:`~ebm_ppl.inverse.density.default_inner`).
-    ``progress``: tqdm bars for the stages.
+    ``progress``: tqdm bars for the stages. The options are the fields of :class:`PosteriorConfig`,
+    given as ``config=`` or as keywords of their own (a keyword overrides the config).
+
+    Why the default method depends on ``mesh``: the SMC path runs on one device (its resampling and
+    tempering are per problem, not sharded), so with a device mesh the sharded progressive warm
+    start is the default.
     """
-    num_draws = renamed_keywords("inverse.sample_posterior", deprecated, {"num_samples": "num_draws"}).get(
-        "num_draws", num_draws
+    config = resolve_options(
+        "inverse.sample_posterior", PosteriorConfig, config, options, renames={"num_samples": "num_draws"}
     )
+    method, num_particles, num_chains = config.method, config.num_particles, config.num_chains
+    num_warmup, num_draws, max_num_doublings = config.num_warmup, config.num_draws, config.max_num_doublings
+    target_acceptance, num_inner_steps, inner = config.target_acceptance, config.num_inner_steps, config.inner
+    step_sizes, start, smc_kwargs = config.step_sizes, config.start, config.smc_kwargs
     from ebm_ppl.inverse import smc as smc_mod
 
     energy, level = resolve_prior(energy, level)

@@ -174,3 +174,23 @@ def test_solve_end_to_end_json(tmp_path, capsys):
     metrics = json.loads(lines[-1])
     assert metrics["level"] == 0 and metrics["num_problems"] == 6 and metrics["estimated_seconds"] > 0
     assert json.loads((out / "metrics.json").read_text())["psnr"] == metrics["psnr"]
+
+
+def test_sample_posterior_options_as_a_config_or_as_keywords_are_the_same_run():
+    """PosteriorConfig fields given as config= or as keywords: the same draws; num_samples= (the old
+    per-chain name) warns and means num_draws; unknown keywords raise."""
+    from ebm_ppl.inverse import PosteriorConfig
+    from ebm_ppl.inverse.operators import Inpaint
+
+    orc = target("gmm:4:2")
+    op, s = Inpaint([True, True, False, False]), 0.1
+    obs = jnp.zeros((2, 2))
+    cfg = PosteriorConfig(method="smc", num_particles=16, num_inner_steps=2)
+    a = sample_posterior(jax.random.PRNGKey(3), orc, op, s, obs, config=cfg)
+    b = sample_posterior(jax.random.PRNGKey(3), orc, op, s, obs, method="smc", num_particles=16, num_inner_steps=2)
+    np.testing.assert_array_equal(np.asarray(a.samples), np.asarray(b.samples))
+    with pytest.warns(DeprecationWarning, match="num_samples= is deprecated; use num_draws="):
+        c = sample_posterior(jax.random.PRNGKey(3), orc, op, s, obs, config=cfg, num_samples=0)
+    np.testing.assert_array_equal(np.asarray(c.samples), np.asarray(a.samples))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'num_particle'"):
+        sample_posterior(jax.random.PRNGKey(3), orc, op, s, obs, num_particle=16)
