@@ -48,7 +48,7 @@ def dequantised(x, seed=0):
 
 
 def bpd_stats(log_p, dim):
-    b = data.bits_per_dim(np.asarray(log_p), dim, 256)
+    b = data.log_prob_to_bits_per_dim(np.asarray(log_p), dim, 256)
     return float(np.mean(b)), float(np.std(b, ddof=1) / math.sqrt(len(b)))
 
 

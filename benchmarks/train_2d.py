@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from ebm_ppl import checkpoint, data  # noqa: E402
 from ebm_ppl.train import get_preset, train  # noqa: E402
-from ebm_ppl.train.evaluate import sample_quality_2d  # noqa: E402
+from ebm_ppl.train.evaluate import model_sample_quality_2d  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -74,7 +74,7 @@ def main(argv=None):
                 if (seed == args.seeds[0] and s == args.sample_seeds[0])
                 else None
             )
-            _, fig = sample_quality_2d(
+            _, fig = model_sample_quality_2d(
                 run,
                 None,
                 args.data,

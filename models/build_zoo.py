@@ -30,7 +30,7 @@ import ebm_ppl
 from ebm_ppl import checkpoint, data, logz, metrics
 from ebm_ppl.plotting import save_image_grid
 from ebm_ppl.sampling import progressive
-from ebm_ppl.train.evaluate import flat_figures, sample_quality_2d
+from ebm_ppl.train.evaluate import flat_figures, model_sample_quality_2d
 from ebm_ppl.train.loop import sampling_options
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -97,8 +97,8 @@ def ship(run_dir: str, name: str) -> str:
 def score_2d(energy, config, dest, data_name):
     """2000 progressive samples (the checkpoint's sampler, key 0) against 2000 test points:
     biased MMD^2 at h = 0.1 and the median h, with the data-vs-data null and their ratio
-    (:func:`ebm_ppl.train.evaluate.sample_quality_2d`); the scatter goes to ``samples.png``."""
-    _, figures = sample_quality_2d(
+    (:func:`ebm_ppl.train.evaluate.model_sample_quality_2d`); the scatter goes to ``samples.png``."""
+    _, figures = model_sample_quality_2d(
         energy,
         config.get("sampling") or {},
         data_name,

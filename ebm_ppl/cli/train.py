@@ -132,10 +132,12 @@ def run(args) -> dict:
         f"final loss {result['final_loss']:.4g}; checkpoint in {args.out}"
     )
     if not args.no_eval and args.data in data_mod.TWO_D_NAMES:
-        from ebm_ppl.train.evaluate import flat_figures, sample_quality_2d
+        from ebm_ppl.train.evaluate import flat_figures, model_sample_quality_2d
 
         scatter = None if args.no_samples else os.path.join(args.out, "samples", "quality.png")
-        _, figures = sample_quality_2d(args.out, None, args.data, n=args.eval_samples, key=args.seed, scatter=scatter)
+        _, figures = model_sample_quality_2d(
+            args.out, None, args.data, n=args.eval_samples, key=args.seed, scatter=scatter
+        )
         result.update(flat_figures(figures))
         # headline: the worse of the two bandwidths (the coarse median h and the mode-resolving 0.1)
         result["mmd_ratio"] = max(figures["median"]["mmd_ratio"], figures["h0.1"]["mmd_ratio"])

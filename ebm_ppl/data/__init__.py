@@ -15,7 +15,7 @@ Uniform dequantisation adds ``(u - 1/2) * 2 / L`` with ``u ~ U(0, 1)`` per coord
 ``x = (v + u) * 2 / L - 1``, which fills each bin exactly and never leaves [-1, 1]. A continuous
 density ``p`` on [-1, 1]^D then bounds the discrete log-likelihood of the bins:
 ``log P(v) >= E_u log p(x) + D log(2 / L)`` and bits/dim is
-``-(log p(x) + D log(2/L)) / (D log 2)`` (:func:`bits_per_dim`); the uniform density on the cube
+``-(log p(x) + D log(2/L)) / (D log 2)`` (:func:`log_prob_to_bits_per_dim`); the uniform density on the cube
 gives exactly ``log2(L)`` bits/dim.
 
 Data sets (``names()``): ``digits``, ``patches``, ``photos`` and the 2-D sets ``checkerboard``,
@@ -47,7 +47,7 @@ from ebm_ppl.data.builtin import (
     names,
     sample_2d,
 )
-from ebm_ppl.data.quantise import bin_width, bits_per_dim, dequantize, to_raw
+from ebm_ppl.data.quantise import bin_width, bits_per_dim, dequantize, log_prob_to_bits_per_dim, to_raw
 from ebm_ppl.data.user import IMAGE_EXTENSIONS, USER_FRACTIONS, USER_SEED
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "bin_width",
     "dequantize",
     "to_raw",
+    "log_prob_to_bits_per_dim",
     "bits_per_dim",
     "is_builtin",
     "photos",

@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 
-from ebm_ppl._jax_utils import rng_key_first
+from ebm_ppl._jax_utils import rng_key_first, warn
 from ebm_ppl.data._common import DataError
 from ebm_ppl.data.api import info
 
-__all__ = ["bin_width", "dequantize", "to_raw", "bits_per_dim"]
+__all__ = ["bin_width", "dequantize", "to_raw", "log_prob_to_bits_per_dim", "bits_per_dim"]
 
 
 def _levels_of(info_or_levels) -> int | None:
@@ -58,7 +58,7 @@ def to_raw(x, info_or_levels) -> np.ndarray:
     return np.clip(v, 0, lv - 1).astype(np.int64)
 
 
-def bits_per_dim(log_prob, dim: int, info_or_levels) -> np.ndarray:
+def log_prob_to_bits_per_dim(log_prob, dim: int, info_or_levels) -> np.ndarray:
     """Bits/dim of the discrete data from a continuous log density on data space [-1, 1]^D.
 
     ``log_prob`` is ``log p(x)`` at dequantised points (in nats, the density in *data* space; an
@@ -73,3 +73,14 @@ def bits_per_dim(log_prob, dim: int, info_or_levels) -> np.ndarray:
     lp = np.asarray(log_prob, np.float64)
     vol = 0.0 if lv is None else dim * math.log(2.0 / lv)
     return -(lp + vol) / (dim * math.log(2.0))
+
+
+def bits_per_dim(log_prob, dim: int, info_or_levels) -> np.ndarray:
+    """Deprecated name of :func:`log_prob_to_bits_per_dim` (it converts a log density; the estimate
+    of a prior's bits/dim is :func:`ebm_ppl.bits_per_dim`)."""
+    warn(
+        "ebm_ppl.data.bits_per_dim is now data.log_prob_to_bits_per_dim (ebm_ppl.bits_per_dim estimates a "
+        "prior's bits/dim); the old name goes in the next release",
+        DeprecationWarning,
+    )
+    return log_prob_to_bits_per_dim(log_prob, dim, info_or_levels)

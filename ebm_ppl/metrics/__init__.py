@@ -41,7 +41,8 @@ from ebm_ppl.metrics.digits import (
     predict_digits,
     train_digits_classifier,
 )
-from ebm_ppl.metrics.mmd import MMDResult, median_bandwidth, mmd, mmd2_null_expectation, sample_quality_2d
+from ebm_ppl.metrics.mmd import MMDResult, median_bandwidth, mmd, mmd2_null_expectation
+from ebm_ppl.metrics.sample_quality import sample_quality_2d
 from ebm_ppl.metrics.sampler_evaluation import evaluate as evaluate_sampler
 from ebm_ppl.metrics.sampler_evaluation import reference_samples
 

@@ -1,6 +1,6 @@
 """Sample quality of a trained 2-D model, as ``ebm-ppl train`` reports it and the zoo cards show it.
 
-:func:`sample_quality_2d` draws ``n`` progressive samples with the checkpoint's own sampler
+:func:`model_sample_quality_2d` draws ``n`` progressive samples with the checkpoint's own sampler
 settings (the preset's ``sample`` block, stored as ``sampling`` in ``config.json``) and compares
 them with the first ``n`` test points of the data set by :func:`ebm_ppl.metrics.sample_quality_2d`
 (biased RBF MMD^2 at the median bandwidth and at h = 0.1, each as a ratio to the expected MMD^2
@@ -12,10 +12,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-__all__ = ["sample_quality_2d", "flat_figures"]
+__all__ = ["model_sample_quality_2d", "sample_quality_2d", "flat_figures"]
 
 
-def sample_quality_2d(
+def model_sample_quality_2d(
     energy,
     sample_cfg: dict | None,
     name: str,
@@ -56,6 +56,19 @@ def sample_quality_2d(
             reference=data.load(name, "test")[: int(n)],
         )
     return x, figures
+
+
+def sample_quality_2d(*args, **kwargs):
+    """Deprecated name of :func:`model_sample_quality_2d` (``ebm_ppl.metrics.sample_quality_2d``
+    scores given samples; this draws them from a model first)."""
+    from ebm_ppl._jax_utils import warn
+
+    warn(
+        "ebm_ppl.train.evaluate.sample_quality_2d is now model_sample_quality_2d "
+        "(metrics.sample_quality_2d scores samples you give it); the old name goes in the next release",
+        DeprecationWarning,
+    )
+    return model_sample_quality_2d(*args, **kwargs)
 
 
 def flat_figures(figures: dict) -> dict:

@@ -101,10 +101,10 @@ def test_bits_per_dim_bookkeeping(levels):
     # The uniform density on [-1, 1]^D, log p = -D log 2, gives exactly log2(levels) bits/dim;
     # equivalently the L^D bins of volume (2/L)^D tile the cube.
     D = 64
-    assert data.bits_per_dim(-D * math.log(2.0), D, levels) == pytest.approx(math.log2(levels), abs=1e-12)
+    assert data.log_prob_to_bits_per_dim(-D * math.log(2.0), D, levels) == pytest.approx(math.log2(levels), abs=1e-12)
     assert levels * data.bin_width(levels) == pytest.approx(2.0)
     # Continuous data: no bin volume term.
-    assert data.bits_per_dim(-D * math.log(2.0), D, None) == pytest.approx(1.0)
+    assert data.log_prob_to_bits_per_dim(-D * math.log(2.0), D, None) == pytest.approx(1.0)
 
 
 def test_unknown_name_lists_datasets():
