@@ -130,18 +130,8 @@ def _anneal_body(
     event_axes = tuple(range(1, 1 + len(energy.data_shape)))
 
     def body(carry, xs):
-        *bridge, active = xs
-        # padding bridges (inactive) leave the carry as it is: paths of any length share one compilation
-        return jax.lax.cond(active, lambda c: bridge_step(c, bridge), lambda c: (c, _idle_outputs(c)), carry)
-
-    def _idle_outputs(carry):
-        cache = carry[0]
-        zero = jnp.zeros((), cache.f.dtype)
-        return jnp.zeros(cache.f.shape[:1], cache.f.dtype), zero, zero, jnp.exp(carry[4]).astype(cache.f.dtype)
-
-    def bridge_step(carry, bridge):
         cache, hi_prev, lo_prev, beta_prev, log_eps = carry
-        key_j, hi, lo, b, eps_j = bridge
+        key_j, hi, lo, b, eps_j = xs
         pi_prev = _mix(cache.f, beta_prev)
         refresh = (hi != hi_prev) | (lo != lo_prev)
         f, g = jax.lax.cond(refresh, lambda c: evaluate(c.y, hi, lo), lambda c: (c.f, c.g), cache)
@@ -241,10 +231,13 @@ def _anneal(
     chunk = ANNEAL_CHUNK if unroll else _bucket(num_bridges, PATH_BUCKET)
     if progress is not None and not unroll:
         chunk = _bucket(-(-num_bridges // 25), ANNEAL_CHUNK)
-    # every chunk has ``chunk`` bridges: the path is padded with inactive bridges to a multiple of it
+    # every chunk has ``chunk`` bridges: the path is padded to a multiple of it with copies of its last
+    # bridge. A copy adds exactly 0 to the log weights (same pair of levels, same beta: no reweighting)
+    # and its moves leave the final bridge's density invariant, so the estimate is that of the path.
     padded = _bucket(num_bridges, chunk)
-    active = jnp.arange(padded) < num_bridges
-    xs = tuple(_pad_to(a, padded) for a in (keys, t_hi, t_lo, beta, eps)) + (active,)
+    pad_keys = jax.random.split(jax.random.fold_in(key, 0x5EED), max(padded - num_bridges, 1))
+    keys = jnp.concatenate([keys, pad_keys[: padded - num_bridges]])
+    xs = (keys,) + tuple(_pad_to(a, padded) for a in (t_hi, t_lo, beta, eps))
     outputs = []
     for first in range(0, padded, chunk):
         piece = jax.tree_util.tree_map(lambda a, first=first: a[first : first + chunk], xs)
@@ -271,8 +264,9 @@ def _anneal(
 
 
 #: analytic energies run the whole path in one scan of a multiple of this many bridges (so runs
-#: whose tuned paths differ in length, as adaptive spacing makes them, share one compilation)
-PATH_BUCKET = 128
+#: whose tuned paths differ in length, as adaptive spacing makes them, share one compilation; the
+#: copies of the last bridge that pad it cost at most PATH_BUCKET - 1 bridges of moves)
+PATH_BUCKET = 64
 
 
 def _bucket(n: int, size: int) -> int:

@@ -185,12 +185,14 @@ def test_sample_posterior_options_as_a_config_or_as_keywords_are_the_same_run():
     orc = target("gmm:4:2")
     op, s = Inpaint([True, True, False, False]), 0.1
     obs = jnp.zeros((2, 2))
-    cfg = PosteriorConfig(method="smc", num_particles=16, num_inner_steps=2)
+    cfg = PosteriorConfig(method="progressive", num_chains=4, num_inner_steps=2, num_draws=0)
     a = sample_posterior(jax.random.PRNGKey(3), orc, op, s, obs, config=cfg)
-    b = sample_posterior(jax.random.PRNGKey(3), orc, op, s, obs, method="smc", num_particles=16, num_inner_steps=2)
+    b = sample_posterior(
+        jax.random.PRNGKey(3), orc, op, s, obs, method="progressive", num_chains=4, num_inner_steps=2, num_draws=0
+    )
     np.testing.assert_array_equal(np.asarray(a.samples), np.asarray(b.samples))
     with pytest.warns(DeprecationWarning, match="num_samples= is deprecated; use num_draws="):
-        c = sample_posterior(jax.random.PRNGKey(3), orc, op, s, obs, config=cfg, num_samples=0)
+        c = sample_posterior(jax.random.PRNGKey(3), orc, op, s, obs, config=cfg._replace(num_draws=5), num_samples=0)
     np.testing.assert_array_equal(np.asarray(c.samples), np.asarray(a.samples))
     with pytest.raises(TypeError, match="unexpected keyword argument 'num_particle'"):
         sample_posterior(jax.random.PRNGKey(3), orc, op, s, obs, num_particle=16)
