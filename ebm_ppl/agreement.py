@@ -1,7 +1,7 @@
 """Do a prior's sampler and its density describe the same distribution?
 
 ``EBMPrior.sample`` draws by progressive sampling, ``EBMPrior.log_prob`` is the level's energy
-normalised by its log Z. Nothing in training forces the two to agree (DESIGN.md section 8: the
+normalised by its log Z. Nothing in training forces the two to agree (docs/models.md: the
 2-D T6 model's level-0 density put 98.5% of its mass near two points while its sampler drew the
 checkerboard). Two checks, both against a null that says what a perfect sampler would score:
 

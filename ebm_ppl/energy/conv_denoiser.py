@@ -8,7 +8,7 @@
 
 Divided by the level's energy scale (the NCSN ladder's marginal noise variance s_t^2) this is
 ``f(y, t) = -|y - g|^2 / (2 s_t^2) <= 0``, normalisable at every level whatever the weights
-(DESIGN.md section 7). ``g_p`` depends on the pixels within the receptive field of ``p`` only
+(docs/models.md). ``g_p`` depends on the pixels within the receptive field of ``p`` only
 (``4 num_blocks + 5`` pixels wide, 3x3 convolutions, no pooling, no global term), so the
 energy is a sum of local terms: one network scores 8x8 patches, 32x32 crops or whole photos, and
 :meth:`ConvDenoiserEnergyNet.local_terms` returns the per-pixel terms (B, H, W).

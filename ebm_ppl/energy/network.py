@@ -6,7 +6,7 @@
 the squared Langevin step size of the level). The optional Gaussian base term (``base_variance``,
 ``None`` to omit it as the official code does) makes every level normalisable whatever the
 network does far from the data: a spectrally normalised network grows at most linearly, the base
-term falls quadratically (see DESIGN.md section 7 on energies that are not densities).
+term falls quadratically (see docs/models.md on energies that are not densities).
 """
 
 from __future__ import annotations

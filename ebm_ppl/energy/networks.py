@@ -228,7 +228,7 @@ class DenoiserEnergyNet(nn.Module):
     denoiser g = bound * tanh(residual MLP). Divided by the level's energy scale (the marginal
     noise variance for the NCSN ladder) this is f(y, t) = -|y - g|^2 / (2 sigma_t^2) <= 0, which
     falls off like a Gaussian of width sigma_t far from [-bound, bound]^D: every level is
-    normalisable whatever the weights (DESIGN.md section 7), unlike a free-form net / s_t^2.
+    normalisable whatever the weights (docs/models.md, docs/training.md), unlike a free-form net / s_t^2.
 
     Attributes:
       width, depth, temb_dim, activation: the residual MLP (as :class:`MLPEnergyNet`).

@@ -172,7 +172,7 @@ PRESETS: dict[str, dict] = {
     "dsm-denoiser-digits": {
         **_COMMON,
         "description": "density first: bounded-denoiser energy f = -|y - 1.05 tanh(MLP)|^2 / (2 sigma^2), "
-        "DSM on the NCSN ladder 1.5..0.05 (L=10), 8x8 digits (DESIGN.md section 7)",
+        "DSM on the NCSN ladder 1.5..0.05 (L=10), 8x8 digits (docs/models.md)",
         "data": "digits",
         "network": {"name": "denoiser", "width": 256, "depth": 3, "temb_dim": 32, "activation": "swish"},
         "schedule": "ncsn:10:1.5:0.05",
@@ -190,7 +190,7 @@ PRESETS: dict[str, dict] = {
         **_COMMON,
         "description": "CPU-sized T1k for 8x8 digits: bounded-denoiser energy f = -|y - 1.05 tanh(MLP)|^2 / (2 v_t) "
         "(v_t the level's DSM noise variance), DSM on grad f over the 1000 drl levels "
-        "(the paper's other T1k objective, DESIGN.md section 3); sampled by the normal approximation",
+        "(the paper's other T1k objective, docs/training.md); sampled by the normal approximation",
         "data": "digits",
         "network": {
             "name": "denoiser",
