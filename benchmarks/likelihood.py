@@ -4,7 +4,7 @@
         [--probes 4] [--rtol 1e-5] [--oracles]
 
 AIS: ebm_ppl.likelihood.bits_per_dim(EBMPrior(ckpt)) with the stored log Z (EBM's own normalised
-level-0 density). ELBO and ODE: ebm_ppl.likelihood_bounds.bits_per_dim_without_log_z (density of the
+level-0 density). ELBO and ODE: ebm_ppl.likelihood.bits_per_dim_without_log_z (density of the
 diffusion that uses the model's score; no log Z). Same split, dequantisation (17 levels, bins 2/17)
 and data-space map. Each row: bits/dim, standard error (over examples; Monte Carlo part separately),
 wall time, score evaluations. With no digits checkpoint under models/ (or with --oracles) it runs on
@@ -42,8 +42,8 @@ def _ais_row(prior, x, key, levels):
 
 
 def _bound_rows(energy, x, key, levels, args, reference=None):
-    from ebm_ppl.likelihood_bounds import bits_per_dim_without_log_z
-    from ebm_ppl.likelihood_bounds.elbo import _default_method
+    from ebm_ppl.likelihood import bits_per_dim_without_log_z
+    from ebm_ppl.likelihood.elbo import _default_method
 
     rows = {}
     # the ELBO for the schedule (discrete for drl, continuous for ncsn), plus the continuous
@@ -82,7 +82,7 @@ def _bound_rows(energy, x, key, levels, args, reference=None):
 def run_models(paths, args):
     from ebm_ppl import checkpoint, data
     from ebm_ppl.distribution import EBMPrior, MissingLogZError
-    from ebm_ppl.likelihood_bounds import training_reference
+    from ebm_ppl.likelihood import training_reference
 
     x = data.load("digits", "test")[: args.n]
     levels = data.info("digits")["levels"]

@@ -114,6 +114,20 @@ def warn(message: str, category: type[Warning]) -> None:
     warnings.warn(message, category, skip_file_prefixes=_skipped_prefixes())
 
 
+def alias_moved_module(old: str, new: str, submodules: dict[str, str] | None = None):
+    """The body of a deprecated module ``old`` whose code moved to ``new``: warns once (a
+    DeprecationWarning naming ``new``) and registers ``old.<name>`` as the module ``new.<target>``
+    for each ``name: target`` of ``submodules``, so ``import old.name`` keeps working for one
+    release. Returns the module ``new`` (the shim re-exports its public names)."""
+    import importlib
+    import sys
+
+    warn(f"{old} moved to {new}; import from {new} (the old name goes in the next release)", DeprecationWarning)
+    for name, target in (submodules or {}).items():
+        sys.modules[f"{old}.{name}"] = importlib.import_module(f"{new}.{target}")
+    return importlib.import_module(new)
+
+
 #: old keyword -> BlackJAX's spelling (the old ones work for one release, with a DeprecationWarning)
 RENAMED_KEYWORDS = {"target_accept": "target_acceptance", "num_leapfrog": "num_integration_steps"}
 

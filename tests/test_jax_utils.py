@@ -1,4 +1,4 @@
-"""The argument-order shim: the PRNG key first (``rng_key``), old call forms warn for one release."""
+"""Deprecation shims: the PRNG key first (``rng_key``), old call forms and moved modules warn for one release."""
 
 from __future__ import annotations
 
@@ -42,3 +42,31 @@ def test_a_key_that_was_last_moves_to_the_front():
         old = np.asarray(observe(Denoise((4,)), 0.5, truths, key))
     np.testing.assert_array_equal(new, old)
     assert new.std() > 0.3
+
+
+def _fresh_import(name):
+    """Import ``name`` as if for the first time (drop it and its submodules from sys.modules)."""
+    import importlib
+    import sys
+
+    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[loaded]
+    return importlib.import_module(name)
+
+
+def test_moved_modules_keep_their_old_import_paths_for_one_release():
+    import importlib
+
+    import ebm_ppl.energy.network_energy as network_energy
+    import ebm_ppl.likelihood as likelihood
+    import ebm_ppl.likelihood.log_z_free as log_z_free
+    import ebm_ppl.likelihood.ode as ode
+
+    with pytest.warns(DeprecationWarning, match="moved to ebm_ppl.likelihood;"):
+        old = _fresh_import("ebm_ppl.likelihood_bounds")
+    assert old.ode_log_prob is likelihood.ode_log_prob and old.elbo is likelihood.elbo
+    assert importlib.import_module("ebm_ppl.likelihood_bounds.ode") is ode
+    assert importlib.import_module("ebm_ppl.likelihood_bounds.bpd") is log_z_free
+    with pytest.warns(DeprecationWarning, match="moved to ebm_ppl.energy.network_energy"):
+        old_network = _fresh_import("ebm_ppl.energy.network")
+    assert old_network.NetworkEnergy is network_energy.NetworkEnergy

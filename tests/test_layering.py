@@ -7,7 +7,7 @@ Layers, lowest first (a module belongs to the longest prefix listed):
     base          schedules, sharding, data, annealing frames, jax helpers, the version
     energy        the energy protocol, oracles, targets, networks; checkpoints (they build energies)
     kernels       progressive kernel, top-level sampler, HMC/NUTS glue, long-run chains
-    estimators    logz, likelihood bounds, bits/dim, the drifting sampler
+    estimators    logz, likelihoods (bits/dim, ELBO, ODE), the drifting sampler
     distribution  EBMPrior and the NumPyro kernel
     inverse       forward operators and posteriors
     edges         metrics, plotting, ArviZ diagnostics, agreement checks, evaluations with plots
@@ -50,7 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ebm_ppl.sampling.long_run",
         ),
     ),
-    ("estimators", ("ebm_ppl.logz", "ebm_ppl.likelihood_bounds", "ebm_ppl.likelihood", "ebm_ppl.sampling.drifting")),
+    ("estimators", ("ebm_ppl.logz", "ebm_ppl.likelihood", "ebm_ppl.likelihood_bounds", "ebm_ppl.sampling.drifting")),
     ("distribution", ("ebm_ppl.distribution", "ebm_ppl.sampling.numpyro_kernel", "ebm_ppl.sampling")),
     ("inverse", ("ebm_ppl.inverse",)),
     (

@@ -123,7 +123,7 @@ def _bar(args):
 def _run_without_log_z(args, energy, x, name, facts):
     import jax
 
-    from ebm_ppl.likelihood_bounds import bits_per_dim_without_log_z
+    from ebm_ppl.likelihood import bits_per_dim_without_log_z
 
     if args.level != 0:
         raise UsageError(f"--method {args.method} gives the density of the data level only (--level 0)")
@@ -135,7 +135,7 @@ def _run_without_log_z(args, energy, x, name, facts):
         else {"num_probes": args.probes, "rtol": args.rtol, "atol": args.rtol}
     )
     if args.reference == "train" and not args.target:
-        from ebm_ppl.likelihood_bounds import training_reference
+        from ebm_ppl.likelihood import training_reference
 
         budget["reference"] = training_reference(name)
     r = bits_per_dim_without_log_z(

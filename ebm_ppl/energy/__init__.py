@@ -8,7 +8,7 @@ from ebm_ppl.energy.base import (
     register_pytree,
     standard_normal_log_density,
 )
-from ebm_ppl.energy.network import NetworkEnergy
+from ebm_ppl.energy.network_energy import NetworkEnergy
 from ebm_ppl.energy.oracles import GaussianOracle, MixtureOracle, gaussian_mixture_posterior, mixture_log_prob
 from ebm_ppl.energy.protocol import (
     ExactRecovery,

@@ -1,22 +1,15 @@
-"""Likelihoods that need no log Z: the diffusion ELBOs and the probability-flow ODE
-(see docs/likelihood.md). Re-exported by :mod:`ebm_ppl.likelihood`."""
+"""Deprecated: moved to :mod:`ebm_ppl.likelihood` (its ODE is an estimate, not a bound).
 
-from ebm_ppl.likelihood_bounds.common import ContinuousTime, GaussianReference, LikelihoodEstimate, gaussian_reference
-from ebm_ppl.likelihood_bounds.elbo import ELBO_METHODS, continuous_elbo, discrete_elbo, elbo
+``ebm_ppl.likelihood_bounds`` and its submodules keep working for one release with a
+DeprecationWarning; ``likelihood_bounds.bpd`` is now :mod:`ebm_ppl.likelihood.log_z_free`.
+"""
 
-__all__ = [
-    "elbo",
-    "discrete_elbo",
-    "continuous_elbo",
-    "LikelihoodEstimate",
-    "ContinuousTime",
-    "ELBO_METHODS",
-    "GaussianReference",
-    "gaussian_reference",
-]
-from ebm_ppl.likelihood_bounds.ode import ode_log_prob  # noqa: E402
+from ebm_ppl._jax_utils import alias_moved_module
 
-__all__ += ["ode_log_prob"]
-from ebm_ppl.likelihood_bounds.bpd import bits_per_dim_without_log_z, training_reference  # noqa: E402
-
-__all__ += ["bits_per_dim_without_log_z", "training_reference"]
+_moved = alias_moved_module(
+    "ebm_ppl.likelihood_bounds",
+    "ebm_ppl.likelihood",
+    {name: name for name in ("common", "elbo", "elbo_continuous", "elbo_discrete", "ode")} | {"bpd": "log_z_free"},
+)
+globals().update({name: getattr(_moved, name) for name in _moved.__all__})
+__all__ = list(_moved.__all__)

@@ -300,3 +300,19 @@ def test_sample_is_the_samples_of_sample_trace_and_the_old_flags_warn():
         )
     np.testing.assert_array_equal(np.asarray(levels_old), np.asarray(trace.levels))
     assert set(info_old) == {"step_sizes", "acceptance_rate", "log_density", "top_level_stages"}
+
+
+def test_config_and_keywords_are_the_same_options():
+    """ProgressiveConfig fields given as config= or as keywords give the same draws; a keyword
+    overrides the config; an unknown keyword or a config of the wrong type is a TypeError."""
+    e = target("gmm4")
+    by_keywords = progressive.sample(jax.random.key(6), e, 32, inner="normal", num_inner_steps=0)
+    config = progressive.ProgressiveConfig(inner="normal", num_inner_steps=0)
+    by_config = progressive.sample(jax.random.key(6), e, 32, config=config)
+    np.testing.assert_array_equal(np.asarray(by_config), np.asarray(by_keywords))
+    overridden = progressive.sample(jax.random.key(6), e, 32, config=config._replace(inner="mala"), inner="normal")
+    np.testing.assert_array_equal(np.asarray(overridden), np.asarray(by_keywords))
+    with pytest.raises(TypeError, match="num_steps"):
+        progressive.sample(jax.random.key(6), e, 32, num_steps=3)
+    with pytest.raises(TypeError, match="ProgressiveConfig"):
+        progressive.sample_trace(jax.random.key(6), e, 32, config={"inner": "normal"})

@@ -52,6 +52,7 @@ from ebm_ppl.sampling.progressive.kernel import (
 )
 from ebm_ppl.sampling.progressive.run import (
     TOP_LEVEL,
+    ProgressiveConfig,
     ProgressiveRunInfo,
     ProgressiveTrace,
     as_top_level_api,
@@ -75,6 +76,7 @@ __all__ = [
     "sample",
     "sample_trace",
     "ProgressiveTrace",
+    "ProgressiveConfig",
     "ProgressiveRunInfo",
     "INNER_SAMPLERS",
     "MH_SAMPLERS",

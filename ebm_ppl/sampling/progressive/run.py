@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ebm_ppl import sharding
-from ebm_ppl._jax_utils import rng_key_first, scan_or_loop, warn
+from ebm_ppl._jax_utils import resolve_options, rng_key_first, scan_or_loop, warn
 from ebm_ppl.sampling import top_level as _top
 from ebm_ppl.sampling.progressive.kernel import (
     DEFAULT_INNER,
@@ -116,24 +116,36 @@ class ProgressiveTrace(NamedTuple):
     info: ProgressiveRunInfo
 
 
+class ProgressiveConfig(NamedTuple):
+    """The options of :func:`sample` and :func:`sample_trace` (see :func:`sample_trace` for what
+    each default means): the ``inner`` sampler and its ``num_inner_steps`` per level (None: 10 for
+    MALA, :func:`default_num_inner_steps`), ``step_scale`` (a float or (T,) multipliers of the
+    steps), per-level ``step_sizes`` (T,) (None: tuned, or the schedule's for Langevin),
+    ``num_integration_steps`` (HMC), ``start`` of each level's chain (None: :func:`default_start`),
+    ``tune_kwargs`` for :func:`tune_step_sizes`, and the ``top_level`` start."""
+
+    inner: str = DEFAULT_INNER
+    num_inner_steps: int | None = None
+    step_scale: float = 1.0
+    step_sizes: object = None
+    num_integration_steps: int = 2
+    start: str | None = None
+    tune_kwargs: dict | None = None
+    top_level: str = "auto"
+
+
 @rng_key_first(1)
 def sample_trace(
     rng_key: jax.Array,
     energy,
     num_samples: int,
     *,
-    inner: str = DEFAULT_INNER,
-    num_inner_steps: int | None = None,
-    step_scale: float = 1.0,
-    step_sizes=None,
-    num_integration_steps: int = 2,
-    log_likelihood_fn: Callable | None = None,
-    start: str | None = None,
-    tune_kwargs: dict | None = None,
-    mesh=None,
     level: int = 0,
-    top_level: str = "auto",
-):
+    config: ProgressiveConfig | None = None,
+    log_likelihood_fn: Callable | None = None,
+    mesh=None,
+    **options,
+) -> ProgressiveTrace:
     """Progressive samples of the data x_0 (data space) with every level visited and the run's figures.
 
     Defaults: ``inner="mala"`` with K = 10 (:func:`default_num_inner_steps`), each level's chain
@@ -156,9 +168,15 @@ def sample_trace(
     (T - level, num_samples, *data_shape), x_t for every level visited, ordered t = T-1, ..., level;
     ``info`` (:class:`ProgressiveRunInfo`). For the MH-corrected inner samplers without
     ``step_sizes``, the steps are tuned first (``tune_kwargs`` for :func:`tune_step_sizes`).
+
+    The options are the fields of :class:`ProgressiveConfig`, given as ``config=`` or as keywords
+    of their own (a keyword overrides the config).
     """
-    num_inner_steps = default_num_inner_steps(inner) if num_inner_steps is None else num_inner_steps
-    start = default_start(inner) if start is None else start
+    config = resolve_options("progressive.sample", ProgressiveConfig, config, options)
+    inner, step_scale, step_sizes = config.inner, config.step_scale, config.step_sizes
+    num_integration_steps, tune_kwargs, top_level = config.num_integration_steps, config.tune_kwargs, config.top_level
+    num_inner_steps = default_num_inner_steps(inner) if config.num_inner_steps is None else config.num_inner_steps
+    start = default_start(inner) if config.start is None else config.start
     _check_inner(inner, num_inner_steps, start)
     T = energy.num_levels
     if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 1:
@@ -223,19 +241,13 @@ def sample(
     energy,
     num_samples: int,
     *,
-    inner: str = DEFAULT_INNER,
-    num_inner_steps: int | None = None,
-    step_scale: float = 1.0,
-    step_sizes=None,
-    num_integration_steps: int = 2,
-    log_likelihood_fn: Callable | None = None,
-    start: str | None = None,
-    tune_kwargs: dict | None = None,
-    mesh=None,
     level: int = 0,
-    top_level: str = "auto",
+    config: ProgressiveConfig | None = None,
+    log_likelihood_fn: Callable | None = None,
+    mesh=None,
     return_levels: bool = False,
     return_info: bool = False,
+    **options,
 ):
     """Progressive samples of the data x_0 (data space), shape (num_samples, *data_shape): the
     ``samples`` of :func:`sample_trace` (every option is the same; see it for the defaults).
@@ -247,17 +259,11 @@ def sample(
         rng_key,
         energy,
         num_samples,
-        inner=inner,
-        num_inner_steps=num_inner_steps,
-        step_scale=step_scale,
-        step_sizes=step_sizes,
-        num_integration_steps=num_integration_steps,
-        log_likelihood_fn=log_likelihood_fn,
-        start=start,
-        tune_kwargs=tune_kwargs,
-        mesh=mesh,
         level=level,
-        top_level=top_level,
+        config=config,
+        log_likelihood_fn=log_likelihood_fn,
+        mesh=mesh,
+        **options,
     )
     if not (return_levels or return_info):
         return trace.samples

@@ -15,9 +15,9 @@ equations.
 from __future__ import annotations
 
 from ebm_ppl._jax_utils import rng_key_first
-from ebm_ppl.likelihood_bounds.common import LikelihoodEstimate
-from ebm_ppl.likelihood_bounds.elbo_continuous import continuous_elbo
-from ebm_ppl.likelihood_bounds.elbo_discrete import KERNEL_VARIANCES, discrete_elbo
+from ebm_ppl.likelihood.common import LikelihoodEstimate
+from ebm_ppl.likelihood.elbo_continuous import continuous_elbo
+from ebm_ppl.likelihood.elbo_discrete import KERNEL_VARIANCES, discrete_elbo
 
 __all__ = ["elbo", "discrete_elbo", "continuous_elbo", "ELBO_METHODS", "KERNEL_VARIANCES"]
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._jax_utils import rng_key_first
-from ebm_ppl.likelihood_bounds.common import (
+from ebm_ppl.likelihood.common import (
     ContinuousTime,
     LikelihoodEstimate,
     _check_budget,
@@ -118,7 +118,7 @@ def continuous_elbo(
       t_min: smallest time as a continuous level in [0, T) (0: start at the data level);
         below it a Gaussian decoder is used (module docstring).
       score: ``"auto"`` | ``"exact"`` (oracles) | ``"interpolate"`` (between discrete levels,
-        see :mod:`ebm_ppl.likelihood_bounds.common`).
+        see :mod:`ebm_ppl.likelihood.common`).
       reference: Gaussian reference of the interpolated score (``gaussian_reference`` or data
         (m, *data_shape), e.g. the training split); None: N(0, I).
       data_variance, uniform_mix: shape the time proposal only (any value is unbiased).

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from ebm_ppl.energy import target
-from ebm_ppl.likelihood_bounds import continuous_elbo, discrete_elbo, elbo, ode_log_prob
+from ebm_ppl.likelihood import continuous_elbo, discrete_elbo, elbo, ode_log_prob
 from ebm_ppl.schedules import drl
 
-elbo_module = importlib.import_module("ebm_ppl.likelihood_bounds.elbo_continuous")
-ode_module = importlib.import_module("ebm_ppl.likelihood_bounds.ode")
+elbo_module = importlib.import_module("ebm_ppl.likelihood.elbo_continuous")
+ode_module = importlib.import_module("ebm_ppl.likelihood.ode")
 
 N_POINTS = 200
 T1K = drl(1000)
@@ -161,7 +161,7 @@ def _interpolation_gap(oracle, reference, n=128, grid=21):
     the continuous ELBO's gap due to the interpolation (trapezoid in u on each interval)."""
     import jax.numpy as jnp
 
-    from ebm_ppl.likelihood_bounds.common import ContinuousTime, score_function
+    from ebm_ppl.likelihood.common import ContinuousTime, score_function
 
     clock = ContinuousTime(oracle.schedule)
     interp, _, _ = score_function(oracle, clock, "interpolate", reference)
@@ -186,7 +186,7 @@ def test_interpolated_score_stays_accurate_across_coarse_levels():
     """Measured when written (gmm:16:3): drl:6 gap 0.030 (N(0, I) reference) / 0.005 (data
     moments); ncsn:10:1.5:0.05 0.35 / 0.06, nearly all of it in the top step to N(0, I). Weights
     linear in u instead of sbar^2 made the NCSN figure ~1e4 (the lower level's 1/r^2 blow-up)."""
-    from ebm_ppl.likelihood_bounds import gaussian_reference
+    from ebm_ppl.likelihood import gaussian_reference
     from ebm_ppl.schedules import from_name
 
     for schedule, plain_range, ref_max in [("drl:6", (0.02, 0.04), 0.01), ("ncsn:10:1.5:0.05", (0.25, 0.5), 0.1)]:
@@ -204,7 +204,7 @@ def test_interpolation_is_exact_for_gaussian_data_with_its_moments():
     with a mean m the law at u_T is N(abar_T m, ~I), not the N(0, I) of level T, which moves single
     points by ~0.01 nats whatever the score.)"""
     from ebm_ppl.energy import GaussianOracle
-    from ebm_ppl.likelihood_bounds import gaussian_reference
+    from ebm_ppl.likelihood import gaussian_reference
     from ebm_ppl.schedules import drl as drl_schedule
 
     rng = np.random.default_rng(0)

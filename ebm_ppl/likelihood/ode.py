@@ -1,6 +1,6 @@
 """Probability-flow ODE log-likelihood (Song et al. 2021) with a Hutchinson trace.
 
-On the clock ``u`` of :mod:`ebm_ppl.likelihood_bounds.common` (``u = -log abar^2``) the VP SDE's
+On the clock ``u`` of :mod:`ebm_ppl.likelihood.common` (``u = -log abar^2``) the VP SDE's
 probability-flow ODE is
 
     dx/du = F(x, u) = -(x + s(x, u)) / 2,          div F = -(D + div s) / 2,
@@ -17,7 +17,7 @@ state carries one log-density increment per probe) and their spread gives the st
 
 Integrated in float64 by diffrax (Tsit5, PID step control, ``rtol``/``atol``, default 1e-5).
 The score between discrete levels is exact for oracles and interpolated for networks
-(:func:`ebm_ppl.likelihood_bounds.common.score_function`). The result estimates the density of the
+(:func:`ebm_ppl.likelihood.common.score_function`). The result estimates the density of the
 ODE model, which equals the EBM's level-0 density only when the score is exact at every level.
 """
 
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._jax_utils import rng_key_first
-from ebm_ppl.likelihood_bounds.common import (
+from ebm_ppl.likelihood.common import (
     ContinuousTime,
     LikelihoodEstimate,
     check_data,

@@ -9,8 +9,8 @@ import jax
 import numpy as np
 
 from ebm_ppl._jax_utils import rng_key_first
-from ebm_ppl.likelihood_bounds.elbo import elbo
-from ebm_ppl.likelihood_bounds.ode import ode_log_prob
+from ebm_ppl.likelihood.elbo import elbo
+from ebm_ppl.likelihood.ode import ode_log_prob
 
 __all__ = ["bits_per_dim_without_log_z", "training_reference", "METHODS"]
 
@@ -21,7 +21,7 @@ def training_reference(name: str):
     """Gaussian reference of the interpolated score for data set ``name``: the moments of its
     training split after the uniform dequantisation used here (covariance + bin_width^2 / 12)."""
     from ebm_ppl import data
-    from ebm_ppl.likelihood_bounds.common import gaussian_reference
+    from ebm_ppl.likelihood.common import gaussian_reference
 
     bin_width = data.info(name).get("bin_width")
     return gaussian_reference(data.load(name, "train"), noise_var=bin_width**2 / 12 if bin_width else 0.0)

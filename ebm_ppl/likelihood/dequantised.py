@@ -1,4 +1,4 @@
-"""Likelihood of data under a prior: bits per dimension with uniform dequantisation.
+"""Bits per dimension of data under a prior with a log Z, with uniform dequantisation.
 
 For data quantised into L levels on [-1, 1] (bins of width w = 2 / L, see :mod:`ebm_ppl.data`), a
 continuous density p on data space bounds the probability of each bin (Jensen):
@@ -11,8 +11,6 @@ is an upper bound (in expectation) on the model's discrete code length. The unif
 
 With an estimated log Z the figure inherits its uncertainty: log p = f - log Z + D log c, so the
 log-Z part of the standard error is stderr(log Z) / (D ln 2) (the same shift for every example).
-
-(This module is shared: ELBO and ODE likelihoods live here too.)
 """
 
 from __future__ import annotations
@@ -170,12 +168,3 @@ def bits_per_dim(
     return BitsPerDim(
         bpd, float(math.hypot(se_data, se_z)), se_data, se_z, per_example, levels, bin_width, _log_z_reliable(prior)
     )
-
-
-from ebm_ppl.likelihood_bounds import (  # noqa: E402,F401  (log Z-free likelihoods, docs/likelihood.md)
-    LikelihoodEstimate,
-    bits_per_dim_without_log_z,
-    elbo,
-    gaussian_reference,
-    ode_log_prob,
-)

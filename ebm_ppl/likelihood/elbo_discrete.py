@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._jax_utils import rng_key_first
-from ebm_ppl.likelihood_bounds.common import (
+from ebm_ppl.likelihood.common import (
     LikelihoodEstimate,
     _check_budget,
     _gaussian_data_variance,
