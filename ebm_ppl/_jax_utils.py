@@ -152,18 +152,33 @@ def resolve_options(where: str, config_type, config, options: dict, renames: dic
     """``config`` (an instance of the NamedTuple ``config_type``, or None for its defaults) with the
     keyword ``options`` applied: each a field name, or an old name in ``renames`` (old -> new, which
     warns); any other keyword raises the TypeError Python would have raised."""
-    if config is None:
-        config = config_type()
-    elif not isinstance(config, config_type):
-        raise TypeError(f"{where}: config must be a {config_type.__name__}, got {type(config).__name__}")
+    return resolve_option_groups(where, [(config_type, config)], options, renames)[0]
+
+
+def resolve_option_groups(where: str, groups, options: dict, renames: dict | None = None) -> tuple:
+    """:func:`resolve_options` for a function with several config NamedTuples: ``groups`` is a
+    sequence of ``(config_type, config or None)`` or ``(config_type, config, argument name)`` (the
+    name in error messages, default ``config``); each keyword of ``options`` goes to every group
+    that has a field of its name. Returns the resolved configs, in order."""
+    resolved = []
+    for config_type, config, *name in groups:
+        if config is None:
+            config = config_type()
+        elif not isinstance(config, config_type):
+            article = "an" if config_type.__name__[0] in "AEIOU" else "a"
+            raise TypeError(
+                f"{where}: {(name or ['config'])[0]} must be {article} {config_type.__name__}, got {type(config).__name__}"
+            )
+        resolved.append(config)
     options = dict(options)
     old = {name: options.pop(name) for name in list(options) if name in (renames or {})}
-    unknown = [name for name in options if name not in config_type._fields]
+    fields = {name for config in resolved for name in config._fields}
+    unknown = [name for name in options if name not in fields]
     if unknown:
         raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
     for new, value in renamed_keywords(where, old, renames).items():
         options.setdefault(new, value)
-    return config._replace(**options)
+    return tuple(config._replace(**{k: v for k, v in options.items() if k in config._fields}) for config in resolved)
 
 
 class ArgumentOrderWarning(DeprecationWarning):

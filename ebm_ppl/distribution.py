@@ -260,6 +260,12 @@ class EBMPrior(Distribution):
         return x.reshape(sample_shape + shape)
 
     @property
+    def progressive_kwargs(self) -> dict:
+        """The options :meth:`sample` passes to :func:`ebm_ppl.sampling.progressive.sample` (the
+        constructor's ``progressive_kwargs``, else the checkpoint card's sampler settings)."""
+        return dict(self._progressive)
+
+    @property
     def mean(self):
         if isinstance(self.energy, KnownMoments):
             return self.energy.mean(self.noise_level) / self._scale

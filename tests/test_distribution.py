@@ -131,6 +131,6 @@ def test_prior_from_a_loaded_energy_reads_no_file(tmp_path):
     assert prior.noise_level == expected.noise_level == 2
     assert float(prior.log_z) == float(expected.log_z) == pytest.approx(-68.1594, abs=1e-4)
     assert prior.log_z_info["level"] == 2 and prior.log_z_stderr == expected.log_z_stderr
-    assert dict(prior._progressive) == dict(expected._progressive)
+    assert prior.progressive_kwargs == expected.progressive_kwargs
     with pytest.raises(checkpoint.CheckpointError):
         EBMPrior(folder)

@@ -58,7 +58,7 @@ def test_prior_uses_the_cards_level_log_z_and_sampler(name):
     entry = checkpoint.load_logz(path, level)
     assert float(prior.log_z) == pytest.approx(entry["log_z"], rel=1e-6)
     assert float(again.log_z) == float(prior.log_z)
-    assert dict(prior._progressive) == checkpoint.sampler_settings(path)
+    assert prior.progressive_kwargs == checkpoint.sampler_settings(path)
 
 
 TWO_D = [n for n in MODELS if json.load(open(os.path.join(_path(n), "config.json"))).get("data_shape") == [2]]

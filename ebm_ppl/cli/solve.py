@@ -203,25 +203,9 @@ def sampler_settings(args, level, mesh, n_dev):
 def print_estimate(energy, n, kwargs):
     """Print the time estimate (and return it as a dict for the metrics)."""
     from ebm_ppl.inverse.budget import estimate_cost
-    from ebm_ppl.inverse.posterior import DEFAULTS
 
-    inner_steps = kwargs["num_inner_steps"] or (
-        20 if kwargs["method"] == "progressive" else DEFAULTS["num_inner_steps"]
-    )
-    est = estimate_cost(
-        energy,
-        n,
-        level=kwargs["level"],
-        method=kwargs["method"],
-        num_particles=kwargs.get("num_particles", 0),
-        num_chains=kwargs["num_chains"],
-        num_warmup=kwargs["num_warmup"],
-        num_draws=kwargs["num_draws"],
-        max_num_doublings=kwargs["max_num_doublings"],
-        num_inner_steps=inner_steps,
-        num_mcmc_steps=kwargs.get("smc_kwargs", {}).get("num_mcmc_steps", DEFAULTS["num_mcmc_steps"]),
-        inner=kwargs["inner"],
-    )
+    options = {k: v for k, v in kwargs.items() if k not in ("mesh", "level")}
+    est = estimate_cost(energy, n, level=kwargs["level"], **options)
     print(
         f"estimated sampling time: {_fmt(est.seconds)} (at most {_fmt(est.seconds_max)}) plus compilation, from "
         f"{sum(est.gradients.values()):.3g} particle gradients at {est.gradient_seconds * 1e6:.0f} us each "

@@ -6,8 +6,9 @@
   sensing, with exact adjoints and dense matrices; :func:`from_name` parses ``inpaint:half``,
   ``denoise:0.2``, ``blur:gauss1``, ``sr:2``, ``cs:0.3``, ...
 * :func:`posterior_model`: the NumPyro model ``model(y=None)``.
-* :func:`sample_posterior`: likelihood-tempered SMC (BlackJAX) then NUTS, at the prior's evaluation
-  level, many problems and chains at once.
+* :func:`sample_posterior`: likelihood-tempered SMC (BlackJAX, :func:`smc_posterior`) then NUTS, at
+  the prior's evaluation level, many problems and chains at once; :func:`estimate_cost` says how
+  long a run with the same config takes before it starts.
 * :mod:`~ebm_ppl.inverse.reference`: Gaussian-prior baseline and exact mixture posteriors.
 * :mod:`~ebm_ppl.inverse.metrics`: PSNR, SSIM, interval coverage, calibration curves.
 
@@ -16,6 +17,7 @@ See docs/inverse.md.
 
 from __future__ import annotations
 
+from ebm_ppl.inverse.budget import CostEstimate, estimate_cost
 from ebm_ppl.inverse.metrics import calibration_curve, coverage, psnr, sample_coverage, ssim
 from ebm_ppl.inverse.operators import (
     Blur,
@@ -35,6 +37,7 @@ from ebm_ppl.inverse.posterior import (
     sample_posterior,
 )
 from ebm_ppl.inverse.reference import exact_posterior, fit_gaussian, gaussian_posterior
+from ebm_ppl.inverse.smc import SMCConfig, smc_posterior
 
 __all__ = [
     "LinearOperator",
@@ -49,6 +52,10 @@ __all__ = [
     "sample_posterior",
     "PosteriorConfig",
     "PosteriorResult",
+    "estimate_cost",
+    "CostEstimate",
+    "smc_posterior",
+    "SMCConfig",
     "annealed_log_likelihood_fn",
     "posterior_log_density_fn",
     "credible_interval",

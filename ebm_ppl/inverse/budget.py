@@ -23,8 +23,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ebm_ppl._jax_utils import renamed_keywords
+from ebm_ppl._jax_utils import resolve_options, warn
 from ebm_ppl.inverse.density import default_inner, prior_log_density_fn
+from ebm_ppl.inverse.posterior import PosteriorConfig, resolve_defaults
 
 __all__ = ["CostEstimate", "gradient_seconds", "estimate_cost", "SMC_STEPS_GUESS", "NUTS_TREE_FRACTION"]
 
@@ -78,31 +79,41 @@ def gradient_seconds(energy, level: int = 0, batch: int = 256, repeats: int = 3,
     return best(plain, batch), best(looped, batch * loop_steps), first
 
 
+#: options of the SMC stage the cost model counts (given as ``smc_kwargs`` of the config)
+SMC_COST_OPTIONS = ("num_mcmc_steps", "num_integration_steps", "num_final_steps")
+
+
 def estimate_cost(
     energy,
     num_problems: int,
     *,
     level: int = 0,
-    method: str = "smc+nuts",
-    num_particles: int = 16,
-    num_chains: int = 4,
-    num_warmup: int = 30,
-    num_draws: int = 30,
-    max_num_doublings: int = 4,
-    num_inner_steps: int = 10,
-    num_mcmc_steps: int = 2,
-    num_integration_steps: int = 5,
-    num_final_steps: int = 0,
-    inner: str | None = None,
+    config: PosteriorConfig | None = None,
     per_gradient: tuple | None = None,
-    **deprecated,
+    **options,
 ) -> CostEstimate:
-    """Gradient counts of a :func:`~ebm_ppl.inverse.sample_posterior` run and its time from the
-    measured gradient cost (``per_gradient``: the (seconds, seconds in a loop, first-call seconds)
-    of :func:`gradient_seconds` to reuse)."""
-    num_draws = renamed_keywords("inverse.estimate_cost", deprecated, {"num_samples": "num_draws"}).get(
-        "num_draws", num_draws
-    )
+    """Gradient counts of the :func:`~ebm_ppl.inverse.sample_posterior` run with the same ``config``
+    (its fields, given as ``config=`` or as keywords; the same defaults, resolved the same way:
+    :func:`~ebm_ppl.inverse.posterior.resolve_defaults`) and its time from the measured gradient
+    cost (``per_gradient``: the (seconds, seconds in a loop, first-call seconds) of
+    :func:`gradient_seconds` to reuse). ``num_mcmc_steps=`` etc. as keywords of their own are the
+    deprecated spelling of ``smc_kwargs``."""
+    smc_given = {name: options.pop(name) for name in SMC_COST_OPTIONS if name in options}
+    config = resolve_options("inverse.estimate_cost", PosteriorConfig, config, options, {"num_samples": "num_draws"})
+    if smc_given:
+        warn(
+            f"inverse.estimate_cost: {', '.join(f'{k}=' for k in smc_given)} is deprecated; "
+            "pass smc_kwargs={...} as sample_posterior takes them",
+            DeprecationWarning,
+        )
+        config = config._replace(smc_kwargs={**(config.smc_kwargs or {}), **smc_given})
+    config = resolve_defaults(config)
+    method, num_particles, num_chains = config.method, config.num_particles, config.num_chains
+    num_warmup, num_draws, max_num_doublings = config.num_warmup, config.num_draws, config.max_num_doublings
+    num_inner_steps, inner = int(config.num_inner_steps or 0), config.inner
+    smc = dict(config.smc_kwargs or {})
+    num_mcmc_steps, num_integration_steps = smc["num_mcmc_steps"], smc["num_integration_steps"]
+    num_final_steps = smc["num_final_steps"]
     P, T = int(num_problems), int(energy.num_levels)
     g, g_loop, first = per_gradient if per_gradient is not None else gradient_seconds(energy, level)
     grads, grads_max = {}, {}

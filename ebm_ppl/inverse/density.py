@@ -15,6 +15,7 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl._jax_utils import renamed_keywords
 from ebm_ppl.energy.base import logdensity_fn
 
 #: priors with this many levels or more draw their prior particles by the normal approximation
@@ -78,11 +79,14 @@ def prior_log_density_fn(energy, level: int = 0):
     return log_prior
 
 
-def posterior_log_density_fn(energy, operator, noise_std, obs, prior_level: int = 0) -> Callable:
+def posterior_log_density_fn(energy, operator, noise_std, obs, level: int = 0, **deprecated) -> Callable:
     """x (data units, one example) -> log g_l(x) - |obs - A x|^2 / (2 noise_std^2), up to a constant
-    (level 0: f(a x, 0) + const)."""
+    (level 0: f(a x, 0) + const). ``prior_level=`` is the deprecated spelling of ``level``."""
+    level = renamed_keywords("inverse.posterior_log_density_fn", deprecated, {"prior_level": "level"}).get(
+        "level", level
+    )
     inv_var = 1.0 / jnp.square(noise_std)
-    log_prior = prior_log_density_fn(energy, prior_level)
+    log_prior = prior_log_density_fn(energy, level)
 
     def logdensity(x):
         return log_prior(x) - 0.5 * inv_var * jnp.sum(jnp.square(obs - operator(x)))

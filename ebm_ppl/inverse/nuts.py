@@ -38,12 +38,12 @@ class NUTSConfig(NamedTuple):
     num_chains: int
     max_num_doublings: int = 6
     target_acceptance: float = 0.8
-    prior_level: int = 0
+    level: int = 0
 
 
-def _logdensity_for(energy, operator, noise_std, obs, prior_level):
+def _logdensity_for(energy, operator, noise_std, obs, level):
     shape = tuple(energy.data_shape)
-    ld = posterior_log_density_fn(energy, operator, noise_std, obs, prior_level)
+    ld = posterior_log_density_fn(energy, operator, noise_std, obs, level)
     return lambda x: ld(x.reshape(shape))
 
 
@@ -51,7 +51,7 @@ def _step_all(energy, operator, noise_std, flat_obs, imm, keys, states, step_per
     kernel = bj_nuts.build_kernel()
 
     def one(k, s, o, eps):
-        ld = _logdensity_for(energy, operator, noise_std, o, config.prior_level)
+        ld = _logdensity_for(energy, operator, noise_std, o, config.level)
         return kernel(k, s, ld, eps, imm, config.max_num_doublings)
 
     keys, states = sharding.constrain_batch((keys, states), mesh)
@@ -61,7 +61,7 @@ def _step_all(energy, operator, noise_std, flat_obs, imm, keys, states, step_per
 @functools.partial(jax.jit, static_argnames=("config", "mesh"))
 def _init_states(energy, operator, noise_std, flat_obs, x_flat, config, mesh=None):
     def init(x, o):
-        return bj_hmc.init(x, _logdensity_for(energy, operator, noise_std, o, config.prior_level))
+        return bj_hmc.init(x, _logdensity_for(energy, operator, noise_std, o, config.level))
 
     return jax.vmap(init)(x_flat, flat_obs)
 
@@ -127,7 +127,7 @@ def nuts_posterior(
     progress=False,
     block: int = 25,
     mesh=None,
-    prior_level: int = 0,
+    level: int = 0,
     **deprecated,
 ):
     """NUTS from ``initial_positions`` (P, C, *data_shape).
@@ -135,10 +135,12 @@ def nuts_posterior(
     Returns (samples (P, C * num_draws, *data_shape), info). ``inverse_mass_matrix``: (D,) or
     (D, D) shared by all problems (default: the pooled within-problem covariance of the starts).
     ``progress``: False, True (a tqdm bar) or an open bar to advance by one per step.
-    ``mesh``: split the P * C chains (problem-major) over a device mesh (P a multiple of its size)."""
-    num_draws = renamed_keywords("inverse.nuts_posterior", deprecated, {"num_samples": "num_draws"}).get(
-        "num_draws", num_draws
+    ``mesh``: split the P * C chains (problem-major) over a device mesh (P a multiple of its size).
+    ``level``: the prior's noise level (:func:`~ebm_ppl.inverse.density.prior_log_density_fn`)."""
+    renamed = renamed_keywords(
+        "inverse.nuts_posterior", deprecated, {"num_samples": "num_draws", "prior_level": "level"}
     )
+    num_draws, level = renamed.get("num_draws", num_draws), renamed.get("level", level)
     obs = check_observations(operator, observations)
     x0 = jnp.asarray(initial_positions, jnp.float32)
     P, C = x0.shape[:2]
@@ -153,7 +155,7 @@ def nuts_posterior(
     D = math.prod(shape)
     if imm.shape not in ((D,), (D, D)):
         raise ValueError(f"inverse mass matrix must have shape ({D},) or ({D}, {D}), got {imm.shape}")
-    config = NUTSConfig(int(C), int(max_num_doublings), float(target_acceptance), int(prior_level))
+    config = NUTSConfig(int(C), int(max_num_doublings), float(target_acceptance), int(level))
     da_init, _, da_final = dual_averaging_adaptation(config.target_acceptance)
     flat_obs = jnp.repeat(obs, C, axis=0)
     if mesh is not None:

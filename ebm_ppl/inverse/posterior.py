@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import resolve_options, rng_key_first
+from ebm_ppl._jax_utils import resolve_options, rng_key_first, warn
 from ebm_ppl.inverse.density import (
     check_observations,
     pooled_covariance,
@@ -49,6 +49,7 @@ __all__ = [
     "progressive_posterior",
     "nuts_posterior",
     "sample_posterior",
+    "resolve_defaults",
     "resolve_prior",
     "pooled_covariance",
     "credible_interval",
@@ -141,6 +142,25 @@ class PosteriorConfig(NamedTuple):
     smc_kwargs: dict | None = None
 
 
+def resolve_defaults(config: PosteriorConfig, mesh=None) -> PosteriorConfig:
+    """``config`` with what :func:`sample_posterior` decides at run time filled in: the ``method``
+    (``"smc+nuts"``, or ``"progressive"`` with a device ``mesh``), ``num_inner_steps`` (10; 20 for
+    the progressive warm start) and the SMC options in ``smc_kwargs`` (``num_mcmc_steps``,
+    ``num_integration_steps`` from :data:`DEFAULTS`; ``num_final_steps`` 0 when NUTS follows,
+    else 10). The cost estimate (:func:`~ebm_ppl.inverse.budget.estimate_cost`) counts this config."""
+    method = config.method or ("progressive" if mesh is not None else "smc+nuts")
+    num_inner_steps = config.num_inner_steps
+    if num_inner_steps is None:
+        num_inner_steps = DEFAULTS["num_inner_steps"] if method != "progressive" else 20
+    smc_kwargs = {
+        "num_mcmc_steps": DEFAULTS["num_mcmc_steps"],
+        "num_integration_steps": DEFAULTS["num_integration_steps"],
+        "num_final_steps": 0 if method == "smc+nuts" and config.num_draws > 0 else 10,
+        **(config.smc_kwargs or {}),
+    }
+    return config._replace(method=method, num_inner_steps=num_inner_steps, smc_kwargs=smc_kwargs)
+
+
 @rng_key_first(4)
 def sample_posterior(
     rng_key,
@@ -180,26 +200,26 @@ def sample_posterior(
     config = resolve_options(
         "inverse.sample_posterior", PosteriorConfig, config, options, renames={"num_samples": "num_draws"}
     )
-    method, num_particles, num_chains = config.method, config.num_particles, config.num_chains
-    num_warmup, num_draws, max_num_doublings = config.num_warmup, config.num_draws, config.max_num_doublings
-    target_acceptance, num_inner_steps, inner = config.target_acceptance, config.num_inner_steps, config.inner
-    step_sizes, start, smc_kwargs = config.step_sizes, config.start, config.smc_kwargs
     from ebm_ppl.inverse import smc as smc_mod
 
     energy, level = resolve_prior(energy, level)
-    smc_kwargs = dict(smc_kwargs or {})
+    smc_kwargs = dict(config.smc_kwargs or {})
     if "prior_level" in smc_kwargs:  # the former spelling
+        warn("inverse.sample_posterior: smc_kwargs prior_level is deprecated; use level=", DeprecationWarning)
         legacy = int(smc_kwargs.pop("prior_level"))
         if level and legacy != level:
             raise ValueError(f"level {level} and smc_kwargs prior_level {legacy} disagree")
         level = legacy
+    if config.method is not None and config.method not in POSTERIOR_METHODS:
+        raise ValueError(f"unknown posterior method {config.method!r}; choose one of {POSTERIOR_METHODS}")
+    config = resolve_defaults(config._replace(smc_kwargs=smc_kwargs), mesh)
+    method, num_particles, num_chains = config.method, config.num_particles, config.num_chains
+    num_warmup, num_draws, max_num_doublings = config.num_warmup, config.num_draws, config.max_num_doublings
+    target_acceptance, num_inner_steps, inner = config.target_acceptance, config.num_inner_steps, config.inner
+    step_sizes, start, smc_kwargs = config.step_sizes, config.start, dict(config.smc_kwargs or {})
     obs = check_observations(operator, observations)
     if tuple(operator.data_shape) != tuple(energy.data_shape):
         raise ValueError(f"operator acts on {operator.data_shape} but the prior's data shape is {energy.data_shape}")
-    if method is None:
-        method = "progressive" if mesh is not None else "smc+nuts"
-    if method not in POSTERIOR_METHODS:
-        raise ValueError(f"unknown posterior method {method!r}; choose one of {POSTERIOR_METHODS}")
     if level and method == "progressive":
         raise ValueError(
             f"method='progressive' samples the level-0 posterior only; got level {level} "
@@ -209,18 +229,10 @@ def sample_posterior(
     for name, v in (("num_chains", num_chains), ("num_particles", num_particles)):
         if int(v) < 1:
             raise ValueError(f"{name} must be at least 1, got {v}")
-    if num_inner_steps is None:
-        num_inner_steps = DEFAULTS["num_inner_steps"] if method != "progressive" else 20
     k_prog, k_nuts = jax.random.split(rng_key)
     if method in ("smc", "smc+nuts"):
         if mesh is not None:
             raise ValueError("method='smc' runs on one device; use method='progressive' with a mesh")
-        kw = {
-            "num_mcmc_steps": DEFAULTS["num_mcmc_steps"],
-            "num_integration_steps": DEFAULTS["num_integration_steps"],
-            "num_final_steps": 0 if method == "smc+nuts" and num_draws > 0 else 10,
-            **smc_kwargs,
-        }
         particles, prior_x, info = smc_mod.smc_posterior(
             k_prog,
             energy,
@@ -230,9 +242,9 @@ def sample_posterior(
             num_particles=num_particles,
             num_inner_steps=num_inner_steps,
             inner=inner,
-            prior_level=level,
+            level=level,
             progress=progress,
-            **kw,
+            **smc_kwargs,
         )
         info["method"] = method
         if method == "smc":
@@ -260,7 +272,7 @@ def sample_posterior(
             mesh=mesh,
         )
         info["method"] = method
-        info["prior_level"] = 0
+        info["level"] = info["prior_level"] = 0
     if num_draws > 0:
         samples, nuts_info = nuts_posterior(
             k_nuts,
@@ -276,7 +288,7 @@ def sample_posterior(
             target_acceptance=target_acceptance,
             progress=progress,
             mesh=mesh,
-            prior_level=level,
+            level=level,
         )
         info.update(nuts_info)
     else:

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import rng_key_first, robbins_monro_increment
+from ebm_ppl._jax_utils import renamed_keywords, resolve_options, rng_key_first, robbins_monro_increment
 from ebm_ppl.inverse.density import check_observations, default_inner, prior_log_density_fn, prior_scale
 
 #: operators with M * D up to this many entries are applied as a dense matrix inside SMC
@@ -77,13 +77,33 @@ class SMCState(NamedTuple):
 
 
 class SMCConfig(NamedTuple):
-    """Static settings of one SMC run (hashable: part of the compiled step's cache key)."""
+    """The options of :func:`smc_posterior`: ``num_particles`` per problem, the tempering's
+    ``target_ess`` (a fraction of N), ``num_mcmc_steps`` HMC moves of ``num_integration_steps``
+    leapfrog steps per tempering step from ``initial_step_size`` towards ``target_acceptance``,
+    ``num_final_steps`` moves at lam = 1, at most ``max_iterations`` tempering steps; the prior
+    particles' progressive ``inner`` sampler (None: :func:`~ebm_ppl.inverse.density.default_inner`)
+    with ``num_inner_steps`` per level."""
 
+    num_particles: int = 256
     target_ess: float = 0.5
-    num_mcmc_steps: int = 2
+    num_mcmc_steps: int = 5
     num_integration_steps: int = 5
+    num_final_steps: int = 10
+    initial_step_size: float = 0.3
     target_acceptance: float = 0.7
-    prior_level: int = 0
+    num_inner_steps: int = 20
+    inner: str | None = None
+    max_iterations: int = 500
+
+
+class _StepSettings(NamedTuple):
+    """Static settings of one SMC step (hashable: part of the compiled step's cache key)."""
+
+    target_ess: float
+    num_mcmc_steps: int
+    num_integration_steps: int
+    target_acceptance: float
+    level: int
 
 
 def next_exponent(loglik, lam, target_ess: float):
@@ -152,8 +172,8 @@ def _unrolled_hmc(num_steps: int, num_integration_steps: int):
     return step
 
 
-def _problem_fns(energy, operator, A, noise_std, obs, prior_level):
-    log_prior = prior_log_density_fn(energy, prior_level)
+def _problem_fns(energy, operator, A, noise_std, obs, level):
+    log_prior = prior_log_density_fn(energy, level)
     inv_var = 1.0 / jnp.square(noise_std)
     shape = tuple(energy.data_shape)
 
@@ -164,10 +184,10 @@ def _problem_fns(energy, operator, A, noise_std, obs, prior_level):
     return log_prior, loglik
 
 
-def _problem_step(energy, operator, A, noise_std, obs, state: SMCState, rng_key, config: SMCConfig, final_steps):
+def _problem_step(energy, operator, A, noise_std, obs, state: SMCState, rng_key, config: _StepSettings, final_steps):
     """One adaptive tempered SMC step of one problem (``final_steps`` None) or, at lam = 1, a last
     resample-and-move with ``final_steps`` HMC transitions."""
-    log_prior, loglik = _problem_fns(energy, operator, A, noise_std, obs, config.prior_level)
+    log_prior, loglik = _problem_fns(energy, operator, A, noise_std, obs, config.level)
     num_moves = config.num_mcmc_steps if final_steps is None else final_steps
     params = {
         "step_size": state.step_size[None],
@@ -194,22 +214,20 @@ def _problem_step(energy, operator, A, noise_std, obs, state: SMCState, rng_key,
 
 
 @functools.partial(jax.jit, static_argnames=("config", "final_steps"))
-def _smc_step(energy, operator, A, noise_std, obs, state: SMCState, rng_key, config: SMCConfig, final_steps=None):
+def _smc_step(energy, operator, A, noise_std, obs, state: SMCState, rng_key, config: _StepSettings, final_steps=None):
     """All P problems one step: module-level jit, so it compiles once per shapes and settings."""
     keys = jax.random.split(rng_key, obs.shape[0])
     one = functools.partial(_problem_step, energy, operator, A, noise_std, config=config, final_steps=final_steps)
     return jax.vmap(one)(obs, state, keys)
 
 
-def _initial_particles(energy, key, P, num_particles, initial_particles, num_inner_steps, prior_level, inner):
+def _initial_particles(energy, key, P, num_particles, initial_particles, num_inner_steps, level, inner):
     shape = tuple(energy.data_shape)
     D = math.prod(shape)
     if initial_particles is None:
         if inner is None:
             inner, num_inner_steps = default_inner(energy, num_inner_steps)
-        x0 = prior_particles(
-            key, energy, P * num_particles, num_inner_steps=num_inner_steps, level=prior_level, inner=inner
-        )
+        x0 = prior_particles(key, energy, P * num_particles, num_inner_steps=num_inner_steps, level=level, inner=inner)
         return jnp.reshape(x0, (P, num_particles, D))
     x0 = jnp.asarray(initial_particles, jnp.float32)
     if x0.shape[-len(shape) :] != shape or x0.ndim not in (len(shape) + 1, len(shape) + 2):
@@ -229,19 +247,11 @@ def smc_posterior(
     noise_std: float,
     observations,
     *,
-    num_particles: int = 256,
+    level: int = 0,
+    config: SMCConfig | None = None,
     initial_particles=None,
-    target_ess: float = 0.5,
-    num_mcmc_steps: int = 5,
-    num_integration_steps: int = 5,
-    num_final_steps: int = 10,
-    initial_step_size: float = 0.3,
-    target_acceptance: float = 0.7,
-    num_inner_steps: int = 20,
-    inner: str | None = None,
-    max_iterations: int = 500,
-    prior_level: int = 0,
     progress: bool = False,
+    **options,
 ):
     """Posterior particles (P, N, *data_shape), prior particles (P, N, *data_shape) and info for
     every row of ``observations`` (P, M).
@@ -250,10 +260,19 @@ def smc_posterior(
     by default P x N progressive prior samples (:func:`prior_particles`; ``inner`` sampler and
     ``num_inner_steps``, None: :func:`~ebm_ppl.inverse.density.default_inner`).
 
-    ``prior_level``: the prior is the level-l density of u = x_0 + r_l e (:func:`prior_log_density_fn`;
-    0 = the data law). A learned energy can be a better density at a small l > 0 than at 0 (chosen on
-    validation bits/dim: the card's ``evaluation_level``); the posterior is then over the slightly
-    smoothed u."""
+    ``level``: the prior is the level-l density of u = x_0 + r_l e (:func:`prior_log_density_fn`;
+    0 = the data law; ``prior_level=`` is its deprecated spelling). A learned energy can be a better
+    density at a small l > 0 than at 0 (chosen on validation bits/dim: the card's
+    ``evaluation_level``); the posterior is then over the slightly smoothed u.
+
+    The options are the fields of :class:`SMCConfig`, given as ``config=`` or as keywords of their
+    own (a keyword overrides the config)."""
+    old = {"prior_level": options.pop("prior_level")} if "prior_level" in options else {}
+    level = renamed_keywords("inverse.smc_posterior", old, {"prior_level": "level"}).get("level", level)
+    config = resolve_options("inverse.smc_posterior", SMCConfig, config, options)
+    num_particles, target_ess, num_mcmc_steps = config.num_particles, config.target_ess, config.num_mcmc_steps
+    num_integration_steps, num_final_steps = config.num_integration_steps, config.num_final_steps
+    target_acceptance, max_iterations = config.target_acceptance, config.max_iterations
     obs = check_observations(operator, observations)
     P = obs.shape[0]
     shape = tuple(energy.data_shape)
@@ -271,12 +290,14 @@ def smc_posterior(
             raise ValueError(f"{name} must be at least 1, got {v}")
     if num_final_steps < 0:
         raise ValueError(f"num_final_steps must be non-negative, got {num_final_steps}")
-    prior_scale(energy, prior_level)
+    prior_scale(energy, level)
     k_prior, k_run = jax.random.split(rng_key)
-    x0 = _initial_particles(energy, k_prior, P, num_particles, initial_particles, num_inner_steps, prior_level, inner)
+    x0 = _initial_particles(
+        energy, k_prior, P, num_particles, initial_particles, config.num_inner_steps, level, config.inner
+    )
     N = x0.shape[1]
-    config = SMCConfig(
-        float(target_ess), int(num_mcmc_steps), int(num_integration_steps), float(target_acceptance), int(prior_level)
+    settings = _StepSettings(
+        float(target_ess), int(num_mcmc_steps), int(num_integration_steps), float(target_acceptance), int(level)
     )
     # small operators as a dense matrix: a matmul is far cheaper than e.g. a padded convolution on CPU
     A = None
@@ -286,14 +307,14 @@ def smc_posterior(
     noise = jnp.float32(noise_std)
     state = SMCState(
         jax.vmap(bj_tempered.init)(x0)._replace(tempering_param=jnp.zeros((P,), jnp.float32)),
-        jnp.full((P,), initial_step_size, jnp.float32),
+        jnp.full((P,), config.initial_step_size, jnp.float32),
         jnp.zeros((P,), jnp.float32),
     )
     bar = _bar(progress)
     accs = []
     it = 0
     while it < max_iterations:
-        state, acc = _smc_step(energy, operator, A, noise, obs, state, jax.random.fold_in(k_run, it), config)
+        state, acc = _smc_step(energy, operator, A, noise, obs, state, jax.random.fold_in(k_run, it), settings)
         it += 1
         lam_min = float(jnp.min(state.smc.tempering_param))
         accs.append(np.asarray(acc))
@@ -315,7 +336,7 @@ def smc_posterior(
         obs,
         state,
         jax.random.fold_in(k_run, 10**6),
-        config,
+        settings,
         final_steps=int(num_final_steps),
     )
     bar.close()
@@ -326,7 +347,8 @@ def smc_posterior(
         "smc_final_acceptance": None if num_final_steps == 0 else float(jnp.mean(final_acc)),
         "smc_step_size": state.step_size,
         "log_evidence": state.log_evidence,
-        "prior_level": int(prior_level),
+        "level": int(level),
+        "prior_level": int(level),  # the former key
     }
     return state.smc.particles.reshape((P, N) + shape), x0.reshape((P, N) + shape), info
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ebm_ppl._jax_utils import RENAMED_KEYWORDS, renamed_keywords
+from ebm_ppl._jax_utils import RENAMED_KEYWORDS, resolve_option_groups
 
 __all__ = ["AnnealingConfig", "PilotConfig", "resolve_configs"]
 
@@ -75,22 +75,10 @@ def resolve_configs(
     """(config, pilot) with the keyword ``options`` (field names of either, or their deprecated
     spellings, which warn) applied; an unknown keyword raises the TypeError Python would.
     ``default``: the config used when ``config`` is None (default ``AnnealingConfig()``)."""
-    if config is not None and not isinstance(config, AnnealingConfig):
-        raise TypeError(f"{where}: config must be an AnnealingConfig, got {type(config).__name__}")
-    if pilot is not None and not isinstance(pilot, PilotConfig):
-        raise TypeError(f"{where}: pilot must be a PilotConfig, got {type(pilot).__name__}")
-    options = dict(options)
-    old = {name: options.pop(name) for name in list(options) if name in RENAMED_KEYWORDS}
-    unknown = [name for name in options if name not in AnnealingConfig._fields + PilotConfig._fields]
-    if unknown:
-        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
-    for new, value in renamed_keywords(where, old).items():
-        options.setdefault(new, value)
     if config is None:
         config = AnnealingConfig() if default is None else default
-    config = config._replace(**{k: v for k, v in options.items() if k in AnnealingConfig._fields})
-    pilot = (PilotConfig() if pilot is None else pilot)._replace(
-        **{k: v for k, v in options.items() if k in PilotConfig._fields}
+    config, pilot = resolve_option_groups(
+        where, [(AnnealingConfig, config), (PilotConfig, pilot, "pilot")], options, RENAMED_KEYWORDS
     )
     if config.spacing not in SPACINGS:
         raise ValueError(f"{where}: spacing must be one of {SPACINGS}, got {config.spacing!r}")

@@ -32,15 +32,60 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._jax_utils import inner_unroll, rng_key_first, robbins_monro_increment, warn
+from ebm_ppl._jax_utils import (
+    inner_unroll,
+    resolve_option_groups,
+    resolve_options,
+    rng_key_first,
+    robbins_monro_increment,
+    warn,
+)
 from ebm_ppl.energy.base import level_scale
 from ebm_ppl.sampling import progressive
 from ebm_ppl.sampling.progressive import kernel as progressive_kernel
 
-__all__ = ["LongRunResult", "STARTS", "tune", "run", "run_growing", "plot_step_sizes"]
+__all__ = [
+    "LongRunConfig",
+    "LongRunTuning",
+    "LongRunResult",
+    "STARTS",
+    "tune",
+    "run",
+    "run_growing",
+    "plot_step_sizes",
+]
 
 ACCEPTANCE_RANGE = (0.6, 0.9)
 STARTS = ("normal", "langevin", "x_next")
+
+
+class LongRunConfig(NamedTuple):
+    """The chains' settings, shared by :func:`run` and :func:`tune`: the MCMC ``sampler`` ("hmc" or
+    "nuts") with ``num_integration_steps`` leapfrog steps (HMC), each level's first draw
+    (``start``, :data:`STARTS`; ``num_start_steps`` Langevin steps at ``start_step_scale`` times the
+    schedule's for ``"langevin"``); for :func:`run` also the per-level ``step_sizes`` (T,) (None:
+    tuned by :func:`tune`) and ``tune_kwargs`` (the fields of :class:`LongRunTuning`)."""
+
+    sampler: str = "hmc"
+    num_integration_steps: int = 2
+    start: str = "normal"
+    num_start_steps: int = 30
+    start_step_scale: float = 1.0
+    step_sizes: object = None
+    tune_kwargs: dict | None = None
+
+
+class LongRunTuning(NamedTuple):
+    """The pilot of :func:`tune`: ``num_chains`` chains, ``num_adapt`` adapting and ``num_check``
+    checking transitions per level at ``target_acceptance``, from ``initial_step_sizes`` (T,)
+    (None: the schedule's), at the levels ``tune_levels`` (None: all; see :func:`tune`)."""
+
+    num_chains: int = 64
+    num_adapt: int = 60
+    num_check: int = 10
+    target_acceptance: float = 0.75
+    initial_step_sizes: object = None
+    tune_levels: object = None
 
 
 class LongRunResult(NamedTuple):
@@ -107,10 +152,14 @@ def _logd(energy, y, x_next, t, *, log_likelihood_fn):
     return jax.vmap(lambda y, x: progressive.conditional_log_density_fn(energy, x, t, log_likelihood_fn)(y))(y, x_next)
 
 
-def _level_fns(energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale, log_likelihood_fn):
+def _chain_fns(energy, config: LongRunConfig, log_likelihood_fn):
     """Batched ``first(keys, x_next, t)``, ``move(keys, y, x_next, t, step)``, ``logd(y, x_next, t)``
-    (module-level jitted functions: compiled once per energy structure and options)."""
-    scale = jnp.float32(start_step_scale)
+    for the chains of ``config`` (checked here; module-level jitted functions: compiled once per
+    energy structure and options)."""
+    sampler, start, num_start_steps = config.sampler, config.start, config.num_start_steps
+    num_integration_steps = config.num_integration_steps
+    _check(energy, sampler, start, num_start_steps)
+    scale = jnp.float32(config.start_step_scale)
 
     def first(keys, x_next, t):
         return _first(
@@ -152,18 +201,10 @@ def tune(
     rng_key: jax.Array,
     energy,
     *,
-    num_chains: int = 64,
-    num_adapt: int = 60,
-    num_check: int = 10,
-    num_integration_steps: int = 2,
-    target_acceptance: float = 0.75,
+    config: LongRunConfig | None = None,
+    tuning: LongRunTuning | None = None,
     log_likelihood_fn: Callable | None = None,
-    start: str = "normal",
-    num_start_steps: int = 30,
-    start_step_scale: float = 1.0,
-    sampler: str = "hmc",
-    initial_step_sizes=None,
-    tune_levels=None,
+    **options,
 ):
     """Per-level step sizes (T,) and the pilot acceptance (T,), tuned as in section 4.2.
 
@@ -179,15 +220,20 @@ def tune(
     default the schedule's sqrt(delta_t^2) ~ c_t sigma_{t+1}, which carries the fast change of
     the recovery width near t = 0; the tuned steps are otherwise smooth, log-linear in t in the
     paper's Fig. 7); the pilot takes only the first draw at an untuned level, whose pilot
-    acceptance is NaN."""
-    _check(energy, sampler, start, num_start_steps)
-    first, move, _ = _level_fns(
-        energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale, log_likelihood_fn
+    acceptance is NaN.
+
+    The options are the fields of :class:`LongRunConfig` (the chains) and :class:`LongRunTuning`
+    (the pilot), given as ``config=`` / ``tuning=`` or as keywords (a keyword overrides them)."""
+    config, tuning = resolve_option_groups(
+        "long_run.tune", [(LongRunConfig, config), (LongRunTuning, tuning, "tuning")], options
     )
+    num_chains, num_adapt, num_check = tuning.num_chains, tuning.num_adapt, tuning.num_check
+    target_acceptance, initial_step_sizes = tuning.target_acceptance, tuning.initial_step_sizes
+    first, move, _ = _chain_fns(energy, config, log_likelihood_fn)
     init = progressive.default_step_sizes(energy, "hmc") if initial_step_sizes is None else initial_step_sizes
     init = np.asarray(init, np.float64)
     T = energy.num_levels
-    tuned = _tune_levels(tune_levels, T)
+    tuned = _tune_levels(tuning.tune_levels, T)
     k_init, k_run = jax.random.split(rng_key)
     x = jax.random.normal(k_init, (num_chains,) + tuple(energy.data_shape))
     steps, accs = np.full(T, np.nan), np.full(T, np.nan)
@@ -237,47 +283,35 @@ def run(
     num_samples: int,
     *,
     steps_per_level: int = 100,
-    step_sizes=None,
-    sampler: str = "hmc",
-    num_integration_steps: int = 2,
+    config: LongRunConfig | None = None,
     log_likelihood_fn: Callable | None = None,
-    tune_kwargs: dict | None = None,
-    start: str = "normal",
-    num_start_steps: int = 30,
-    start_step_scale: float = 1.0,
     mesh=None,
     progress: bool = False,
+    **options,
 ) -> LongRunResult:
     """One long run: per level the first draw (``start``) + ``steps_per_level - 1`` HMC (or NUTS)
     steps at the per-level ``step_sizes`` (tuned by :func:`tune` with the same ``start`` when None).
 
-    ``mesh``: split the ``num_samples`` chains over a device mesh (:mod:`ebm_ppl.sharding`)."""
+    ``mesh``: split the ``num_samples`` chains over a device mesh (:mod:`ebm_ppl.sharding`). The
+    options are the fields of :class:`LongRunConfig`, given as ``config=`` or as keywords."""
     from ebm_ppl import sharding
 
+    config = resolve_options("long_run.run", LongRunConfig, config, options)
     if steps_per_level < 1:
         raise ValueError(f"steps_per_level must be >= 1, got {steps_per_level}")
-    _check(energy, sampler, start, num_start_steps)
+    first, move, logd = _chain_fns(energy, config, log_likelihood_fn)
     T = energy.num_levels
     k_tune, k_init, k_run = jax.random.split(rng_key, 3)
-    start_kw: dict[str, Any] = dict(start=start, num_start_steps=num_start_steps, start_step_scale=start_step_scale)
+    step_sizes = config.step_sizes
     if step_sizes is None and steps_per_level > 1:
         step_sizes, _ = tune(
-            k_tune,
-            energy,
-            num_integration_steps=num_integration_steps,
-            sampler=sampler,
-            log_likelihood_fn=log_likelihood_fn,
-            **start_kw,
-            **(tune_kwargs or {}),
+            k_tune, energy, config=config, log_likelihood_fn=log_likelihood_fn, **(config.tune_kwargs or {})
         )
     steps = jnp.zeros(T, jnp.float32) if step_sizes is None else jnp.asarray(step_sizes, jnp.float32)
     if steps.shape != (T,):
         raise ValueError(f"step_sizes must have shape ({T},), got {steps.shape}")
     if mesh is not None:
         sharding.check_divisible(num_samples, mesh, "number of samples (chains)")
-    first, move, logd = _level_fns(
-        energy, sampler, num_integration_steps, start, num_start_steps, start_step_scale, log_likelihood_fn
-    )
     x = sharding.maybe_shard_batch(jax.random.normal(k_init, (num_samples,) + tuple(energy.data_shape)), mesh)
     accs = np.ones(T)
     logds: list[Any] = [None] * T
@@ -309,25 +343,34 @@ def run_growing(
     energy,
     num_samples: int,
     steps_per_level: Sequence[int] = (1, 10, 100),
-    **kwargs,
+    *,
+    config: LongRunConfig | None = None,
+    log_likelihood_fn: Callable | None = None,
+    mesh=None,
+    progress: bool = False,
+    **options,
 ) -> list[LongRunResult]:
     """Long runs with the same tuned steps and the same rng_key at growing S (the paper's Fig. 8:
-    1k, 10k, 100k total steps at T = 1000)."""
+    1k, 10k, 100k total steps at T = 1000). Options as :func:`run`."""
+    config = resolve_options("long_run.run_growing", LongRunConfig, config, options)
     k_tune, k_run = jax.random.split(rng_key)
-    step_sizes = kwargs.pop("step_sizes", None)
-    if step_sizes is None:
-        names = (
-            "num_integration_steps",
-            "log_likelihood_fn",
-            "start",
-            "num_start_steps",
-            "start_step_scale",
-            "sampler",
+    if config.step_sizes is None:
+        steps, _ = tune(
+            k_tune, energy, config=config, log_likelihood_fn=log_likelihood_fn, **(config.tune_kwargs or {})
         )
-        tk = {k: kwargs[k] for k in names if k in kwargs}
-        step_sizes, _ = tune(k_tune, energy, **tk, **(kwargs.pop("tune_kwargs", None) or {}))
+        config = config._replace(step_sizes=steps)
     return [
-        run(k_run, energy, num_samples, steps_per_level=s, step_sizes=step_sizes, **kwargs) for s in steps_per_level
+        run(
+            k_run,
+            energy,
+            num_samples,
+            steps_per_level=s,
+            config=config,
+            log_likelihood_fn=log_likelihood_fn,
+            mesh=mesh,
+            progress=progress,
+        )
+        for s in steps_per_level
     ]
 
 

@@ -103,8 +103,7 @@ def test_cost_estimate_counts():
         num_draws=30,
         max_num_doublings=4,
         num_inner_steps=10,
-        num_mcmc_steps=2,
-        num_integration_steps=5,
+        smc_kwargs={"num_mcmc_steps": 2, "num_integration_steps": 5},
         per_gradient=(1e-6, 2e-6, 0.0),
     )
     from ebm_ppl.inverse import budget
@@ -116,6 +115,26 @@ def test_cost_estimate_counts():
         (est.gradients["prior"] + est.gradients["smc"]) * 1e-6 + est.gradients["nuts"] * 2e-6
     )
     assert est.seconds <= est.seconds_max
+
+
+def test_cost_estimate_counts_the_run_sample_posterior_makes_by_default():
+    """No options: the counts of sample_posterior's defaults (DEFAULTS, method smc+nuts, no final
+    SMC moves before NUTS); the SMC options as keywords of their own are the deprecated spelling."""
+    from ebm_ppl.inverse import budget
+    from ebm_ppl.inverse.posterior import DEFAULTS
+
+    orc = target("gmm:16:3")  # drl:6
+    est = estimate_cost(orc, 10, per_gradient=(1e-6, 2e-6, 0.0))
+    N, C, K = DEFAULTS["num_particles"], DEFAULTS["num_chains"], DEFAULTS["num_inner_steps"]
+    assert est.gradients["prior"] == 10 * N * 6 * K + budget.PILOT_CHAINS * budget.PILOT_STEPS * 6
+    per_move = DEFAULTS["num_mcmc_steps"] * (DEFAULTS["num_integration_steps"] + 1) + 1
+    assert est.gradients["smc"] == budget.SMC_STEPS_GUESS * 10 * N * per_move
+    tree = 2 ** DEFAULTS["max_num_doublings"] - 1
+    assert est.gradients["nuts"] == 10 * C * (DEFAULTS["num_warmup"] + DEFAULTS["num_draws"]) * tree
+    with pytest.warns(DeprecationWarning, match="smc_kwargs"):
+        old = estimate_cost(orc, 10, num_mcmc_steps=3, per_gradient=(1e-6, 2e-6, 0.0))
+    new = estimate_cost(orc, 10, smc_kwargs={"num_mcmc_steps": 3}, per_gradient=(1e-6, 2e-6, 0.0))
+    assert old.gradients == new.gradients and new.gradients["smc"] > est.gradients["smc"]
 
 
 @pytest.mark.parametrize(

@@ -71,3 +71,25 @@ def test_tempering_and_resampling_helpers():
     assert float(next_exponent(jnp.zeros(10), jnp.asarray(0.2), 0.5)) == 1.0  # flat likelihood: straight to 1
     idx = systematic_resample(jax.random.PRNGKey(0), jnp.log(jnp.asarray([0.5, 0.25, 0.25, 0.0])))
     assert sorted(np.asarray(idx).tolist()) == [0, 0, 1, 2]
+
+
+def test_smc_config_keywords_and_the_old_level_spelling_agree(two_modes):
+    """SMCConfig fields as config= or keywords give the same particles; prior_level= warns and
+    means level=; an unknown option is a TypeError."""
+    from ebm_ppl.inverse.smc import SMCConfig
+
+    orc, op, s, obs, *_ = two_modes
+    init = orc.sample_data(jax.random.PRNGKey(2), 3 * 16).reshape(3, 16, 4)
+    small = dict(initial_particles=init, num_mcmc_steps=1, num_final_steps=0)
+    x_kw, _, info = smc_posterior(jax.random.PRNGKey(4), orc, op, s, obs[:3], level=1, **small)
+    config = SMCConfig(num_mcmc_steps=1, num_final_steps=0)
+    x_cfg, _, _ = smc_posterior(
+        jax.random.PRNGKey(4), orc, op, s, obs[:3], level=1, config=config, initial_particles=init
+    )
+    np.testing.assert_array_equal(np.asarray(x_cfg), np.asarray(x_kw))
+    with pytest.warns(DeprecationWarning, match="prior_level= is deprecated; use level="):
+        x_old, _, _ = smc_posterior(jax.random.PRNGKey(4), orc, op, s, obs[:3], prior_level=1, **small)
+    np.testing.assert_array_equal(np.asarray(x_old), np.asarray(x_kw))
+    assert info["level"] == info["prior_level"] == 1
+    with pytest.raises(TypeError, match="num_moves"):
+        smc_posterior(jax.random.PRNGKey(4), orc, op, s, obs[:3], num_moves=2, initial_particles=init)

@@ -81,3 +81,32 @@ def test_long_run_compiles_once_per_energy_structure():
     r2 = long_run.run(jax.random.key(1), energy(1), 4, **kw)
     assert sizes() == before
     assert not np.allclose(np.asarray(r1.samples), np.asarray(r2.samples))
+
+
+def test_config_tuning_and_keywords_are_the_same_options():
+    """LongRunConfig / LongRunTuning fields as configs or keywords give the same steps and draws;
+    run's tune_kwargs reach tune; run_growing shares one tuning across its runs."""
+    e = target("gauss:3", schedule="drl:4:official")
+    tuning = long_run.LongRunTuning(num_chains=8, num_adapt=5, num_check=1)
+    config = long_run.LongRunConfig(start="langevin", num_start_steps=2)
+    s_kw, a_kw = long_run.tune(
+        jax.random.key(0), e, start="langevin", num_start_steps=2, num_chains=8, num_adapt=5, num_check=1
+    )
+    s_cfg, a_cfg = long_run.tune(jax.random.key(0), e, config=config, tuning=tuning)
+    np.testing.assert_array_equal(np.asarray(s_cfg), np.asarray(s_kw))
+    r_kw = long_run.run(
+        jax.random.key(2), e, 8, steps_per_level=3, tune_kwargs=tuning._asdict(), start="langevin", num_start_steps=2
+    )
+    r_cfg = long_run.run(
+        jax.random.key(2), e, 8, steps_per_level=3, config=config._replace(tune_kwargs=tuning._asdict())
+    )
+    np.testing.assert_array_equal(np.asarray(r_cfg.samples), np.asarray(r_kw.samples))
+    growing = long_run.run_growing(
+        jax.random.key(2), e, 8, (1, 3), config=config._replace(tune_kwargs=tuning._asdict())
+    )
+    assert [r.total_steps for r in growing] == [4, 12]
+    np.testing.assert_array_equal(np.asarray(growing[0].step_sizes), np.asarray(growing[1].step_sizes))
+    with pytest.raises(TypeError, match="num_leapfrog_steps"):
+        long_run.run(jax.random.key(0), e, 4, num_leapfrog_steps=3)
+    with pytest.raises(TypeError, match="tuning must be a LongRunTuning"):
+        long_run.tune(jax.random.key(0), e, tuning={"num_chains": 4})
