@@ -51,3 +51,48 @@ def test_library_text_points_only_at_files_in_the_repository():
                 if not os.path.exists(os.path.join(ROOT, ref)):
                     missing.append(f"{os.path.relpath(path, ROOT)}: {ref}")
     assert not missing, "references to files that are not in the repository:\n  " + "\n  ".join(missing)
+
+
+#: most keyword options a public function takes before they belong in a config NamedTuple
+MAX_OPTIONS = 10
+
+
+def _options_over_limit(functions) -> list[str]:
+    import inspect
+
+    over = []
+    for name, fn in functions:
+        params = inspect.signature(fn).parameters.values()
+        options = [p for p in params if p.default is not p.empty and p.kind is not p.VAR_KEYWORD]
+        if len(options) > MAX_OPTIONS:
+            over.append(f"{name} ({len(options)} options)")
+    return over
+
+
+def test_public_functions_put_many_options_in_a_config():
+    """No public function of the API page's modules takes more than MAX_OPTIONS keyword options
+    (docs/conventions.md: more go into a config NamedTuple, like logz.AnnealingConfig)."""
+    import importlib
+    import inspect
+    import warnings
+
+    sys.path.insert(0, os.path.join(ROOT, "docs", "dev"))
+    try:
+        from gen_api import MODULES
+    finally:
+        sys.path.pop(0)
+    functions = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for module_name in MODULES:
+            module = importlib.import_module(module_name)
+            for name in getattr(module, "__all__", []):
+                obj = getattr(module, name)
+                if inspect.isfunction(obj):
+                    functions.setdefault(f"{obj.__module__}.{obj.__qualname__}", obj)
+    assert len(functions) > 100
+    assert _options_over_limit(sorted(functions.items())) == []
+    # the check sees a function with too many options
+    assert _options_over_limit(
+        [("probe", lambda a, *, b1=1, b2=2, b3=3, b4=4, b5=5, b6=6, b7=7, b8=8, b9=9, b10=10, b11=11: a)]
+    ) == ["probe (11 options)"]
