@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "ebm_ppl._version",
             "ebm_ppl._jax_utils",
+            "ebm_ppl._json",
             "ebm_ppl.schedules",
             "ebm_ppl.sharding",
             "ebm_ppl.data",

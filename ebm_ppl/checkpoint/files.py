@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from flax import serialization
 
+from ebm_ppl._json import to_jsonable
+
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
@@ -60,21 +62,6 @@ def atomic_write_text(path: str, text: str) -> str:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _to_jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
-
-
-# -- saving ----------------------------------------------------------------------------------
 def save(
     path: str,
     *,
@@ -133,7 +120,9 @@ def save(
     }
     if extra:
         config.update({k: v for k, v in extra.items() if k not in config})
-    atomic_write_text(os.path.join(path, CONFIG_FILE), json.dumps(_to_jsonable(config), indent=2) + "\n")
+    atomic_write_text(
+        os.path.join(path, CONFIG_FILE), json.dumps(to_jsonable(config, nonfinite_to_null=False), indent=2) + "\n"
+    )
     return path
 
 

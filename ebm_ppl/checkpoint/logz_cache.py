@@ -8,12 +8,12 @@ import json
 import math
 import os
 
+from ebm_ppl._json import to_jsonable
 from ebm_ppl.checkpoint.files import (
     LOGZ_DIR,
     PARAMS_FILE,
     CheckpointError,
     _check_dir,
-    _to_jsonable,
     atomic_write_text,
     read_config,
 )
@@ -37,7 +37,7 @@ def save_logz(path, estimate: dict) -> str:
     if "level" not in estimate or "log_z" not in estimate:
         raise ValueError("a log Z estimate needs 'level' and 'log_z'")
     level = int(estimate["level"])
-    entry = _to_jsonable(dict(estimate))
+    entry = to_jsonable(dict(estimate), nonfinite_to_null=False)
     entry["level"] = level
     entry["params_sha256"] = params_digest(path)
     try:

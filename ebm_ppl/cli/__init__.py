@@ -23,6 +23,8 @@ import importlib
 import json
 import sys
 
+from ebm_ppl._json import to_jsonable
+
 __all__ = ["main", "UsageError", "SUBCOMMANDS"]
 
 #: subcommand name -> module under ebm_ppl.cli
@@ -71,20 +73,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, mods
 
 
-def _to_jsonable(obj):
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return _to_jsonable(np.asarray(obj).tolist())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def main(argv=None) -> int:
     parser, mods = build_parser()
     try:
@@ -101,7 +89,7 @@ def main(argv=None) -> int:
         print(f"ebm-ppl {args.command}: error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(_to_jsonable(result or {})))
+        print(json.dumps(to_jsonable(result or {})))
     return 0
 
 

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ebm_ppl._json import to_jsonable
 from ebm_ppl.logz.reliability import pareto_khat, reliability, unreliable_note
 
 __all__ = ["LogZEstimate"]
@@ -79,7 +80,7 @@ class LogZEstimate:
         d["curve"] = [[int(m), float(v)] for m, v in self.curve]
         d["reliable"] = self.reliable
         d["reliability"] = self.reliability_note
-        return _jsonable(d)
+        return to_jsonable(d)
 
     @classmethod
     def from_json(cls, d: dict) -> LogZEstimate:
@@ -120,18 +121,6 @@ class LogZEstimate:
             samples=None,
             khat=math.nan if khat is None else float(khat),
         )
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _weight_stats(log_w: np.ndarray) -> tuple[float, float, float]:

@@ -32,6 +32,7 @@ import numpy as np
 
 from ebm_ppl import checkpoint as ckpt
 from ebm_ppl._jax_utils import rng_key_first
+from ebm_ppl._json import to_jsonable
 from ebm_ppl.energy import NetworkEnergy, networks
 from ebm_ppl.schedules import from_name
 from ebm_ppl.train.callbacks import SampleGrid, TrainEvent, sampling_options
@@ -94,10 +95,6 @@ def _to_host(state):
     return sharding.to_host(state)
 
 
-def _jsonable(cfg):
-    return json.loads(json.dumps(cfg, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
-
-
 def train(
     x: np.ndarray,
     config: dict,
@@ -148,7 +145,7 @@ def train(
     info.setdefault("data_shape", data_shape)
     if tuple(info["data_shape"]) != data_shape:
         raise ValueError(f"data_info says data_shape {tuple(info['data_shape'])} but the data have {data_shape}")
-    config = _jsonable(config)
+    config = to_jsonable(config, nonfinite_to_null=False, fallback=str)
     start_time = time.perf_counter()
     if resume:
         saved = ckpt.read_config(out)
