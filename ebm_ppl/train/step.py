@@ -55,21 +55,24 @@ def learning_rate(opt: dict):
     """The learning rate of optimizer config ``opt``: a number, or ``count -> lr`` with a linear
     warm-up over ``warmup`` steps (lr * min((count + 1) / warmup, 1)) and, with ``decay_steps`` > 0,
     a cosine decay from lr to ``final_lr_fraction`` * lr (default 0) over the first ``decay_steps``
-    steps, flat after them."""
+    steps, flat after them. Built from optax's ``linear_schedule`` and ``cosine_decay_schedule``
+    (their product: the decay starts at step 0, under the warm-up, as it always did here; optax's
+    ``warmup_cosine_decay_schedule`` starts it after the warm-up)."""
     lr, warmup = float(opt["lr"]), int(opt.get("warmup", 0))
     decay_steps = int(opt.get("decay_steps") or 0)
     final = float(opt.get("final_lr_fraction", 0.0))
     if warmup <= 0 and decay_steps <= 0:
         return lr
-
-    def schedule(count):
-        value = lr * jnp.minimum((count + 1) / max(warmup, 1), 1.0) if warmup > 0 else jnp.asarray(lr)
-        if decay_steps > 0:
-            frac = jnp.minimum(count / decay_steps, 1.0)
-            value = value * (final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac)))
-        return value
-
-    return schedule
+    # lr (count + 1) / warmup up to count = warmup - 1, then lr
+    warm = (
+        optax.linear_schedule(lr / max(warmup, 1), lr, max(warmup - 1, 0))
+        if warmup > 0
+        else optax.constant_schedule(lr)
+    )
+    if decay_steps <= 0:
+        return warm
+    decay = optax.cosine_decay_schedule(1.0, decay_steps, alpha=final)
+    return lambda count: warm(count) * decay(count)
 
 
 def make_optimizer(opt: dict) -> optax.GradientTransformation:
@@ -180,7 +183,9 @@ def _prepare(spec: StepSpec, p: _Parts, seed_key, state, data):
 
 
 def _apply_update(spec: StepSpec, p: _Parts, state, batch_stats, loss, grads):
-    """Adam, EMA and the NaN guard: (new state, metrics)."""
+    """Adam, EMA and the NaN guard: (new state, metrics). The guard is not optax's
+    ``apply_if_finite``: a rejected step here also keeps the EMA, the step count and the power-
+    iteration vectors, and a finite but exploding loss (``|loss| >= max_abs_loss``) is rejected too."""
     updates, opt_state = p.tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     grad_norm = optax.tree.norm(grads)
