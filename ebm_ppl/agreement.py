@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._jax_utils import rng_key_first
+from ebm_ppl.metrics.mmd import _sq_dists, median_bandwidth
+from ebm_ppl.sampling.hmc import run_chains
 
 __all__ = ["HistogramTV", "histogram_tv_2d", "TwoSampleTest", "mmd_permutation_test", "MCMCAgreement", "mcmc_agreement"]
 
@@ -141,8 +143,6 @@ def mmd_permutation_test(
 ) -> TwoSampleTest:
     """Permutation test of "x and y come from one law" with the unbiased RBF MMD^2 statistic
     (bandwidth: median heuristic on the pooled sample when None). x (m, ...), y (n, ...)."""
-    from ebm_ppl.metrics.mmd import _sq_dists, median_bandwidth
-
     a = np.asarray(x, np.float64).reshape(len(x), -1)
     b = np.asarray(y, np.float64).reshape(len(y), -1)
     if a.shape[1] != b.shape[1]:
@@ -196,8 +196,6 @@ def mcmc_agreement(
     ``num_draws`` draws) on ``prior.unnormalized_log_prob`` from ``prior.sample`` draws, and
     compare their last states with ``num_chains`` fresh ``prior.sample`` draws."""
     import arviz as az
-
-    from ebm_ppl.sampling.hmc import run_chains
 
     k_start, k_fresh, k_run, k_test = jax.random.split(rng_key, 4)
     start = prior.sample(k_start, (num_chains,))

@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from ebm_ppl.plotting import atomic_savefig
+
 __all__ = ["to_datatree", "random_projections", "summarize", "plot_report", "write_report"]
 
 
@@ -112,8 +114,6 @@ def summarize(dt) -> dict:
 def plot_report(dt, out_dir: str, prefix: str = "") -> list[str]:
     """Trace and rank plots of the energy and the random projections; returns the PNG paths."""
     import arviz_plots as azp
-
-    from ebm_ppl.plotting import atomic_savefig
 
     os.makedirs(out_dir, exist_ok=True)
     names = [v for v in ("energy", "projection") if v in dt["posterior"]]

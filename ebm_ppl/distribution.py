@@ -148,7 +148,7 @@ class EBMPrior(Distribution):
     def _resolve_log_z(self, log_z, card):
         """(value, stderr, reliable, info) of the log Z to use, info being the estimate's record
         (None when exact or given as a number); an unreliable estimate warns once here."""
-        from ebm_ppl.logz import LogZEstimate, check_reliability
+        from ebm_ppl.logz import LogZEstimate, check_reliability  # lazy: keeps `import ebm_ppl` light
 
         t = self.noise_level
         where = f"EBMPrior({self.source or type(self.energy).__name__}, noise_level={t})"
@@ -288,6 +288,6 @@ def _progressive_to_level(energy, key, n, level, kwargs):
     ``kwargs``: options of :func:`ebm_ppl.sampling.progressive.sample` (``inner``,
     ``num_inner_steps``, ``step_scale``, ``step_sizes``, ``start``, ...); without them its defaults
     (MALA, tuned steps). Compiled once per shapes and settings, the tuned steps cached per energy."""
-    from ebm_ppl.sampling import progressive
+    from ebm_ppl.sampling import progressive  # lazy: keeps `import ebm_ppl` light
 
     return progressive.sample(key, energy, n, level=level, **kwargs)

@@ -9,6 +9,8 @@ import tempfile
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl.sampling.drifting.scores import energy_function
+
 __all__ = [
     "save_samples",
     "save_image_grid",
@@ -156,8 +158,6 @@ def plot_samples_over_energy(
 ) -> None:
     """PNG of generated and reference samples over contours of E (first two coordinates; for
     D > 2 the contours are of E with the other coordinates at the reference mean)."""
-    from ebm_ppl.sampling.drifting.scores import energy_function
-
     E_fn = energy_function(energy, level, space)
     xs = np.asarray(samples, np.float64).reshape(samples.shape[0], -1)
     pool = xs if reference is None else np.concatenate([xs, np.asarray(reference).reshape(len(reference), -1)])

@@ -14,6 +14,9 @@ import numpy as np
 from flax import serialization
 
 from ebm_ppl._json import to_jsonable
+from ebm_ppl._version import __version__
+from ebm_ppl.energy import NetworkEnergy
+from ebm_ppl.schedules import from_name
 
 __all__ = [
     "FORMAT_VERSION",
@@ -92,8 +95,6 @@ def save(
       train_state: a pytree to resume training from (written to ``train_state.msgpack``).
       extra: more JSON-serialisable fields (training settings, wall time, ...).
     """
-    from ebm_ppl._version import __version__
-
     if "data_shape" not in data or "name" not in data:
         raise ValueError("checkpoint data info needs at least 'name' and 'data_shape'")
     os.makedirs(path, exist_ok=True)
@@ -205,7 +206,7 @@ def _check_against(template, restored, fname: str):
 
 
 def _module_and_template(config: dict, path: str):
-    from ebm_ppl.energy import networks
+    from ebm_ppl.energy import networks  # lazy: the Flax modules stay out of `import ebm_ppl`
 
     cfile = os.path.join(path, CONFIG_FILE)
     try:
@@ -234,9 +235,6 @@ def load_variables(path) -> tuple[Any, dict, dict]:
 def load_energy(path):
     """The checkpoint's bound energy (EMA weights): a :class:`ebm_ppl.energy.NetworkEnergy`, without
     its card (:func:`ebm_ppl.checkpoint.load` attaches that)."""
-    from ebm_ppl.energy import NetworkEnergy
-    from ebm_ppl.schedules import from_name
-
     module, variables, config = load_variables(path)
     try:
         schedule = from_name(config["schedule"])

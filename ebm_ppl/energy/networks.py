@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.energy.conv_denoiser import ConvDenoiserEnergyNet
 from ebm_ppl.energy.folding import TRANSPOSED, _conv_given_transpose, fold_spectral_norm
+from ebm_ppl.schedules import from_name
 
 __all__ = [
     "MLPEnergyNet",
@@ -263,8 +264,6 @@ class DenoiserEnergyNet(nn.Module):
 
 def _variance_ratio(schedule_name: str):
     """energy_scales[t] / v_t of :class:`DenoiserEnergyNet` (NumPy, (T,))."""
-    from ebm_ppl.schedules import from_name
-
     s = from_name(schedule_name)
     T = s.num_levels
     c, abar = s.model_scales[:T], s.signal_scales[:T]

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ebm_ppl import schedules
 from ebm_ppl.energy.oracles import GaussianOracle, MixtureOracle
 from ebm_ppl.energy.plain import Banana, DoubleWell, Funnel, ManyWell, gmm40
 from ebm_ppl.schedules import Schedule
@@ -55,8 +56,6 @@ def target_names() -> list[str]:
 
 def target(name: str, schedule: Schedule | None = None):
     """The named analytic target bound to ``schedule`` (default ``drl(6)``)."""
-    from ebm_ppl import schedules
-
     if schedule is None:
         schedule = schedules.from_name(DEFAULT_TARGET_SCHEDULE)
     elif isinstance(schedule, str):

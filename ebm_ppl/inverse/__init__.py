@@ -17,6 +17,7 @@ See docs/inverse.md.
 
 from __future__ import annotations
 
+from ebm_ppl.distribution import EBMPrior
 from ebm_ppl.inverse.budget import CostEstimate, estimate_cost
 from ebm_ppl.inverse.metrics import calibration_curve, coverage, psnr, sample_coverage, ssim
 from ebm_ppl.inverse.operators import (
@@ -74,8 +75,6 @@ def as_prior(prior):
     """An :class:`ebm_ppl.distribution.EBMPrior` from an EBMPrior, a bound energy or a checkpoint
     path. Without a known log Z it uses log Z = 0: the posterior does not depend on it (only the
     model evidence does)."""
-    from ebm_ppl.distribution import EBMPrior
-
     if isinstance(prior, EBMPrior):
         return prior if prior.has_log_z else EBMPrior(prior.energy, prior.noise_level, log_z=0.0)
     dist = EBMPrior(prior)

@@ -13,8 +13,10 @@ import numpy as np
 
 from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.inverse import metrics as M
+from ebm_ppl.inverse.operators import image_shape
 from ebm_ppl.inverse.posterior import sample_posterior
 from ebm_ppl.inverse.reference import exact_posterior, gaussian_posterior
+from ebm_ppl.plotting import atomic_savefig
 
 __all__ = ["observe", "run", "save_panel"]
 
@@ -163,9 +165,6 @@ def save_panel(operator, arrays, path: str, title: str = "", max_rows: int = 6, 
     """Rows: problems; columns: truth, observation, [baseline mean], posterior mean, std, samples."""
     import matplotlib
     from matplotlib.figure import Figure
-
-    from ebm_ppl.inverse.operators import image_shape
-    from ebm_ppl.plotting import atomic_savefig
 
     truths = arrays["truths"]
     shape = truths.shape[1:]

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.energy.protocol import receptive_field
+from ebm_ppl.inverse.operators import Denoise, Inpaint
 from ebm_ppl.inverse.smc import prior_scale
 
 __all__ = [
@@ -193,8 +194,6 @@ def sample_image_posterior(
     Returns:
       :class:`ImagePosterior`.
     """
-    from ebm_ppl.inverse.operators import Denoise
-
     shape = tuple(int(s) for s in operator.data_shape)
     if len(shape) == 2:
         shape = shape + (1,)
@@ -288,8 +287,6 @@ def fill_estimate(operator, obs, width: float = 2.0) -> np.ndarray:
     observed pixels with a Gaussian of std ``width`` px (missing pixels get a local mean of the observed
     ones, repeated with a wider Gaussian where none is near); otherwise ``operator.adjoint(obs)``."""
     from scipy.ndimage import gaussian_filter
-
-    from ebm_ppl.inverse.operators import Inpaint
 
     img = np.asarray(operator.adjoint(jnp.asarray(obs)), np.float64)
     if not isinstance(operator, Inpaint):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ebm_ppl.inverse.operators import image_shape
+from ebm_ppl.plotting import atomic_savefig
 
 __all__ = [
     "psnr",
@@ -93,8 +94,6 @@ def calibration_curve(interval_fn, truth, levels=CALIBRATION_LEVELS):
 def save_calibration_plot(curves: dict, path: str, title: str | None = None) -> str:
     """Plot {name: (levels, coverages)} against the diagonal and save a PNG."""
     from matplotlib.figure import Figure
-
-    from ebm_ppl.plotting import atomic_savefig
 
     fig = Figure(figsize=(4.2, 4.0))
     ax = fig.subplots()

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._jax_utils import resolve_options, rng_key_first, warn
+from ebm_ppl.inverse import smc as smc_mod
 from ebm_ppl.inverse.density import (
     check_observations,
     pooled_covariance,
@@ -200,7 +201,6 @@ def sample_posterior(
     config = resolve_options(
         "inverse.sample_posterior", PosteriorConfig, config, options, renames={"num_samples": "num_draws"}
     )
-    from ebm_ppl.inverse import smc as smc_mod
 
     energy, level = resolve_prior(energy, level)
     smc_kwargs = dict(config.smc_kwargs or {})

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
+from ebm_ppl.energy import gaussian_mixture_posterior
+
 __all__ = [
     "GaussianPosterior",
     "MixturePosterior",
@@ -122,8 +124,6 @@ def gaussian_posterior(mean, cov, operator, noise_std: float, observations) -> G
 
 def exact_posterior(oracle, operator, noise_std: float, observations) -> MixturePosterior:
     """Exact posterior of data-space x under a mixture oracle's data law for every observation."""
-    from ebm_ppl.energy import gaussian_mixture_posterior
-
     A = operator.matrix()
     covs = jnp.einsum("kij,kj,klj->kil", oracle.eigvecs, oracle.eigvals, oracle.eigvecs)
     R = noise_std**2 * jnp.eye(A.shape[0])

@@ -51,6 +51,7 @@ import numpy as np
 
 from ebm_ppl._jax_utils import renamed_keywords, resolve_options, rng_key_first, robbins_monro_increment
 from ebm_ppl.inverse.density import check_observations, default_inner, prior_log_density_fn, prior_scale
+from ebm_ppl.sampling import progressive
 
 #: operators with M * D up to this many entries are applied as a dense matrix inside SMC
 DENSE_LIMIT = 1 << 22
@@ -125,8 +126,6 @@ def prior_particles(rng_key, energy, num: int, *, num_inner_steps: int = 20, inn
     :func:`prior_log_density_fn`) by the progressive sampler (MH-corrected inner chains with
     tuned steps) stopped at that level; exact draws for a mixture oracle would be
     ``oracle.sample_data``."""
-    from ebm_ppl.sampling import progressive
-
     prior_scale(energy, level)  # validates the level
     if level == 0:
         return progressive.sample(rng_key, energy, num, inner=inner, num_inner_steps=num_inner_steps)

@@ -23,16 +23,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl import sharding
 from ebm_ppl._jax_utils import rng_key_first, scan_or_loop
 from ebm_ppl.inverse.density import check_observations
+from ebm_ppl.inverse.operators import Denoise, Inpaint
+from ebm_ppl.sampling import progressive
 
 __all__ = ["annealed_log_likelihood_fn", "progressive_posterior"]
 
 
 def _gram_eigen(operator):
     """(eigenvalues, eigenvectors) of A A^T, or None where A A^T = I (masks, identity) or M is large."""
-    from ebm_ppl.inverse.operators import Denoise, Inpaint
-
     if isinstance(operator, (Inpaint, Denoise)) or operator.num_observations > 4096:
         return None
     with jax.ensure_compile_time_eval():
@@ -92,9 +93,6 @@ def progressive_posterior(
     schedule's steps is the paper's sampler; ``"mala"`` (default) is MH-corrected with per-level
     steps tuned on a pilot run for the first problem and shared by all problems).
     """
-    from ebm_ppl import sharding
-    from ebm_ppl.sampling import progressive
-
     obs = check_observations(operator, observations)
     P = obs.shape[0]
     k_tune, k_run = jax.random.split(rng_key)

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl import checkpoint
+
 __all__ = ["BitsPerDim", "bits_per_dim", "data_facts"]
 
 
@@ -60,13 +62,11 @@ def data_facts(prior=None, data_name: str | None = None) -> dict | None:
     """The data facts (``levels``, ``bin_width``, ``low``/``high``) of a prior's checkpoint or a data
     set name; None when neither says."""
     if data_name is not None:
-        from ebm_ppl import data as data_mod
+        from ebm_ppl import data as data_mod  # lazy: the data sets stay out of `import ebm_ppl`
 
         return data_mod.info(data_name)
     source = getattr(prior, "source", None)
     if source is not None:
-        from ebm_ppl import checkpoint
-
         return dict(checkpoint.read_config(source).get("data") or {}) or None
     return None
 
@@ -75,7 +75,7 @@ def _log_z_reliable(prior) -> bool | None:
     """Judge the prior's log Z (one :class:`~ebm_ppl.logz.UnreliableLogZWarning` line if unreliable):
     the estimate or stored entry an :class:`ebm_ppl.EBMPrior` holds as ``log_z_info``; None when
     there is nothing to judge (exact or hand-given log Z, another NumPyro distribution)."""
-    from ebm_ppl.logz import check_reliability
+    from ebm_ppl.logz import check_reliability  # lazy: logz stays out of `import ebm_ppl`
 
     info = getattr(prior, "log_z_info", None)  # any NumPyro distribution is accepted here
     if info is None:

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from ebm_ppl._jax_utils import rng_key_first
+from ebm_ppl.likelihood.common import gaussian_reference
 from ebm_ppl.likelihood.elbo import elbo
 from ebm_ppl.likelihood.ode import ode_log_prob
 
@@ -20,8 +21,7 @@ METHODS = ("elbo", "ode")
 def training_reference(name: str):
     """Gaussian reference of the interpolated score for data set ``name``: the moments of its
     training split after the uniform dequantisation used here (covariance + bin_width^2 / 12)."""
-    from ebm_ppl import data
-    from ebm_ppl.likelihood.common import gaussian_reference
+    from ebm_ppl import data  # lazy: the data sets stay out of `import ebm_ppl`
 
     bin_width = data.info(name).get("bin_width")
     return gaussian_reference(data.load(name, "train"), noise_var=bin_width**2 / 12 if bin_width else 0.0)

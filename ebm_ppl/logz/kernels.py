@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl import sharding
 from ebm_ppl._jax_utils import robbins_monro_increment
 from ebm_ppl.annealing_frames import to_model
 from ebm_ppl.energy.protocol import NetworkBacked
@@ -304,8 +305,6 @@ def _run_path(
 
     ``progress(done, total)``: called as bridges x batches are done (None: silent).
     With a device ``mesh`` each batch whose size divides evenly is split over its devices."""
-    from ebm_ppl import sharding
-
     n = y0.shape[0]
     batch_size = n if batch_size is None else min(int(batch_size), n)
     args = (

@@ -12,6 +12,7 @@ from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.logz.estimate import LogZEstimate, _weight_stats
 from ebm_ppl.logz.path import _check_level, _dim, _log_z_top, _model_scales, as_energy
 from ebm_ppl.logz.reliability import pareto_khat
+from ebm_ppl.sampling import progressive
 
 __all__ = ["ladder"]
 
@@ -39,8 +40,6 @@ def ladder(
     replaces them (e.g. an oracle's exact samples). Each term is the log of an unbiased ratio
     estimate, so the sum is a stochastic lower bound (only if the samples are exact).
     """
-    from ebm_ppl.sampling import progressive
-
     energy = as_energy(energy)
     level = _check_level(energy, level)
     T = energy.num_levels

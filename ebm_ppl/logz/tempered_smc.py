@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl import sharding
 from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl.logz.estimate import LogZEstimate
 from ebm_ppl.logz.path import _check_level, _log_z_top, _model_scales, as_energy
@@ -68,7 +69,6 @@ def smc(
         target_ess,
         num_mcmc_steps=num_mcmc_steps,
     )
-    from ebm_ppl import sharding
 
     # particles split over the mesh (None: one device); resampling gathers across devices (compiler)
     y_init = sharding.maybe_shard_batch(

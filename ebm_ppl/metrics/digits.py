@@ -12,6 +12,8 @@ from typing import NamedTuple
 import flax.linen as nn
 import numpy as np
 
+from ebm_ppl import data
+
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 CLASSIFIER_WEIGHTS = os.path.join(ASSETS, "digits_classifier.msgpack")
 CLASSIFIER_CARD = os.path.join(ASSETS, "digits_classifier.json")
@@ -127,8 +129,6 @@ def train_digits_classifier(
     import optax
     from flax import serialization
 
-    from ebm_ppl import data
-
     lv = data.info("digits")["levels"]
     w = 2.0 / lv
     xtr = jnp.asarray(data.load("digits", "train").reshape(-1, 64))
@@ -224,8 +224,6 @@ def predict_digits(x, *, classifier: DigitsClassifier | None = None, return_prob
 
 def digits_accuracy(split: str = "test", *, classifier: DigitsClassifier | None = None) -> float:
     """Accuracy of the classifier on a digits split (bin centres, no noise)."""
-    from ebm_ppl import data
-
     pred = predict_digits(data.load("digits", split), classifier=classifier)
     return float(np.mean(pred == data.labels("digits", split)))
 

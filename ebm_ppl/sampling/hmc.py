@@ -19,8 +19,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl import sharding
 from ebm_ppl._jax_utils import renamed_keywords, rng_key_first
 from ebm_ppl.energy.base import level_scale, logdensity_fn
+from ebm_ppl.sampling import progressive
 
 __all__ = ["Chains", "level_log_density_fn", "run_chains", "sample_level", "sample_numpyro_model"]
 
@@ -125,8 +127,6 @@ def run_chains(
         _, (positions, stats) = jax.lax.scan(draw, state, jax.random.split(k_run, num_draws))
         return positions, stats, eps, imm
 
-    from ebm_ppl import sharding
-
     keys = jax.random.split(rng_key, num_chains)
     if mesh is not None:
         keys, initial_positions = sharding.maybe_shard_batch((keys, initial_positions), mesh, "number of chains")
@@ -149,8 +149,6 @@ def sample_level(
     """:func:`run_chains` on level t of ``energy``. Chains start from progressive-normal draws
     of that level (``init="level"``: one normal-approximation descent T -> t, cheap and close to
     the target) or N(0, I) (``init="normal"``)."""
-    from ebm_ppl.sampling import progressive
-
     k_init, k_run = jax.random.split(rng_key)
     shape = (num_chains,) + tuple(energy.data_shape)
     if init == "normal":

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl import sharding
 from ebm_ppl._jax_utils import (
     inner_unroll,
     resolve_option_groups,
@@ -294,8 +295,6 @@ def run(
 
     ``mesh``: split the ``num_samples`` chains over a device mesh (:mod:`ebm_ppl.sharding`). The
     options are the fields of :class:`LongRunConfig`, given as ``config=`` or as keywords."""
-    from ebm_ppl import sharding
-
     config = resolve_options("long_run.run", LongRunConfig, config, options)
     if steps_per_level < 1:
         raise ValueError(f"steps_per_level must be >= 1, got {steps_per_level}")

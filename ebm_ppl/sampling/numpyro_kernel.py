@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.mcmc import MCMCKernel
 
+from ebm_ppl.distribution import EBMPrior
 from ebm_ppl.sampling import progressive
 
 __all__ = ["ProgressiveKernel", "ProgressiveKernelState"]
@@ -36,8 +37,6 @@ class ProgressiveKernelState(NamedTuple):
 
 def _find_prior_site(model, model_args, model_kwargs, key):
     from numpyro import handlers
-
-    from ebm_ppl.distribution import EBMPrior
 
     tr = handlers.trace(handlers.seed(model, key)).get_trace(*model_args, **model_kwargs)
     priors = [

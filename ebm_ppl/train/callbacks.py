@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._jax_utils import rng_key_first
+from ebm_ppl.plotting import save_samples
+from ebm_ppl.sampling.progressive import sample
 from ebm_ppl.train.objectives import resolve_step_scale
 
 __all__ = ["TrainEvent", "Callback", "SampleGrid", "sampling_options", "save_samples_png"]
@@ -62,9 +64,6 @@ def sampling_options(schedule, sample_cfg: dict) -> dict:
 @rng_key_first(1)
 def save_samples_png(rng_key, energy, n: int, path: str, sample_cfg: dict, reference=None, title=None) -> np.ndarray:
     """Progressive samples of ``energy`` (data space) pictured at ``path``; returns the samples."""
-    from ebm_ppl.plotting import save_samples
-    from ebm_ppl.sampling.progressive import sample
-
     x = sample(rng_key, energy, n, **sampling_options(energy.schedule, sample_cfg))
     x = np.asarray(x)
     if x.ndim >= 3:

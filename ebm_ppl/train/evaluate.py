@@ -12,6 +12,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from ebm_ppl import checkpoint, data, metrics
+from ebm_ppl.sampling import progressive
+from ebm_ppl.train.loop import sampling_options
+
 __all__ = ["model_sample_quality_2d", "sample_quality_2d", "flat_figures"]
 
 
@@ -32,10 +36,6 @@ def model_sample_quality_2d(
     ``energy`` is a path and ``sample_cfg`` is None, the checkpoint's. ``key``: int seed or JAX key
     of the sampler. ``scatter``: write a PNG of the samples over the held-out points there.
     """
-    from ebm_ppl import checkpoint, data, metrics
-    from ebm_ppl.sampling import progressive
-    from ebm_ppl.train.loop import sampling_options
-
     if isinstance(energy, str):
         if sample_cfg is None:
             sample_cfg = checkpoint.read_config(energy).get("sampling") or {}

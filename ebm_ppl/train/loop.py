@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl import checkpoint as ckpt
+from ebm_ppl import sharding
 from ebm_ppl._jax_utils import rng_key_first
 from ebm_ppl._json import to_jsonable
 from ebm_ppl.energy import NetworkEnergy, networks
@@ -90,8 +91,6 @@ def _check_compatible(saved: dict, config: dict, path: str):
 
 
 def _to_host(state):
-    from ebm_ppl import sharding
-
     return sharding.to_host(state)
 
 

@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ebm_ppl import sharding
+from ebm_ppl._jax_utils import inner_unroll
 from ebm_ppl.energy import networks
 from ebm_ppl.schedules import from_name
 from ebm_ppl.train import objectives as obj
@@ -164,8 +166,6 @@ def _all_finite(tree) -> jax.Array:
 
 def _prepare(spec: StepSpec, p: _Parts, seed_key, state, data):
     """Batch, dequantisation, the power-iteration step: (x0, k_obj, batch_stats)."""
-    from ebm_ppl import sharding
-
     key = jax.random.fold_in(seed_key, state["step"])
     k_idx, k_deq, k_obj, k_sn = jax.random.split(key, 4)
     idx = jax.random.randint(k_idx, (spec.batch_size,), 0, data.shape[0])
@@ -231,8 +231,6 @@ def _langevin_fn(spec: StepSpec, length: int, folded, y, keys, start, x_next, t)
     """Part 2: ``length`` Langevin steps from ``y`` with the folded network, on keys
     ``keys[start:start + length]`` (``start`` traced: one compiled program serves every chunk);
     unrolled up to ``inner_unroll``'s bound, as ``objectives.langevin_conditional``."""
-    from ebm_ppl._jax_utils import inner_unroll
-
     p = _parts(spec)
     _, step_scale, _ = _langevin_options(p)
     step = obj.langevin_step_fn(p.plain_log_density, folded, x_next, t, schedule=p.schedule, step_scale=step_scale)
@@ -282,8 +280,6 @@ def _replicated_out(fn):
     plain = jax.jit(fn, static_argnums=(0,))
 
     def out_shardings_for(spec):
-        from ebm_ppl import sharding
-
         return sharding.replicated_sharding(spec.mesh)
 
     cache = {}
@@ -345,7 +341,6 @@ class TrainStep:
     def lower(self, state, data):
         if self.spec.mesh is None:
             return _fused.plain.lower(self.spec, self.seed_key, state, data)
-        from ebm_ppl import sharding
 
         fn = jax.jit(_fused_fn, static_argnums=(0,), out_shardings=sharding.replicated_sharding(self.spec.mesh))
         return fn.lower(self.spec, self.seed_key, state, data)
@@ -373,8 +368,6 @@ def make_train_step(
     result equals the one-device step up to float reduction order. ``batch_size`` must be a
     multiple of the mesh size.
     """
-    from ebm_ppl import sharding
-
     if mesh is not None:
         sharding.check_divisible(int(config["batch_size"]), mesh, "batch_size")
     if networks.config_of(module) != networks.config_of(networks.build(config["network"])):
