@@ -148,7 +148,10 @@ def resolve_defaults(config: PosteriorConfig, mesh=None) -> PosteriorConfig:
     (``"smc+nuts"``, or ``"progressive"`` with a device ``mesh``), ``num_inner_steps`` (10; 20 for
     the progressive warm start) and the SMC options in ``smc_kwargs`` (``num_mcmc_steps``,
     ``num_integration_steps`` from :data:`DEFAULTS`; ``num_final_steps`` 0 when NUTS follows,
-    else 10). The cost estimate (:func:`~ebm_ppl.inverse.budget.estimate_cost`) counts this config."""
+    else 10). The cost estimate (:func:`~ebm_ppl.inverse.budget.estimate_cost`) counts this config.
+    An unknown ``method`` is a ValueError here, for both."""
+    if config.method is not None and config.method not in POSTERIOR_METHODS:
+        raise ValueError(f"unknown posterior method {config.method!r}; choose one of {POSTERIOR_METHODS}")
     method = config.method or ("progressive" if mesh is not None else "smc+nuts")
     num_inner_steps = config.num_inner_steps
     if num_inner_steps is None:
@@ -210,8 +213,6 @@ def sample_posterior(
         if level and legacy != level:
             raise ValueError(f"level {level} and smc_kwargs prior_level {legacy} disagree")
         level = legacy
-    if config.method is not None and config.method not in POSTERIOR_METHODS:
-        raise ValueError(f"unknown posterior method {config.method!r}; choose one of {POSTERIOR_METHODS}")
     config = resolve_defaults(config._replace(smc_kwargs=smc_kwargs), mesh)
     method, num_particles, num_chains = config.method, config.num_particles, config.num_chains
     num_warmup, num_draws, max_num_doublings = config.num_warmup, config.num_draws, config.max_num_doublings
