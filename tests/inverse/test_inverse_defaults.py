@@ -135,6 +135,8 @@ def test_cost_estimate_counts_the_run_sample_posterior_makes_by_default():
         old = estimate_cost(orc, 10, num_mcmc_steps=3, per_gradient=(1e-6, 2e-6, 0.0))
     new = estimate_cost(orc, 10, smc_kwargs={"num_mcmc_steps": 3}, per_gradient=(1e-6, 2e-6, 0.0))
     assert old.gradients == new.gradients and new.gradients["smc"] > est.gradients["smc"]
+    with pytest.raises(ValueError, match="unknown posterior method 'bogus'"):
+        estimate_cost(orc, 10, method="bogus", per_gradient=(1e-6, 2e-6, 0.0))
 
 
 @pytest.mark.parametrize(
